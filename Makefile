@@ -1,0 +1,46 @@
+# The two commands a user needs: `sudo make bench` and `sudo make test`.
+# Both run `setup` first; every step of it is idempotent.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Debian packages the harness drives: mnexec (mininet), ip/tc (iproute2), nft,
+# ethtool (offloads off for the delay line), iperf3 (bandwidth fidelity), ping.
+APT_PKGS := mininet iproute2 nftables ethtool iperf3 iputils-ping procps socat
+
+.PHONY: setup sys-deps venv test lint bench clean-runs doctor
+
+setup: sys-deps venv
+
+sys-deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check harness topologies tests
+
+test: setup lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m harness.bench
+
+doctor: setup
+	$(PY) -m harness.doctor
+
+# Remove leftovers of harness runs whose process is gone (never touches anything else).
+clean-runs: venv
+	$(PY) -m harness.clean

@@ -1,0 +1,109 @@
+"""From a composed Hydra config to a validated `Experiment`, or a one-line ConfigError.
+
+Nothing here touches the network: every check a config can fail runs first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config import MODES, ConfigError, FidelityConfig, NetworkConfig, RunConfig, fail
+from harness.config import from_dict as to_dataclass
+from harness.faults import FaultsConfig
+from harness.topology import Topology
+
+
+@dataclass
+class Experiment:
+    mode: str
+    seed: int
+    topology: Topology
+    topology_name: str
+    network: NetworkConfig
+    faults: FaultsConfig
+    faults_name: str
+    backend: dict[str, Any]  # `_target_` + kwargs, instantiated when the run starts
+    run: RunConfig
+    fidelity: FidelityConfig
+    config: dict[str, Any]  # the whole resolved config, for summary.json
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _call_target(group: str, node: dict[str, Any]) -> Any:
+    target = node.pop("_target_", None)
+    if not target:
+        fail(f"{group}._target_", None, "missing")
+    try:
+        fn = get_method(target)
+    except Exception:
+        fail(f"{group}._target_", target, "cannot be imported")
+    try:
+        return fn(**node)
+    except TypeError as e:
+        msg = str(e).split(")", 1)[-1].strip() or str(e)
+        raise ConfigError(f"{group}: {msg}") from None
+
+
+def build_topology(node: dict[str, Any]) -> Topology:
+    topo = _call_target("topology", dict(node))
+    if not isinstance(topo, Topology):
+        fail("topology._target_", node.get("_target_"), "did not return a Topology")
+    topo.validate("topology")
+    return topo
+
+
+def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> Experiment:
+    raw: dict[str, Any] = {}
+    for k in cfg:
+        if k == "hydra":  # Hydra's own settings are not the experiment's
+            continue
+        try:
+            v = cfg[k]
+            raw[str(k)] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        except Exception as e:  # interpolation errors name their key
+            raise ConfigError(f"{k}: {str(e).splitlines()[0]}") from None
+    choices = choices or {}
+    known = {"mode", "seed", "run", "fidelity", "topology", "network", "faults", "backend"}
+    for k in raw:
+        if k not in known:
+            fail(k, raw[k], f"unknown key (known: {', '.join(sorted(known))})")
+    mode = raw.get("mode", "run")
+    if mode not in MODES:
+        fail("mode", mode, f"one of {', '.join(MODES)}")
+    seed = raw.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("seed", seed, "must be a non-negative integer")
+    network = to_dataclass(NetworkConfig, raw.get("network"), "network")
+    topology = build_topology(raw.get("topology") or {})
+    for i, link in enumerate(topology.links):
+        jitter = link.props.over(network.defaults())
+        if (jitter.jitter_ms or 0) > (jitter.delay_ms or 0):
+            fail(f"topology.links[{i}].jitter_ms", jitter.jitter_ms, "must be <= delay_ms")
+    faults = to_dataclass(FaultsConfig, raw.get("faults"), "faults")
+    faults.check_against(topology)
+    backend = dict(raw.get("backend") or {})
+    if "_target_" not in backend:
+        fail("backend._target_", None, "missing")
+    return Experiment(
+        mode=mode,
+        seed=seed,
+        topology=topology,
+        topology_name=choices.get("topology", topology.name),
+        network=network,
+        faults=faults,
+        faults_name=choices.get("faults", "custom"),
+        backend=backend,
+        run=to_dataclass(RunConfig, raw.get("run"), "run"),
+        fidelity=to_dataclass(FidelityConfig, raw.get("fidelity"), "fidelity"),
+        config=raw,
+    )

@@ -1,0 +1,153 @@
+"""One run: bring the network up, (measure it,) replay the fault schedule, tear down, record.
+
+Teardown runs on every exit path: normal end, exception, Ctrl-C, SIGTERM and
+SIGHUP (turned into SystemExit so `finally` runs). A run killed with -9 is
+cleaned up afterwards by `python -m harness.clean`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from hydra.utils import get_class
+
+from harness.emulation import Emulation
+from harness.experiment import Experiment
+from harness.faults import FaultInjector
+from harness.fidelity import check_links
+from harness.ledger import Ledger, remove_run
+from harness.links import Shaper, make_shaper
+from harness.results import SCHEMA_VERSION, write_json, write_parquet
+
+log = logging.getLogger("harness")
+EVENT_COLUMNS = ["t_s", "kind", "target", "detail"]
+
+
+class EventLog:
+    """Timestamped events, seconds since run start (the start of the fault schedule)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.rows: list[dict] = []
+        self.lock = threading.Lock()
+
+    def record(self, kind: str, target: str, detail: dict | None = None) -> None:
+        import json
+
+        row = {"t_s": round(time.monotonic() - self.t0, 6), "kind": kind, "target": target,
+               "detail": json.dumps(detail or {}, sort_keys=True, default=str)}
+        with self.lock:
+            self.rows.append(row)
+        log.info("%8.3fs %-20s %s %s", row["t_s"], kind, target, row["detail"])
+
+
+@contextlib.contextmanager
+def exit_on_signals() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise SystemExit in the main thread so teardown runs."""
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _ignore_signals() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, signal.SIG_IGN)
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+
+def build_emulation(exp: Experiment, ledger: Ledger, shaper: Shaper) -> Emulation:
+    backend_cfg = dict(exp.backend)
+    backend = get_class(backend_cfg.pop("_target_"))(**backend_cfg)
+    return Emulation(exp.topology, exp.network, backend, shaper, ledger, exp.seed)
+
+
+def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
+    """Run `exp` writing into `out_dir`; returns the process exit code."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shaper = make_shaper(exp.network.shaper)  # ConfigError before anything changes
+    events = EventLog()
+    summary: dict = {
+        "schema_version": SCHEMA_VERSION, "verdict": "INVALID",
+        "verdict_reasons": ["run did not finish"], "warnings": [],
+        "mode": exp.mode, "topology": exp.topology_name, "faults": exp.faults_name,
+        "backend": exp.backend.get("_target_"), "seed": exp.seed,
+        "duration_s": exp.run.duration_s, "shaper": shaper.name,
+        "config_hash": exp.config_hash, "config": exp.config,
+    }
+    reasons: list[str] = []
+    ledger = Ledger.new()
+    summary["prefix"] = ledger.prefix
+    emu: Emulation | None = None
+    injector: FaultInjector | None = None
+    try:
+        with exit_on_signals():
+            emu = build_emulation(exp, ledger, shaper)
+            emu.start()
+            summary["network"] = {**emu.describe(), "timings": emu.timings}
+            log.info("network up in %.2fs (shaper=%s, prefix=%s)", emu.timings["up_s"],
+                     emu.shaper.name, ledger.prefix)
+            if exp.fidelity.enabled:
+                fid = check_links(emu, exp.fidelity)
+                write_json(out_dir / "fidelity.json", fid)
+                for n in fid["out_of_tolerance"]:
+                    summary["warnings"].append(f"link {n} outside fidelity tolerance")
+                    log.warning("link %s outside fidelity tolerance: %s", n, fid["links"][n])
+            events.t0 = time.monotonic()
+            events.record("run.start", "", {"up_s": emu.timings["up_s"]})
+            injector = FaultInjector(emu, exp.faults, events.record)
+            injector.start(events.t0)
+            if interactive:
+                emu.backend.cli()
+            else:
+                time.sleep(exp.run.duration_s)
+            injector.stop()
+            reasons += injector.errors + emu.trace_errors()
+            summary["link_stats"] = emu.shaper.stats()
+            events.record("run.end", "", {})
+            summary["verdict_reasons"] = []
+    except KeyboardInterrupt:
+        reasons.append("interrupted")
+        raise
+    except SystemExit as e:
+        reasons.append(f"terminated by signal ({e.code})")
+        raise
+    except Exception as e:
+        reasons.append(f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        old = _ignore_signals()
+        try:
+            if injector:
+                injector.stop()
+            t = time.monotonic()
+            if emu is not None:
+                emu.stop()
+            else:
+                remove_run(ledger.prefix)
+            summary["teardown_s"] = time.monotonic() - t
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            summary["verdict_reasons"] = reasons or summary["verdict_reasons"]
+            summary["verdict"] = "INVALID" if summary["verdict_reasons"] else "VALID"
+            write_parquet(out_dir / "events.parquet", events.rows, EVENT_COLUMNS)
+            write_json(out_dir / "summary.json", summary)
+            log.info("verdict %s %s -> %s", summary["verdict"], summary["verdict_reasons"],
+                     out_dir)
+    return 0

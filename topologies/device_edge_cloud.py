@@ -1,0 +1,53 @@
+"""Sensors -> end devices -> edge servers -> cloud: the collaborative-inference seed.
+
+Every device reaches every edge server (so a device can fail over between
+edges), edge servers are joined to each other (edge-edge collaboration) and to
+the cloud, and each device has its own uplink to the cloud (a WAN path that
+does not depend on any one edge server).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.topology import Link, Node, Topology
+from topologies.common import count, props
+
+
+def build(
+    n_sensors: int = 2,
+    n_devices: int = 1,
+    n_edges: int = 2,
+    device_cloud: bool = True,
+    device_cpu: float = 0.0,
+    edge_cpu: float = 0.0,
+    sensor_link: dict[str, Any] | None = None,
+    device_edge_link: dict[str, Any] | None = None,
+    edge_edge_link: dict[str, Any] | None = None,
+    edge_cloud_link: dict[str, Any] | None = None,
+    device_cloud_link: dict[str, Any] | None = None,
+) -> Topology:
+    count("n_sensors", n_sensors, 0)
+    count("n_devices", n_devices, 1)
+    count("n_edges", n_edges, 2)
+    sensors = [Node(f"s{i + 1}", "sensor") for i in range(n_sensors)]
+    devices = [Node(f"d{i + 1}", "device", cpu=device_cpu) for i in range(n_devices)]
+    edges = [Node(f"e{i + 1}", "edge", cpu=edge_cpu) for i in range(n_edges)]
+    cloud = Node("c1", "cloud")
+    links: list[Link] = []
+    for i, s in enumerate(sensors):
+        links.append(Link(s.name, devices[i % n_devices].name,
+                          props=props("sensor_link", sensor_link)))
+    for d in devices:
+        for e in edges:
+            links.append(Link(d.name, e.name, props=props("device_edge_link", device_edge_link)))
+    for i, e in enumerate(edges):
+        for f in edges[i + 1:]:
+            links.append(Link(e.name, f.name, props=props("edge_edge_link", edge_edge_link)))
+    for e in edges:
+        links.append(Link(e.name, cloud.name, props=props("edge_cloud_link", edge_cloud_link)))
+    if device_cloud:
+        for d in devices:
+            links.append(Link(d.name, cloud.name,
+                              props=props("device_cloud_link", device_cloud_link)))
+    return Topology("device_edge_cloud", sensors + devices + edges + [cloud], links)
