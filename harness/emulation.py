@@ -90,6 +90,7 @@ class Emulation:
         self.nodes: dict[str, EmuNode] = {}
         self.links: dict[str, LinkState] = {}
         self.partitions = 0
+        self.partitioned: set[str] = set()  # nodes holding partition tables
         self.timings: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -263,15 +264,18 @@ class Emulation:
             )
             for n in group:
                 self.nodes[n].run(["nft", "-f", "-"], input=rules)
+                self.partitioned.add(n)
         return table
 
     def heal(self) -> None:
         """Remove every partition."""
-        for node in self.nodes.values():
+        for name in sorted(self.partitioned):
+            node = self.nodes[name]
             for line in node.run(["nft", "list", "tables"]).splitlines():
                 parts = line.split()
                 if len(parts) == 3 and parts[2].startswith(f"{self.ledger.prefix}p"):
                     node.run(["nft", "delete", "table", parts[1], parts[2]])
+        self.partitioned.clear()
 
     # -- introspection ---------------------------------------------------------------------
 

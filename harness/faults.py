@@ -116,7 +116,7 @@ class FaultsConfig:
         return sorted(out, key=lambda a: a.at_s)
 
 
-Record = Callable[[str, str, dict], None]  # (kind, target, detail)
+Record = Callable[..., None]  # (kind, target, detail, at=monotonic start)
 
 
 class FaultInjector:

@@ -8,6 +8,7 @@ cleaned up afterwards by `python -m harness.clean`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import threading
@@ -37,10 +38,11 @@ class EventLog:
         self.rows: list[dict] = []
         self.lock = threading.Lock()
 
-    def record(self, kind: str, target: str, detail: dict | None = None) -> None:
-        import json
-
-        row = {"t_s": round(time.monotonic() - self.t0, 6), "kind": kind, "target": target,
+    def record(self, kind: str, target: str, detail: dict | None = None,
+               at: float | None = None) -> None:
+        """`at` (time.monotonic) is when the event began; default now."""
+        t = time.monotonic() if at is None else at
+        row = {"t_s": round(t - self.t0, 6), "kind": kind, "target": target,
                "detail": json.dumps(detail or {}, sort_keys=True, default=str)}
         with self.lock:
             self.rows.append(row)
@@ -71,10 +73,31 @@ def _ignore_signals() -> dict:
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
 
-def build_emulation(exp: Experiment, ledger: Ledger, shaper: Shaper) -> Emulation:
-    backend_cfg = dict(exp.backend)
-    backend = get_class(backend_cfg.pop("_target_"))(**backend_cfg)
-    return Emulation(exp.topology, exp.network, backend, shaper, ledger, exp.seed)
+@contextlib.contextmanager
+def emulated(exp: Experiment, shaper: Shaper | None = None) -> Iterator[Emulation]:
+    """The experiment's network, up; torn down (signals held off) however the block exits."""
+    shaper = shaper or make_shaper(exp.network.shaper)
+    ledger = Ledger.new()
+    emu: Emulation | None = None
+    try:
+        backend_cfg = dict(exp.backend)
+        backend = get_class(backend_cfg.pop("_target_"))(**backend_cfg)
+        emu = Emulation(exp.topology, exp.network, backend, shaper, ledger, exp.seed)
+        emu.start()
+        yield emu
+    finally:
+        old = _ignore_signals()
+        try:
+            t = time.monotonic()
+            if emu is not None:
+                emu.stop()
+            else:
+                remove_run(ledger.prefix)
+            if emu is not None:
+                emu.timings["teardown_s"] = time.monotonic() - t
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
 
 
 def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
@@ -83,25 +106,20 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
     shaper = make_shaper(exp.network.shaper)  # ConfigError before anything changes
     events = EventLog()
     summary: dict = {
-        "schema_version": SCHEMA_VERSION, "verdict": "INVALID",
-        "verdict_reasons": ["run did not finish"], "warnings": [],
-        "mode": exp.mode, "topology": exp.topology_name, "faults": exp.faults_name,
-        "backend": exp.backend.get("_target_"), "seed": exp.seed,
+        "schema_version": SCHEMA_VERSION, "verdict": "INVALID", "verdict_reasons": [],
+        "warnings": [], "mode": exp.mode, "topology": exp.topology_name,
+        "faults": exp.faults_name, "backend": exp.backend.get("_target_"), "seed": exp.seed,
         "duration_s": exp.run.duration_s, "shaper": shaper.name,
         "config_hash": exp.config_hash, "config": exp.config,
     }
     reasons: list[str] = []
-    ledger = Ledger.new()
-    summary["prefix"] = ledger.prefix
     emu: Emulation | None = None
     injector: FaultInjector | None = None
     try:
-        with exit_on_signals():
-            emu = build_emulation(exp, ledger, shaper)
-            emu.start()
-            summary["network"] = {**emu.describe(), "timings": emu.timings}
+        with exit_on_signals(), emulated(exp, shaper) as emu:
+            summary["network"] = emu.describe()
             log.info("network up in %.2fs (shaper=%s, prefix=%s)", emu.timings["up_s"],
-                     emu.shaper.name, ledger.prefix)
+                     emu.shaper.name, emu.ledger.prefix)
             if exp.fidelity.enabled:
                 fid = check_links(emu, exp.fidelity)
                 write_json(out_dir / "fidelity.json", fid)
@@ -112,15 +130,16 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
             events.record("run.start", "", {"up_s": emu.timings["up_s"]})
             injector = FaultInjector(emu, exp.faults, events.record)
             injector.start(events.t0)
-            if interactive:
-                emu.backend.cli()
-            else:
-                time.sleep(exp.run.duration_s)
-            injector.stop()
+            try:
+                if interactive:
+                    emu.backend.cli()
+                else:
+                    time.sleep(exp.run.duration_s)
+            finally:
+                injector.stop()
             reasons += injector.errors + emu.trace_errors()
             summary["link_stats"] = emu.shaper.stats()
             events.record("run.end", "", {})
-            summary["verdict_reasons"] = []
     except KeyboardInterrupt:
         reasons.append("interrupted")
         raise
@@ -131,23 +150,11 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
         reasons.append(f"{type(e).__name__}: {e}")
         raise
     finally:
-        old = _ignore_signals()
-        try:
-            if injector:
-                injector.stop()
-            t = time.monotonic()
-            if emu is not None:
-                emu.stop()
-            else:
-                remove_run(ledger.prefix)
-            summary["teardown_s"] = time.monotonic() - t
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            summary["verdict_reasons"] = reasons or summary["verdict_reasons"]
-            summary["verdict"] = "INVALID" if summary["verdict_reasons"] else "VALID"
-            write_parquet(out_dir / "events.parquet", events.rows, EVENT_COLUMNS)
-            write_json(out_dir / "summary.json", summary)
-            log.info("verdict %s %s -> %s", summary["verdict"], summary["verdict_reasons"],
-                     out_dir)
+        if emu is not None:
+            summary["timings"] = emu.timings
+        summary["verdict_reasons"] = reasons
+        summary["verdict"] = "INVALID" if reasons else "VALID"
+        write_parquet(out_dir / "events.parquet", events.rows, EVENT_COLUMNS)
+        write_json(out_dir / "summary.json", summary)
+        log.info("verdict %s %s -> %s", summary["verdict"], reasons, out_dir)
     return 0
