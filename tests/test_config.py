@@ -1,0 +1,126 @@
+"""Every config group composes and validates; bad input is one line, exit 2, no change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import ConfigError
+from tests.conftest import CONF, compose_cfg, exp_for, harness_cmd, machine_state, root_only
+
+GROUPS = ["topology", "network", "faults", "backend"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("topology", options("topology"))
+def test_every_topology_builds(topology: str) -> None:
+    exp = exp_for(f"topology={topology}")
+    assert exp.topology.nodes and exp.topology.links
+    ips = exp.topology.addresses()
+    assert len(set(ips.values())) == len(ips)
+
+
+@pytest.mark.parametrize("network", options("network"))
+def test_every_network_validates(network: str) -> None:
+    exp = exp_for(f"network={network}")
+    assert exp.network.shaper in ("auto", "netem", "userspace")
+
+
+@pytest.mark.parametrize("faults", options("faults"))
+def test_every_fault_schedule_fits_some_topology(faults: str) -> None:
+    fits = []
+    for topology in options("topology"):
+        try:
+            exp_for(f"topology={topology}", f"faults={faults}")
+            fits.append(topology)
+        except ConfigError:
+            pass
+    assert fits, f"faults={faults} references nodes of no shipped topology"
+
+
+def test_backend_target_resolves() -> None:
+    from hydra.utils import get_class
+
+    from harness.backends.base import Backend
+
+    for b in options("backend"):
+        exp = exp_for(f"backend={b}")
+        assert issubclass(get_class(exp.backend["_target_"]), Backend)
+
+
+def test_hydra_dirs_under_results() -> None:
+    from omegaconf import OmegaConf
+
+    hydra = OmegaConf.to_container(compose_cfg().hydra, resolve=False)
+    assert hydra["run"]["dir"].startswith("results/runs/")
+    assert hydra["sweep"]["dir"].startswith("results/sweeps/")
+
+
+def test_link_overrides_network_default() -> None:
+    exp = exp_for("topology=device_edge_cloud", "network.delay_ms=3",
+                  "topology.edge_cloud_link.delay_ms=20")
+    base = exp.network.defaults()
+    assert exp.topology.link("e1-c1").props.over(base).delay_ms == 20
+    assert exp.topology.link("d1-e1").props.over(base).delay_ms == 3
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["network.bw_mbit=-5"], "network.bw_mbit"),
+    (["network.loss_pct=150"], "network.loss_pct"),
+    (["network.shaper=warp"], "network.shaper"),
+    (["network.delay_ms=1", "network.jitter_ms=2"], "network.jitter_ms"),
+    (["topology=custom_example", "topology.links.1.b=nowhere"], "topology.links[1].b"),
+    (["topology=device_edge_cloud", "faults=pair_crash"], "faults.actions[0].target"),
+    (["topology=device_edge_cloud", "topology.n_edges=1"], "topology.n_edges"),
+    (["mode=walk"], "mode"),
+    (["run.duration_s=-1"], "run.duration_s"),
+])
+def test_bad_input_names_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        exp_for(*overrides)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+BAD_CLI = [
+    ["network.bw_mbit=-5"],
+    ["network.loss_pct=101"],
+    ["topology=custom_example", "topology.links.0.a=ghost"],
+    ["topology=device_edge_cloud", "faults=pair_crash"],
+    ["network.shaper=bogus"],
+    ["topology=nope"],
+    ["network.no_such_key=1"],
+]
+
+
+@root_only
+@pytest.mark.needs_root
+@pytest.mark.parametrize("overrides", BAD_CLI)
+def test_bad_input_cli_exit_2_one_line_no_change(overrides: list[str], tmp_path: Path) -> None:
+    before = machine_state()
+    runs = Path(CONF).parent / "results" / "runs"
+    runs_before = set(runs.iterdir()) if runs.is_dir() else set()
+    p = harness_cmd(*overrides)
+    assert p.returncode == 2, p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("config error:")
+    key = overrides[-1].split("=")[0]
+    assert key.split(".")[-1] in lines[0] or overrides[-1].split("=")[1] in lines[0]
+    assert machine_state() == before
+    assert (set(runs.iterdir()) if runs.is_dir() else set()) == runs_before
+
+
+@root_only
+@pytest.mark.needs_root
+def test_netem_requested_without_netem_is_a_config_error() -> None:
+    from harness.links import netem_available
+
+    if netem_available()[0]:
+        pytest.skip("this kernel has netem; the error path cannot be exercised")
+    p = harness_cmd("network.shaper=netem")
+    assert p.returncode == 2
+    assert "network.shaper='netem'" in p.stderr

@@ -1,0 +1,79 @@
+"""tc command builders and Mahimahi traces, without root."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import ConfigError, LinkProps
+from harness.links import DirState, htb_cmds, leaf_cmd, rate_arg, rate_cmd
+from harness.traces import load_mahimahi, rates_mbit
+from tests.conftest import SHARED_TRACES
+
+
+def props(**kw) -> LinkProps:
+    base = LinkProps(bw_mbit=0, delay_ms=0, jitter_ms=0, loss_pct=0, queue_pkts=1000)
+    return LinkProps(**kw).over(base)
+
+
+def test_rate_arg() -> None:
+    assert rate_arg(10) == "10000kbit"
+    assert rate_arg(0.5) == "500kbit"
+    assert rate_arg(0) == "10000000kbit"  # unlimited
+    assert rate_arg(0.0000001) == "1kbit"
+
+
+def test_htb_then_netem_leaf() -> None:
+    cmds = htb_cmds("h1-eth0", DirState(props(bw_mbit=10, delay_ms=5, jitter_ms=1,
+                                              loss_pct=2)), netem=True)
+    assert cmds[0][:5] == ["qdisc", "replace", "dev", "h1-eth0", "root"]
+    assert "10000kbit" in cmds[1]
+    leaf = " ".join(cmds[2])
+    assert "netem limit 1000 delay 5ms 1ms loss 2%" in leaf
+
+
+def test_fifo_leaf_for_userspace_shaper() -> None:
+    cmd = leaf_cmd("replace", "x", DirState(props(delay_ms=5, queue_pkts=50)), netem=False)
+    assert cmd[-3:] == ["pfifo", "limit", "50"]
+
+
+def test_down_is_total_loss_under_netem() -> None:
+    cmd = leaf_cmd("change", "x", DirState(props(delay_ms=5), up=False), netem=True)
+    assert "100.0%" in cmd or "100%" in cmd
+
+
+def test_rate_change_is_in_place() -> None:
+    assert rate_cmd("x", 20)[:2] == ["class", "change"]
+
+
+def test_mahimahi_rates(tmp_path) -> None:
+    f = tmp_path / "t"
+    # 100 ms at one packet per ms (12 Mbit/s) then 100 ms at one per 10 ms (1.2 Mbit/s)
+    f.write_text("\n".join([str(i) for i in range(100)] + [str(100 + 10 * i)
+                                                           for i in range(10)] + ["200"]))
+    rates = rates_mbit(load_mahimahi(f), 100)
+    assert rates[0] == pytest.approx(12.0)
+    assert rates[1] == pytest.approx(1.2 + 0.12)  # the closing stamp at 200 lands here
+
+
+@pytest.mark.parametrize("text,why", [("", "empty"), ("1\nx\n", "not an integer"),
+                                      ("5\n3\n", "non-decreasing")])
+def test_bad_traces(tmp_path, text, why) -> None:
+    f = tmp_path / "t"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=why):
+        load_mahimahi(f, "faults.actions[0].trace")
+
+
+def test_missing_trace_names_key() -> None:
+    with pytest.raises(ConfigError, match=r"^faults.actions\[0\].trace="):
+        load_mahimahi("/nonexistent/trace", "faults.actions[0].trace")
+
+
+@pytest.mark.skipif(not (SHARED_TRACES / "TMobile-LTE-short.down").exists(),
+                    reason="shared cellular traces not present beside the repo")
+def test_real_cellular_trace() -> None:
+    stamps = load_mahimahi(SHARED_TRACES / "TMobile-LTE-short.down")
+    rates = rates_mbit(stamps, 100)
+    mean = len(stamps) * 1500 * 8 / (stamps[-1] / 1000) / 1e6
+    assert sum(rates) / len(rates) == pytest.approx(mean, rel=0.01)
+    assert max(rates) > 2 * mean  # a cellular link varies a lot
