@@ -107,3 +107,15 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         fidelity=to_dataclass(FidelityConfig, raw.get("fidelity"), "fidelity"),
         config=raw,
     )
+
+
+def compose_experiment(*overrides: str) -> Experiment:
+    """The experiment `python -m harness <overrides>` would run (for the bench and tests)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    conf = str(Path(__file__).resolve().parent.parent / "conf")
+    with initialize_config_dir(conf, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    return load_experiment(cfg, dict(cfg.hydra.runtime.choices))

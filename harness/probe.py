@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import socket
 import statistics
 import struct
@@ -49,31 +50,44 @@ def echo(port: int, idle_s: float) -> dict:
 
 def rtt(host: str, port: int, count: int, interval_ms: float, timeout_ms: float,
         size: int) -> dict:
+    """Send on a fixed schedule (like ping), whatever the replies do; match replies by seq."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect((host, port))
     pad = b"\0" * max(0, size - HDR.size)
-    rtts: list[float] = []
+    sent_mono: dict[int, float] = {}  # CLOCK_MONOTONIC, shared by every namespace
+    got: dict[int, float] = {}
     start = time.perf_counter()
-    for seq in range(count):
-        t_send = time.perf_counter_ns()
-        sock.send(HDR.pack(seq, t_send) + pad)
-        deadline = t_send + timeout_ms * 1e6
-        while True:
-            left = (deadline - time.perf_counter_ns()) / 1e9
-            if left <= 0:
-                break
-            sock.settimeout(left)
+    last_send = start + (count - 1) * interval_ms / 1000
+    end = last_send + timeout_ms / 1000
+    seq = 0
+    while True:
+        now = time.perf_counter()
+        if seq < count and now >= start + seq * interval_ms / 1000:
+            sent_mono[seq] = time.monotonic()
             try:
-                data = sock.recv(65535)
-            except (TimeoutError, ConnectionRefusedError):
-                break
-            got, sent = HDR.unpack_from(data)
-            if got == seq:
-                rtts.append((time.perf_counter_ns() - sent) / 1e6)
-                break
-        next_at = start + (seq + 1) * interval_ms / 1000
-        time.sleep(max(0.0, next_at - time.perf_counter()))
-    out = {"sent": count, "received": len(rtts), "rtts_ms": [round(r, 4) for r in rtts]}
+                sock.send(HDR.pack(seq, time.perf_counter_ns()) + pad)
+            except ConnectionRefusedError:
+                pass
+            seq += 1
+            continue
+        if seq >= count and (now >= end or len(got) == count):
+            break
+        wake = start + seq * interval_ms / 1000 if seq < count else end
+        r, _, _ = select.select([sock], [], [], max(0.0, wake - now))
+        if not r:
+            continue
+        try:
+            data = sock.recv(65535)
+        except ConnectionRefusedError:
+            continue
+        n, sent_ns = HDR.unpack_from(data)
+        rtt_ms = (time.perf_counter_ns() - sent_ns) / 1e6
+        if n in sent_mono and n not in got and rtt_ms <= timeout_ms:
+            got[n] = rtt_ms
+    order = sorted(got)
+    rtts = [got[n] for n in order]
+    out = {"sent": count, "received": len(rtts), "rtts_ms": [round(r, 4) for r in rtts],
+           "sent_at": [round(sent_mono[n], 6) for n in order]}
     if rtts:
         out.update(median_ms=statistics.median(rtts), p99_ms=percentile(rtts, 99),
                    min_ms=min(rtts), max_ms=max(rtts),
