@@ -117,6 +117,7 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
     injector: FaultInjector | None = None
     try:
         with exit_on_signals(), emulated(exp, shaper) as emu:
+            summary["prefix"] = emu.ledger.prefix
             summary["network"] = emu.describe()
             log.info("network up in %.2fs (shaper=%s, prefix=%s)", emu.timings["up_s"],
                      emu.shaper.name, emu.ledger.prefix)

@@ -1,0 +1,142 @@
+"""The harness end to end as a user runs it: run and cli modes, signals, kill -9 and clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.ledger import leftovers, state_dir
+from tests.conftest import PY, REPO, harness_cmd, root_only
+
+pytestmark = [pytest.mark.needs_root, root_only]
+
+
+def run_dir_of(stdout_err: str) -> Path:
+    for line in stdout_err.splitlines():
+        if "verdict" in line and "->" in line:
+            return Path(line.rsplit("->", 1)[1].strip())
+    raise AssertionError(f"no run dir in output:\n{stdout_err}")
+
+
+def assert_nothing_left(prefix: str) -> None:
+    left = leftovers(prefix)
+    assert not any(left.values()), left
+    assert not (state_dir() / f"{prefix}.json").exists()
+
+
+def test_run_records_fault_events_and_cleans_up() -> None:
+    p = harness_cmd("topology=pair", "faults=pair_link_flap", "run.duration_s=6.5",
+                    "network.delay_ms=2")
+    assert p.returncode == 0, p.stderr
+    out = run_dir_of(p.stdout + p.stderr)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "VALID", summary["verdict_reasons"]
+    assert summary["shaper"] in ("netem", "userspace")
+    ev = pd.read_parquet(out / "events.parquet")
+    kinds = list(ev["kind"])
+    assert kinds == ["run.start", "fault.link_degrade", "fault.link_restore",
+                     "fault.link_down", "fault.link_up", "run.end"]
+    t = dict(zip(ev["kind"], ev["t_s"], strict=True))
+    assert abs(t["fault.link_degrade"] - 2) < 0.05 and abs(t["fault.link_down"] - 5) < 0.05
+    assert_nothing_left(summary["prefix"])
+
+
+def test_cli_mode_reads_stdin_and_measures_delay() -> None:
+    """An independent UDP echo through Mininet's CLI: RTT = 2 x delay on `pair`."""
+    script = (f"h2 {PY} -m harness.probe echo --port 7301 --idle-s 3 &\n"
+              "h2 sleep 0.5\n"
+              f"h1 {PY} -m harness.probe rtt h2 --port 7301 --count 200 --interval-ms 5\n"
+              "pingall\n")
+    p = harness_cmd("topology=pair", "network.delay_ms=10", "mode=cli", input=script)
+    assert p.returncode == 0, p.stderr
+    text = p.stdout + p.stderr  # Mininet's CLI prints through its logger (stderr)
+    rtt = next(json.loads(line[line.index("{"):]) for line in text.splitlines()
+               if '"rtts_ms"' in line)
+    assert rtt["received"] >= 198
+    assert abs(rtt["median_ms"] - 20) <= 0.4, rtt["median_ms"]
+    assert rtt["p99_ms"] <= 21.5, rtt["p99_ms"]
+    assert "0% dropped" in p.stdout
+    summary = json.loads((run_dir_of(p.stdout + p.stderr) / "summary.json").read_text())
+    assert summary["mode"] == "cli" and summary["verdict"] == "VALID"
+    assert_nothing_left(summary["prefix"])
+
+
+def _start_run(*overrides: str) -> tuple[subprocess.Popen, str]:
+    """Start a long run; return it and its prefix once its network is up."""
+    before = {p.name for p in state_dir().glob("hx*.json")} if state_dir().is_dir() else set()
+    proc = subprocess.Popen([PY, "-m", "harness", *overrides], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "network up" in line:
+            break
+        assert time.monotonic() < deadline, "network did not come up"
+    new = {p.name for p in state_dir().glob("hx*.json")} - before
+    assert len(new) == 1, new
+    return proc, new.pop()[:-len(".json")]
+
+
+def test_kill_9_then_clean_removes_exactly_that_run() -> None:
+    # Unrelated things that must survive: a veth pair and a namespace.
+    tag = f"keep{os.getpid() % 10000}"
+    subprocess.run(["ip", "link", "add", f"{tag}a", "type", "veth", "peer", "name",
+                    f"{tag}b"], check=True)
+    subprocess.run(["ip", "netns", "add", f"{tag}ns"], check=True)
+    try:
+        proc, prefix = _start_run("topology=device_edge_cloud", "run.duration_s=120",
+                                  "network.delay_ms=1")
+        left = leftovers(prefix)
+        assert left["processes"] and left["cgroups"] and left["netns"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.3)
+        # The dead run's leftovers are still there until clean runs.
+        assert leftovers(prefix)["cgroups"]
+        c = subprocess.run([PY, "-m", "harness.clean"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+        assert c.returncode == 0, c.stderr
+        assert prefix in c.stdout
+        assert_nothing_left(prefix)
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
+                               text=True).stdout
+        assert f"{tag}a" in links and f"{tag}b" in links
+        assert f"{tag}ns" in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                            text=True).stdout
+    finally:
+        subprocess.run(["ip", "link", "del", f"{tag}a"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", f"{tag}ns"], capture_output=True)
+
+
+def test_clean_leaves_live_runs_alone() -> None:
+    proc, prefix = _start_run("topology=pair", "run.duration_s=60")
+    try:
+        c = subprocess.run([PY, "-m", "harness.clean"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+        assert c.returncode == 0
+        assert prefix not in c.stdout
+        assert leftovers(prefix)["processes"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert_nothing_left(prefix)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_tears_down_and_records(sig: signal.Signals) -> None:
+    proc, prefix = _start_run("topology=pair", "run.duration_s=60", "faults=pair_crash")
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert_nothing_left(prefix)
+    summary = json.loads((run_dir_of(out) / "summary.json").read_text())
+    assert summary["verdict"] == "INVALID"
+    assert summary["verdict_reasons"]
