@@ -13,8 +13,15 @@ import sys
 from pathlib import Path
 
 from harness.ledger import (
-    ENV_MARK, PREFIX_RE, cgroup_dirs, load_ledgers, named_netns, nft_tables, remove_run,
-    root_links, state_dir,
+    ENV_MARK,
+    PREFIX_RE,
+    cgroup_dirs,
+    load_ledgers,
+    named_netns,
+    nft_tables,
+    remove_run,
+    root_links,
+    state_dir,
 )
 
 FULL_PREFIX = re.compile(r"hx[0-9a-f]{6}")
