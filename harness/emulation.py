@@ -201,8 +201,13 @@ class Emulation:
                 self.shaper.apply(name, d, ds, (node, dev))
 
     def restore_link(self, name: str) -> None:
+        st = self.links[name]
+        had_trace = bool(st.traces)
         self.stop_traces(name)
-        self.set_link(name, self.links[name].configured)
+        self.set_link(name, st.configured)
+        if had_trace:  # a trace moves the htb rate without recording it in ds.props
+            for _d, ds, node, dev in self._dirs(st, "both"):
+                node.run(["tc", *rate_cmd(dev, ds.props.bw_mbit or 0)])
 
     def _refresh_up(self, st: LinkState) -> None:
         for d, ds, node, dev in self._dirs(st, "both"):
@@ -226,19 +231,23 @@ class Emulation:
             self._refresh_up(st)
 
     def follow_trace(self, name: str, direction: str, path: str) -> None:
+        """Follow a Mahimahi trace; it replaces any trace the link was following."""
         st = self.links[name]
+        self.stop_traces(name)
         rates = rates_mbit(load_mahimahi(path), TRACE_WINDOW_MS)
         for _d, _ds, node, dev in self._dirs(st, direction):
             def apply(rate: float, node: EmuNode = node, dev: str = dev) -> None:
                 node.run(["tc", *rate_cmd(dev, rate)])
             tf = TraceFollower(f"{name}-{_d}", rates, TRACE_WINDOW_MS, apply)
             st.traces.append(tf)
-            tf.start()
+            tf.start_now()
 
     def stop_traces(self, name: str) -> None:
         st = self.links[name]
         for tf in st.traces:
             tf.stop()
+        for tf in st.traces:  # no rate change may land after this returns
+            tf.join(timeout=10)
         st.traces.clear()
 
     def trace_errors(self) -> list[str]:
@@ -248,7 +257,11 @@ class Emulation:
     # -- partitions ----------------------------------------------------------------------
 
     def partition(self, groups: list[list[str]]) -> str:
-        """Nodes of different groups cannot exchange packets (nft drop at both ends)."""
+        """Nodes of different groups cannot exchange packets (nft drop at both ends).
+
+        Dropped on input only: a drop in the output hook fails the sender's send()
+        with EPERM at once, where a real partition just loses the packet (silence).
+        """
         table = f"{self.ledger.prefix}p{self.partitions}"
         self.partitions += 1
         for i, group in enumerate(groups):
@@ -259,7 +272,6 @@ class Emulation:
                 f"table inet {table} {{\n"
                 f" set peers {{ type ipv4_addr; elements = {{ {', '.join(others)} }} }}\n"
                 " chain in { type filter hook input priority 0; ip saddr @peers drop; }\n"
-                " chain out { type filter hook output priority 0; ip daddr @peers drop; }\n"
                 "}\n"
             )
             for n in group:

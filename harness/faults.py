@@ -139,14 +139,17 @@ class FaultInjector:
         for a in self.faults.schedule():
             if self.stopped.wait(max(0.0, self.t0 + a.at_s - time.monotonic())):
                 return
+            started = time.monotonic()  # events carry when the action began
             try:
                 detail = self.apply(a)
+                detail["apply_ms"] = round((time.monotonic() - started) * 1000, 3)
                 self.record(f"fault.{a.action}", a.target or _groups(a),
-                            {"scheduled_s": a.at_s, **detail})
+                            {"scheduled_s": a.at_s, **detail}, at=started)
             except Exception as e:  # a fault that did not happen makes the run INVALID
                 self.errors.append(f"{a.action} {a.target or ''} at {a.at_s}s: {e}")
                 self.record("fault.error", a.target or _groups(a),
-                            {"scheduled_s": a.at_s, "action": a.action, "error": str(e)})
+                            {"scheduled_s": a.at_s, "action": a.action, "error": str(e)},
+                            at=started)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -58,10 +58,18 @@ class TraceFollower(threading.Thread):
         self.rates, self.window_s, self.apply = rates, window_ms / 1000, apply
         self.stopped = threading.Event()
         self.error: Exception | None = None
+        self.t0 = 0.0
+
+    def start_now(self) -> None:
+        """Apply the first window's rate before returning, then follow in the background."""
+        self.t0 = time.monotonic()
+        self.apply(self.rates[0])
+        self.start()
 
     def run(self) -> None:
-        t0 = time.monotonic()
-        i = 0
+        t0 = self.t0
+        i = 1
+        self.stopped.wait(max(0.0, t0 + self.window_s - time.monotonic()))
         while not self.stopped.is_set():
             try:
                 self.apply(self.rates[i % len(self.rates)])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.experiment import Experiment, load_experiment
+from harness.experiment import compose_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = str(REPO / "conf")
@@ -21,14 +21,12 @@ root_only = pytest.mark.skipif(os.geteuid() != 0,
                                reason="needs root: network namespaces, tc, cgroups")
 
 
-def compose_cfg(*overrides: str):
+def compose_cfg(*overrides: str):  # the raw composed config (exp_for validates it too)
     with initialize_config_dir(CONF, version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
-def exp_for(*overrides: str) -> Experiment:
-    cfg = compose_cfg(*overrides)
-    return load_experiment(cfg, dict(cfg.hydra.runtime.choices))
+exp_for = compose_experiment
 
 
 def harness_cmd(*args: str, **kw) -> subprocess.CompletedProcess:
