@@ -1,0 +1,65 @@
+"""The emulated links do what they are configured to do (the bench's scenarios, smaller).
+
+Targets are the emulator's contract, checked on this machine's shaper (the
+userspace delay line where the kernel has no netem). `make bench` prints the
+full-size figures.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import bench
+from tests.conftest import root_only
+
+pytestmark = [pytest.mark.needs_root, root_only]
+
+
+@pytest.mark.parametrize("delay_ms", [1, 10, 50])
+def test_delay(delay_ms: float) -> None:
+    r = bench.rtt_scenario(delay_ms, probes=300, interval_ms=5)
+    assert r["received"] == r["sent"]
+    assert abs(r["median_ms"] - 2 * delay_ms) <= 0.4, r
+    assert r["p99_ms"] <= 2 * delay_ms + 1.5, r
+
+
+def test_jitter_follows_uniform_semantics() -> None:
+    r = bench.rtt_scenario(10, jitter_ms=2, probes=400, interval_ms=5)
+    # each direction uniform in [8, 12] ms: RTT in [16, 24], stdev 2*sqrt(2/3) = 1.63 ms
+    assert abs(r["stdev_ms"] - r["expected_stdev_ms"]) <= 0.25 * r["expected_stdev_ms"], r
+    assert abs(r["median_ms"] - 20) <= 0.5, r
+    assert r["min_ms"] >= 16 - 0.1 and r["max_ms"] <= 24 + 1.5, r
+
+
+def test_loss_per_direction() -> None:
+    r = bench.loss_scenario(5, count=10_000, rate=5000)
+    assert 4 <= r["fwd_loss_pct"] <= 6, r
+    assert 4 <= r["rev_loss_pct"] <= 6, r
+
+
+@pytest.mark.parametrize("bw", [10, 50, 100])
+def test_bandwidth(bw: float) -> None:
+    r = bench.tcp_scenario(bw, duration_s=3)
+    assert abs(r["error_pct"]) <= 5, r
+
+
+def test_uncapped_delay_line_throughput() -> None:
+    r = bench.tcp_scenario(0, duration_s=3)
+    assert r["tcp_mbit"] >= 300, r
+
+
+def test_delay_change_under_tcp_flow() -> None:
+    r = bench.change_scenario(10, 50, flow_s=3, change_at_s=1.0)
+    assert r["flow_survived"], r
+    assert r["new_delay_visible_ms"] is not None and r["new_delay_visible_ms"] <= 100, r
+    assert r["old_delay_after_apply"] == 0, r
+    assert abs(r["rtt_before_median_ms"] - 20) <= 2, r
+
+
+def test_twenty_hosts_up_and_down() -> None:
+    r = bench.scale_scenario(14, 2, 3, delay_ms=2)
+    assert r["hosts"] == 20
+    # s1 -> d1 -> c1 and back: four link traversals of 2 ms
+    assert abs(r["s1_c1_rtt_median_ms"] - 8) <= 0.8, r
+    # loose bounds here; `make bench` reports the figures against the 5 s / 2 s targets
+    assert r["up_s"] <= 15 and r["teardown_s"] <= 6, r
