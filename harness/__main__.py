@@ -22,6 +22,7 @@ from harness.config import ConfigError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 EXIT_CONFIG = 2
+FAILED_JOBS: list[tuple[str, int]] = []  # (job dir, exit code) of failed sweep jobs
 
 
 def precheck(overrides: list[str]) -> None:
@@ -58,12 +59,14 @@ def task(cfg: DictConfig) -> None:
         (out_dir / "error.txt").write_text(f"config error: {e}\n")
         if not multirun:
             sys.exit(EXIT_CONFIG)
+        FAILED_JOBS.append((str(out_dir), EXIT_CONFIG))
         return
     except Exception as e:
         (out_dir / "error.txt").write_text(traceback.format_exc())
         logging.getLogger("harness").error("run failed: %s: %s", type(e).__name__, e)
         if not multirun:
             sys.exit(1)
+        FAILED_JOBS.append((str(out_dir), 1))
         return
     if code and not multirun:
         sys.exit(code)
@@ -74,6 +77,10 @@ def main() -> None:
     if not any(a in ("-m", "--multirun") or a.startswith("-") for a in args):
         precheck(args)
     task()
+    if FAILED_JOBS:  # the sweep finished its other jobs; its exit status still says so
+        print(f"{len(FAILED_JOBS)} job(s) failed: " + ", ".join(d for d, _ in FAILED_JOBS),
+              file=sys.stderr)
+        sys.exit(max(c for _, c in FAILED_JOBS))
 
 
 if __name__ == "__main__":

@@ -140,3 +140,18 @@ def test_signal_mid_run_tears_down_and_records(sig: signal.Signals) -> None:
     summary = json.loads((run_dir_of(out) / "summary.json").read_text())
     assert summary["verdict"] == "INVALID"
     assert summary["verdict_reasons"]
+
+
+def test_sweep_failed_job_keeps_the_others() -> None:
+    p = harness_cmd("-m", "network.loss_pct=1,150,2", "run.duration_s=0.5")
+    assert p.returncode == 2, p.stderr
+    text = p.stdout + p.stderr
+    dirs = [Path(line.rsplit("->", 1)[1].strip()) for line in text.splitlines()
+            if "verdict" in line and "->" in line]
+    assert len(dirs) == 2
+    sweep = dirs[0].parent
+    assert dirs == [sweep / "0", sweep / "2"]
+    for d in dirs:
+        assert json.loads((d / "summary.json").read_text())["verdict"] == "VALID"
+    assert "network.loss_pct=150" in (sweep / "1" / "error.txt").read_text()
+    assert "1 job(s) failed" in p.stderr
