@@ -62,8 +62,8 @@ def test_cli_mode_reads_stdin_and_measures_delay() -> None:
     assert rtt["received"] >= 198
     assert abs(rtt["median_ms"] - 20) <= 0.4, rtt["median_ms"]
     assert rtt["p99_ms"] <= 21.5, rtt["p99_ms"]
-    assert "0% dropped" in p.stdout
-    summary = json.loads((run_dir_of(p.stdout + p.stderr) / "summary.json").read_text())
+    assert "0% dropped" in text
+    summary = json.loads((run_dir_of(text) / "summary.json").read_text())
     assert summary["mode"] == "cli" and summary["verdict"] == "VALID"
     assert_nothing_left(summary["prefix"])
 
