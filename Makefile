@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check harness topologies tests
+	$(VENV)/bin/ruff check harness topologies models tests
 
 test: setup lint
 	$(PY) -m pytest

@@ -1,0 +1,1 @@
+"""Trained model artifacts (ONNX + model cards) and the script that trains them."""
