@@ -16,7 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import MODES, ConfigError, FidelityConfig, NetworkConfig, RunConfig, fail
 from harness.config import from_dict as to_dataclass
 from harness.faults import FaultsConfig
+from harness.pipeline import PipelineConfig
 from harness.topology import Topology
+from harness.workload import WorkloadConfig
 
 
 @dataclass
@@ -32,6 +34,10 @@ class Experiment:
     run: RunConfig
     fidelity: FidelityConfig
     config: dict[str, Any]  # the whole resolved config, for summary.json
+    workload: WorkloadConfig | None = None  # None: emulation and faults only
+    pipeline: PipelineConfig | None = None
+    technique: Any = None  # a harness.techniques.base.Technique
+    technique_name: str = "baseline"
 
     @property
     def config_hash(self) -> str:
@@ -54,6 +60,10 @@ def _call_target(group: str, node: dict[str, Any]) -> Any:
         raise ConfigError(f"{group}: {msg}") from None
 
 
+def sensors_of(workload: WorkloadConfig, topo: Topology) -> list[str]:
+    return workload.sensors or [n.name for n in topo.nodes if n.role == "sensor"]
+
+
 def build_topology(node: dict[str, Any]) -> Topology:
     topo = _call_target("topology", dict(node))
     if not isinstance(topo, Topology):
@@ -73,7 +83,8 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         except Exception as e:  # interpolation errors name their key
             raise ConfigError(f"{k}: {str(e).splitlines()[0]}") from None
     choices = choices or {}
-    known = {"mode", "seed", "run", "fidelity", "topology", "network", "faults", "backend"}
+    known = {"mode", "seed", "run", "fidelity", "topology", "network", "faults", "backend",
+             "workload", "pipeline", "technique"}
     for k in raw:
         if k not in known:
             fail(k, raw[k], f"unknown key (known: {', '.join(sorted(known))})")
@@ -94,6 +105,18 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
     backend = dict(raw.get("backend") or {})
     if "_target_" not in backend:
         fail("backend._target_", None, "missing")
+    workload = pipeline = technique = None
+    if raw.get("workload"):
+        workload = to_dataclass(WorkloadConfig, raw["workload"], "workload")
+        for i, s in enumerate(workload.sensors):
+            if s not in {n.name for n in topology.nodes}:
+                fail(f"workload.sensors[{i}]", s, "unknown node")
+        if not sensors_of(workload, topology):
+            fail("workload.sensors", [], f"topology {topology.name} has no sensor node")
+        pipeline = to_dataclass(PipelineConfig, raw.get("pipeline"), "pipeline")
+        pipeline.check_against(topology)
+        technique = _call_target("technique", dict(raw.get("technique") or {}))
+        technique.check(pipeline, topology)
     return Experiment(
         mode=mode,
         seed=seed,
@@ -106,6 +129,10 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         run=to_dataclass(RunConfig, raw.get("run"), "run"),
         fidelity=to_dataclass(FidelityConfig, raw.get("fidelity"), "fidelity"),
         config=raw,
+        workload=workload,
+        pipeline=pipeline,
+        technique=technique,
+        technique_name=choices.get("technique", "baseline"),
     )
 
 

@@ -27,8 +27,11 @@ def write_json(path: Path, data: Any) -> None:
 def write_parquet(path: Path, rows: list[dict], columns: list[str]) -> None:
     import pandas as pd
 
+    write_parquet_df(path, pd.DataFrame(rows, columns=columns))
+
+
+def write_parquet_df(path: Path, df) -> None:
     path = Path(path)
-    df = pd.DataFrame(rows, columns=columns)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)

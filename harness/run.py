@@ -8,6 +8,7 @@ cleaned up afterwards by `python -m harness.clean`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -19,34 +20,43 @@ from pathlib import Path
 from hydra.utils import get_class
 
 from harness.emulation import Emulation
-from harness.experiment import Experiment
+from harness.experiment import Experiment, sensors_of
 from harness.faults import FaultInjector
 from harness.fidelity import check_links
 from harness.ledger import Ledger, remove_run
 from harness.links import Shaper, make_shaper
-from harness.results import SCHEMA_VERSION, write_json, write_parquet
+from harness.metrics import clean_json, summarize
+from harness.pipeline import Deployment
+from harness.replay import Replay, reference_accuracy
+from harness.results import SCHEMA_VERSION, write_json, write_parquet, write_parquet_df
+from harness.workload import make_schedule
 
 log = logging.getLogger("harness")
 EVENT_COLUMNS = ["t_s", "kind", "target", "detail"]
 
 
 class EventLog:
-    """Timestamped events, seconds since run start (the start of the fault schedule)."""
+    """Timestamped events; `t_s` counts from run start (`t0`, set once it is known)."""
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
-        self.rows: list[dict] = []
+        self.events: list[tuple[float, str, str, str]] = []
         self.lock = threading.Lock()
 
     def record(self, kind: str, target: str, detail: dict | None = None,
                at: float | None = None) -> None:
         """`at` (time.monotonic) is when the event began; default now."""
         t = time.monotonic() if at is None else at
-        row = {"t_s": round(t - self.t0, 6), "kind": kind, "target": target,
-               "detail": json.dumps(detail or {}, sort_keys=True, default=str)}
+        text = json.dumps(detail or {}, sort_keys=True, default=str)
         with self.lock:
-            self.rows.append(row)
-        log.info("%8.3fs %-20s %s %s", row["t_s"], kind, target, row["detail"])
+            self.events.append((t, kind, target, text))
+        log.info("%-20s %s %s", kind, target, text)
+
+    @property
+    def rows(self) -> list[dict]:
+        with self.lock:
+            return [{"t_s": round(t - self.t0, 6), "kind": k, "target": tg, "detail": d}
+                    for t, k, tg, d in sorted(self.events, key=lambda e: e[0])]
 
 
 @contextlib.contextmanager
@@ -111,10 +121,21 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
         "faults": exp.faults_name, "backend": exp.backend.get("_target_"), "seed": exp.seed,
         "duration_s": exp.run.duration_s, "shaper": shaper.name,
         "config_hash": exp.config_hash, "config": exp.config,
+        "technique": exp.technique_name if exp.workload else None,
+        "workload": exp.config.get("workload", {}).get("model") if exp.workload else None,
+        "slo_ms": exp.workload.slo_ms if exp.workload else None,
+        "faults_schedule": [dataclasses.asdict(a) for a in exp.faults.schedule()],
     }
     reasons: list[str] = []
     emu: Emulation | None = None
     injector: FaultInjector | None = None
+    deployment: Deployment | None = None
+    replay: Replay | None = None
+    if exp.workload:  # cut partitions and fix the schedule before the network exists
+        sensors = sensors_of(exp.workload, exp.topology)
+        schedule = make_schedule(exp.workload, sensors, exp.run.duration_s, exp.seed)
+        deployment = Deployment(None, exp.pipeline, out_dir, events.record)
+        deployment.prepare()
     try:
         with exit_on_signals(), emulated(exp, shaper) as emu:
             summary["prefix"] = emu.ledger.prefix
@@ -127,17 +148,37 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
                 for n in fid["out_of_tolerance"]:
                     summary["warnings"].append(f"link {n} outside fidelity tolerance")
                     log.warning("link %s outside fidelity tolerance: %s", n, fid["links"][n])
-            events.t0 = time.monotonic()
-            events.record("run.start", "", {"up_s": emu.timings["up_s"]})
+            if deployment is not None:
+                deployment.emu = emu
+                deployment.start(exp.technique.routes(exp.pipeline, emu.ips))
+                summary["providers"] = deployment.providers()
+                replay = Replay(emu, exp.workload, exp.pipeline, sensors, schedule,
+                                exp.run.duration_s, out_dir)
+                t0 = replay.start()
+            else:
+                t0 = time.monotonic()
+            events.t0 = t0
+            events.record("run.start", "", {"up_s": emu.timings["up_s"]}, at=t0)
             injector = FaultInjector(emu, exp.faults, events.record)
-            injector.start(events.t0)
+            injector.start(t0)
             try:
+                if deployment is not None:
+                    exp.technique.start(emu, deployment, events.record)
                 if interactive:
                     emu.backend.cli()
+                elif replay is not None:
+                    replay.wait()
                 else:
-                    time.sleep(exp.run.duration_s)
+                    time.sleep(max(0.0, t0 + exp.run.duration_s - time.monotonic()))
             finally:
+                if deployment is not None:
+                    exp.technique.stop()
                 injector.stop()
+                if replay is not None:
+                    replay.stop()
+                    reasons += replay.sensor_errors()
+                if deployment is not None:
+                    deployment.stop()
             reasons += injector.errors + emu.trace_errors()
             summary["link_stats"] = emu.shaper.stats()
             events.record("run.end", "", {})
@@ -153,9 +194,18 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
     finally:
         if emu is not None:
             summary["timings"] = emu.timings
+        if replay is not None:  # whatever happened, account for every scheduled request
+            df = replay.outcomes()
+            write_parquet_df(out_dir / "requests.parquet", df)
+            summary.update(summarize(df))
+            summary["reference_accuracy"] = reference_accuracy(
+                exp.workload.model, exp.pipeline, df, sensors, exp.workload.noise_seed)
+            if (summary["lateness_ms"]["p99"] or 0) > 1.0:
+                summary["warnings"].append(
+                    f"load generator lateness p99 {summary['lateness_ms']['p99']:.2f} ms > 1 ms")
         summary["verdict_reasons"] = reasons
         summary["verdict"] = "INVALID" if reasons else "VALID"
         write_parquet(out_dir / "events.parquet", events.rows, EVENT_COLUMNS)
-        write_json(out_dir / "summary.json", summary)
+        write_json(out_dir / "summary.json", clean_json(summary))
         log.info("verdict %s %s -> %s", summary["verdict"], reasons, out_dir)
     return 0

@@ -1,0 +1,185 @@
+"""Placement of a partitioned model on the emulated nodes, and its stage processes.
+
+A pipeline config cuts one ONNX model into stages at named tensors and puts
+each stage on a node; stages form a chain, each forwarding to the next the
+tensors it and later stages need (e.g. the skip tensor `h` rides along from
+the head to the tail).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.config import ConfigError, check_range, fail
+from harness.stage import Route
+from harness.topology import Topology
+
+
+@dataclass
+class StageSpec:
+    name: str
+    node: str
+    inputs: list[str] = field(default_factory=list)  # cut: tensors entering this stage
+    outputs: list[str] = field(default_factory=list)  # cut: tensors it produces
+    model: str | None = None  # a ready partition file instead of a cut of model_file
+    threads: int = 1  # ONNX Runtime intra-op threads
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+
+    def validate(self, key: str) -> None:
+        if not self.name.isidentifier():
+            fail(f"{key}.name", self.name, "must be an identifier")
+        check_range(f"{key}.threads", self.threads, 1, 256)
+        if self.model is None and not (self.inputs and self.outputs):
+            fail(f"{key}.inputs", self.inputs, "a cut stage needs inputs and outputs")
+
+
+@dataclass
+class PipelineConfig:
+    model_file: str = "models/digits/full.onnx"
+    output: str = "logits"  # the tensor the last stage answers with
+    stages: list[StageSpec] = field(default_factory=list)
+    port: int = 8001
+    ready_timeout_s: float = 60.0
+
+    def validate(self, key: str) -> None:
+        if not self.stages:
+            fail(f"{key}.stages", [], "a pipeline needs at least one stage")
+        names = [s.name for s in self.stages]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                fail(f"{key}.stages[{i}].name", n, "duplicate stage name")
+        check_range(f"{key}.port", self.port, 1024, 65535)
+
+    def check_against(self, topo: Topology, key: str = "pipeline") -> None:
+        """Nodes exist, cuts are valid cuts of the model, the chain carries what it needs."""
+        from harness.partition import check_cut, load_model
+
+        nodes = {n.name for n in topo.nodes}
+        for i, s in enumerate(self.stages):
+            if s.node not in nodes:
+                fail(f"{key}.stages[{i}].node", s.node, "unknown node")
+        path = resolve(self.model_file, f"{key}.model_file")
+        try:
+            model = load_model(path)
+        except ConfigError as e:
+            raise ConfigError(f"{key}.model_file={self.model_file!r}: {e}") from None
+        for i, s in enumerate(self.stages):
+            if s.model is None:
+                try:
+                    check_cut(model, s.inputs, s.outputs, s.name, path.name)
+                except ConfigError as e:
+                    raise ConfigError(f"{key}.stages[{i}]: {e}") from None
+            else:
+                resolve(s.model, f"{key}.stages[{i}].model")
+        if self.output not in self.stages[-1].outputs and self.stages[-1].model is None:
+            fail(f"{key}.output", self.output, f"not an output of the last stage "
+                                               f"{self.stages[-1].name}")
+        self.carries()  # raises if a stage needs a tensor nothing upstream has
+
+    def carries(self) -> list[list[str]]:
+        """For each stage, the tensors it receives: its inputs plus what later stages need."""
+        need: list[list[str]] = []
+        later: list[str] = []
+        for s in reversed(self.stages):
+            produced = set(s.outputs)
+            carry = list(dict.fromkeys(s.inputs + [t for t in later if t not in produced]))
+            need.append(carry)
+            later = carry
+        need.reverse()
+        return need
+
+    def sensor_inputs(self) -> list[str]:
+        return self.carries()[0]
+
+
+def resolve(path: str, key: str) -> Path:
+    """Model paths are relative to the repository (where conf/ is), or absolute."""
+    p = Path(path)
+    if not p.is_absolute():
+        p = Path(__file__).resolve().parent.parent / p
+    if not p.is_file():
+        raise ConfigError(f"{key}={path!r}: no such model file")
+    return p
+
+
+def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
+    """The baseline chain: each stage forwards to the single next stage."""
+    carries = pipe.carries()
+    out: dict[str, Route | None] = {}
+    for i, s in enumerate(pipe.stages):
+        if i + 1 == len(pipe.stages):
+            out[s.name] = None
+        else:
+            nxt = pipe.stages[i + 1]
+            out[s.name] = Route(nxt.name, [f"{ips[nxt.node]}:{pipe.port}"], carries[i + 1])
+    return out
+
+
+class Deployment:
+    """The stage processes of one run."""
+
+    def __init__(self, emu, pipe: PipelineConfig, run_dir: Path, record) -> None:
+        self.emu, self.pipe, self.run_dir, self.record = emu, pipe, run_dir, record
+        self.parts_dir = run_dir / "partitions"
+        self.procs: dict[str, object] = {}
+        self.info: dict[str, dict] = {}
+
+    def prepare(self) -> dict[str, Path]:
+        """Cut the partitions (files only; no network)."""
+        from harness.partition import split_model
+
+        cut = {s.name: (s.inputs, s.outputs) for s in self.pipe.stages if s.model is None}
+        files = {}
+        if cut:
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+            files.update(split_model(resolve(self.pipe.model_file, "pipeline.model_file"),
+                                     cut, self.parts_dir))
+        for s in self.pipe.stages:
+            if s.model is not None:
+                files[s.name] = resolve(s.model, "pipeline.stages.model")
+        self.files = {k: Path(v) for k, v in files.items()}
+        return self.files
+
+    def start(self, stage_routes: dict[str, Route | None]) -> None:
+        ready_dir = self.run_dir / "stages"
+        ready_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        for s in self.pipe.stages:
+            route = stage_routes.get(s.name)
+            argv = [sys.executable, "-m", "harness.stage", "--model", str(self.files[s.name]),
+                    "--name", s.name, "--node", s.node, "--port", str(self.pipe.port),
+                    "--threads", str(s.threads), "--providers", ",".join(s.providers),
+                    "--ready-file", str(ready_dir / f"{s.name}.json")]
+            if route is not None:
+                argv += ["--route", json.dumps(route.__dict__)]
+            log = open(ready_dir / f"{s.name}.log", "w")
+            self.procs[s.name] = self.emu.nodes[s.node].popen(argv, stdout=log, stderr=log)
+        deadline = t0 + self.pipe.ready_timeout_s
+        for s in self.pipe.stages:
+            f = ready_dir / f"{s.name}.json"
+            while not f.exists():
+                proc = self.procs[s.name]
+                if proc.poll() is not None:
+                    err = (ready_dir / f"{s.name}.log").read_text().strip().splitlines()
+                    raise RuntimeError(f"stage {s.name} on {s.node} exited "
+                                       f"({proc.returncode}): {err[-1] if err else ''}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"stage {s.name} on {s.node} not ready after "
+                                       f"{self.pipe.ready_timeout_s}s")
+                time.sleep(0.02)
+            self.info[s.name] = {**json.loads(f.read_text()), "node": s.node}
+            self.record("stage.ready", s.node, {"stage": s.name, **self.info[s.name]})
+
+    def providers(self) -> dict[str, list[str]]:
+        return {n: i.get("providers", []) for n, i in self.info.items()}
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        self.procs.clear()

@@ -1,0 +1,346 @@
+"""A pipeline stage: one ONNX partition behind the KServe v2 / Open Inference Protocol.
+
+`python -m harness.stage --model PATH --port N [--name NAME]` serves the
+partition over gRPC with the stubs `tritonclient[grpc]` ships (ServerLive,
+ServerReady, ServerMetadata, ModelReady, ModelMetadata, ModelInfer), so any
+KServe v2 client can call it and a Triton server could stand in for it.
+
+A stage with a route forwards: it runs its partition, then sends the next
+partition the tensors it needs (its own outputs, or inputs it passes through,
+e.g. a skip connection), waits for the answer within the caller's deadline,
+and returns it with its own hop prepended to the `path` parameter. Routes are
+set at start (`--route JSON`) or at run time through the small JSON service
+`harness.StageControl/SetRoute` on the same port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from harness.config import ConfigError
+
+NP_TO_V2 = {np.dtype("float32"): "FP32", np.dtype("float64"): "FP64",
+            np.dtype("int64"): "INT64", np.dtype("int32"): "INT32",
+            np.dtype("uint8"): "UINT8", np.dtype("bool"): "BOOL", np.dtype("float16"): "FP16"}
+V2_TO_NP = {v: k for k, v in NP_TO_V2.items()}
+ORT_TO_NP = {"tensor(float)": np.float32, "tensor(double)": np.float64,
+             "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
+             "tensor(bool)": np.bool_, "tensor(float16)": np.float16}
+CONTROL_SERVICE = "harness.StageControl"
+GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20),
+                ("grpc.max_receive_message_length", 64 << 20)]
+
+
+# -- tensors on the wire -------------------------------------------------------------------
+
+
+def decode_inputs(req: pb.ModelInferRequest) -> dict[str, np.ndarray]:
+    """Tensors of a request, from raw_input_contents (or typed contents)."""
+    out = {}
+    for i, t in enumerate(req.inputs):
+        if t.datatype not in V2_TO_NP:
+            raise ValueError(f"input {t.name}: unsupported datatype {t.datatype}")
+        dt = V2_TO_NP[t.datatype]
+        if i < len(req.raw_input_contents):
+            arr = np.frombuffer(req.raw_input_contents[i], dtype=dt)
+        else:
+            c = t.contents
+            vals = {"FP32": c.fp32_contents, "FP64": c.fp64_contents,
+                    "INT64": c.int64_contents, "INT32": c.int_contents,
+                    "UINT8": c.uint_contents, "BOOL": c.bool_contents}.get(t.datatype, [])
+            arr = np.asarray(list(vals), dtype=dt)
+        out[t.name] = arr.reshape(tuple(t.shape))
+    return out
+
+
+def encode(msg: pb.ModelInferRequest | pb.ModelInferResponse, tensors: dict[str, np.ndarray],
+           field_name: str) -> None:
+    """Append tensors as raw contents to a request (inputs) or response (outputs)."""
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr)
+        t = getattr(msg, field_name).add()
+        t.name = name
+        t.datatype = NP_TO_V2[arr.dtype]
+        t.shape.extend(arr.shape)
+        raw = msg.raw_input_contents if field_name == "inputs" else msg.raw_output_contents
+        raw.append(arr.tobytes())
+
+
+def infer_request(model: str, tensors: dict[str, np.ndarray], request_id: str = "",
+                  params: dict[str, Any] | None = None) -> pb.ModelInferRequest:
+    req = pb.ModelInferRequest(model_name=model, id=request_id)
+    for k, v in (params or {}).items():
+        set_param(req.parameters[k], v)
+    encode(req, tensors, "inputs")
+    return req
+
+
+def set_param(p: pb.InferParameter, v: Any) -> None:
+    if isinstance(v, bool):
+        p.bool_param = v
+    elif isinstance(v, int):
+        p.int64_param = v
+    elif isinstance(v, float):
+        p.double_param = v
+    else:
+        p.string_param = str(v)
+
+
+def decode_outputs(resp: pb.ModelInferResponse) -> dict[str, np.ndarray]:
+    out = {}
+    for i, t in enumerate(resp.outputs):
+        arr = np.frombuffer(resp.raw_output_contents[i], dtype=V2_TO_NP[t.datatype])
+        out[t.name] = arr.reshape(tuple(t.shape))
+    return out
+
+
+# -- the model a stage serves -----------------------------------------------------------
+
+
+class Runner:
+    """ONNX Runtime session (or, for the null stage, identity) behind one interface."""
+
+    def __init__(self, model_path: str | None, providers: list[str] | None, threads: int,
+                 null_io: list[str] | None = None) -> None:
+        self.session = None
+        if model_path is None:
+            names = null_io or ["x"]
+            self.inputs = {n: ("FP32", [-1]) for n in names}
+            self.outputs = dict(self.inputs)
+            self.providers: list[str] = []
+            return
+        from harness.partition import load_session, providers_used
+
+        self.session = load_session(model_path, providers, threads)
+        self.providers = providers_used(self.session)
+        self.inputs = {i.name: (NP_TO_V2[np.dtype(ORT_TO_NP[i.type])], _dims(i.shape))
+                       for i in self.session.get_inputs()}
+        self.outputs = {o.name: (NP_TO_V2[np.dtype(ORT_TO_NP[o.type])], _dims(o.shape))
+                        for o in self.session.get_outputs()}
+
+    def run(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.inputs if n not in tensors]
+        if missing:
+            raise KeyError(f"missing input tensor(s) {missing}")
+        if self.session is None:
+            return {n: tensors[n] for n in self.inputs}
+        feed = {n: tensors[n] for n in self.inputs}
+        return dict(zip(self.outputs, self.session.run(list(self.outputs), feed), strict=True))
+
+
+def _dims(shape: list) -> list[int]:
+    return [d if isinstance(d, int) else -1 for d in shape]
+
+
+# -- routing ------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    """Where a stage sends its result next; none = it is the last stage."""
+
+    model: str = ""
+    targets: list[str] = field(default_factory=list)  # host:port, tried in order
+    inputs: list[str] = field(default_factory=list)  # tensors the next model takes
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> Route | None:
+        if not data:
+            return None
+        return cls(model=data["model"], targets=list(data["targets"]),
+                   inputs=list(data["inputs"]))
+
+
+class Stage(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, runner: Runner, name: str, node: str, route: Route | None) -> None:
+        self.runner, self.name, self.node = runner, name, node
+        self.route = route
+        self.channels: dict[str, pb_grpc.GRPCInferenceServiceStub] = {}
+        self.lock = threading.Lock()
+        self.stats = {"requests": 0, "errors": 0, "forwarded": 0}
+
+    # KServe v2 health and metadata
+    def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):  # noqa: N802
+        return pb.ServerReadyResponse(ready=True)
+
+    def ServerMetadata(self, request, context):  # noqa: N802
+        return pb.ServerMetadataResponse(name="harness-stage", version="1")
+
+    def ModelReady(self, request, context):  # noqa: N802
+        return pb.ModelReadyResponse(ready=request.name == self.name)
+
+    def ModelMetadata(self, request, context):  # noqa: N802
+        if request.name != self.name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.name!r}")
+        resp = pb.ModelMetadataResponse(name=self.name, versions=["1"], platform="onnxruntime_onnx")
+        for src, dst in ((self.runner.inputs, resp.inputs), (self.runner.outputs, resp.outputs)):
+            for n, (dt, shape) in src.items():
+                dst.add(name=n, datatype=dt, shape=shape)
+        return resp
+
+    def ModelInfer(self, request, context):  # noqa: N802
+        if request.model_name != self.name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model_name!r}")
+        self.stats["requests"] += 1
+        try:
+            tensors = decode_inputs(request)
+            outputs = self.runner.run(tensors)
+        except Exception as e:
+            self.stats["errors"] += 1
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.hop}: {e}")
+        route = self.route
+        if route is None:
+            resp = pb.ModelInferResponse(model_name=self.name, model_version="1",
+                                         id=request.id)
+            encode(resp, outputs, "outputs")
+            resp.parameters["path"].string_param = self.hop
+            return resp
+        return self.forward(request, {**tensors, **outputs}, route, context)
+
+    @property
+    def hop(self) -> str:
+        return f"{self.node}:{self.name}"
+
+    def stub(self, target: str) -> pb_grpc.GRPCInferenceServiceStub:
+        with self.lock:
+            if target not in self.channels:
+                self.channels[target] = pb_grpc.GRPCInferenceServiceStub(
+                    grpc.insecure_channel(target, options=GRPC_OPTIONS))
+            return self.channels[target]
+
+    def forward(self, request, available: dict[str, np.ndarray], route: Route, context):
+        missing = [n for n in route.inputs if n not in available]
+        if missing:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"{self.hop}: next model {route.model} needs {missing}")
+        nxt = infer_request(route.model, {n: available[n] for n in route.inputs}, request.id)
+        for k, v in request.parameters.items():
+            nxt.parameters[k].CopyFrom(v)
+        remaining = context.time_remaining()
+        last: grpc.RpcError | None = None
+        for target in route.targets:
+            try:
+                resp = self.stub(target).ModelInfer(nxt, timeout=remaining)
+            except grpc.RpcError as e:
+                last = e
+                continue
+            self.stats["forwarded"] += 1
+            resp.parameters["path"].string_param = (
+                f"{self.hop}>{resp.parameters['path'].string_param}")
+            return resp
+        self.stats["errors"] += 1
+        assert last is not None
+        context.abort(last.code(), f"{self.hop} -> {route.model}: {last.details()}")
+
+    # harness.StageControl (JSON over the same port)
+    def control(self, method: str, body: dict) -> dict:
+        if method == "SetRoute":
+            self.route = Route.from_json(body.get("route"))
+            return {"ok": True}
+        if method == "Stats":
+            return {"ok": True, "name": self.name, "node": self.node, **self.stats,
+                    "providers": self.runner.providers}
+        return {"ok": False, "error": f"unknown method {method}"}
+
+
+def _control_handler(stage: Stage) -> grpc.GenericRpcHandler:
+    def handler(method: str):
+        return grpc.unary_unary_rpc_method_handler(
+            lambda body, _ctx: stage.control(method, body),
+            request_deserializer=lambda b: json.loads(b or b"{}"),
+            response_serializer=lambda d: json.dumps(d).encode())
+
+    return grpc.method_handlers_generic_handler(
+        CONTROL_SERVICE, {m: handler(m) for m in ("SetRoute", "Stats")})
+
+
+def control_call(target: str, method: str, body: dict | None = None,
+                 timeout: float = 5.0) -> dict:
+    """Call `harness.StageControl/<method>` on a stage."""
+    with grpc.insecure_channel(target) as ch:
+        call = ch.unary_unary(f"/{CONTROL_SERVICE}/{method}",
+                              request_serializer=lambda d: json.dumps(d).encode(),
+                              response_deserializer=json.loads)
+        return call(body or {}, timeout=timeout)
+
+
+def serve(stage: Stage, port: int, host: str = "0.0.0.0", workers: int = 64) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(stage, server)
+    server.add_generic_rpc_handlers((_control_handler(stage),))
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise ConfigError(f"--port={port}: cannot listen on {host}:{port}")
+    server.start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.stage", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="ONNX partition to serve (omit with --null)")
+    ap.add_argument("--null", metavar="TENSORS", default=None,
+                    help="null stage: no model, returns these comma-separated inputs")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="0.0.0.0")
+    ap.add_argument("--name", help="model name served (default: the file's stem)")
+    ap.add_argument("--node", default=os.uname().nodename, help="node name for `path`")
+    ap.add_argument("--route", default="", help="JSON route to the next stage")
+    ap.add_argument("--providers", default="CPUExecutionProvider",
+                    help="comma-separated ONNX Runtime execution providers")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--ready-file", help="write {providers, pid} here once serving")
+    a = ap.parse_args(argv)
+    try:
+        if (a.model is None) == (a.null is None):
+            raise ConfigError("--model: give exactly one of --model PATH or --null TENSORS")
+        if not 0 < a.port < 65536:
+            raise ConfigError(f"--port={a.port}: must be 1-65535")
+        t0 = time.monotonic()
+        runner = Runner(a.model, a.providers.split(","), a.threads,
+                        a.null.split(",") if a.null else None)
+        load_s = time.monotonic() - t0
+        name = a.name or (os.path.splitext(os.path.basename(a.model))[0] if a.model
+                          else "null")
+        try:
+            route = Route.from_json(json.loads(a.route)) if a.route else None
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"--route={a.route!r}: {e}") from None
+        stage = Stage(runner, name, a.node, route)
+        server = serve(stage, a.port, a.host)
+    except ConfigError as e:
+        print(f"stage error: {e}", file=sys.stderr)
+        return 2
+    info = {"pid": os.getpid(), "name": name, "port": a.port,
+            "providers": runner.providers, "load_s": load_s}
+    if a.ready_file:
+        from harness.results import write_json
+
+        write_json(a.ready_file, info)
+    print(json.dumps({"serving": info}), flush=True)
+    done = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: done.set())
+    done.wait()
+    server.stop(grace=0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

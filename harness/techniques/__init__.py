@@ -1,0 +1,1 @@
+"""Resilience techniques: plug-ins chosen by `technique=<name>` (conf/technique/)."""
