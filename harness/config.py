@@ -144,6 +144,15 @@ class LinkProps:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
+def netns_congestion_controls() -> list[str]:
+    """Algorithms a non-initial network namespace may select (the kernel's allowed list)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_allowed_congestion_control") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
 @dataclass
 class NetworkConfig:
     """Default properties of every link, and how they are applied."""
@@ -154,13 +163,26 @@ class NetworkConfig:
     loss_pct: float = 0.0
     queue_pkts: int = 1000
     shaper: str = "auto"  # auto | netem | userspace
+    tcp_cc: str = "auto"  # TCP congestion control of every node; auto = cubic, else reno
 
     def validate(self, key: str) -> None:
         self.defaults().validate(key)
+        allowed = netns_congestion_controls()
+        if self.tcp_cc != "auto" and allowed and self.tcp_cc not in allowed:
+            fail(f"{key}.tcp_cc", self.tcp_cc,
+                 "a network namespace may only use net.ipv4.tcp_allowed_congestion_control "
+                 f"({', '.join(allowed)})")
         if self.shaper not in SHAPERS:
             fail(f"{key}.shaper", self.shaper, f"unknown shaper (one of {', '.join(SHAPERS)})")
         if self.jitter_ms > self.delay_ms:
             fail(f"{key}.jitter_ms", self.jitter_ms, "must be <= delay_ms")
+
+    def congestion_control(self) -> str:
+        """The algorithm nodes use: the host's default may pace (BBR) or be unavailable."""
+        if self.tcp_cc != "auto":
+            return self.tcp_cc
+        allowed = netns_congestion_controls()
+        return "cubic" if "cubic" in allowed or not allowed else "reno"
 
     def defaults(self) -> LinkProps:
         return LinkProps(self.bw_mbit, self.delay_ms, self.jitter_ms, self.loss_pct,

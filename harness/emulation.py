@@ -49,11 +49,12 @@ class LinkState:
 
 
 def setup_script(node: str, topo: Topology, base: LinkProps, shaper_netem: bool,
-                 states: dict[str, LinkState]) -> str:
+                 states: dict[str, LinkState], tcp_cc: str = "") -> str:
     """Shell script configuring one node after its interfaces exist (pure: testable)."""
     ips, devs, macs = topo.addresses(), topo.interfaces(), topo.macs()
     ip = ips[node]
-    lines = [f"sysctl -q -w {' '.join(SYSCTLS)}", "ip link set lo up"]
+    sysctls = SYSCTLS + ([f"net.ipv4.tcp_congestion_control={tcp_cc}"] if tcp_cc else [])
+    lines = [f"sysctl -q -w {' '.join(sysctls)}", "ip link set lo up"]
     ip_cmds, tc_cmds = [], []
     for link in topo.links_of(node):
         dev = devs[(node, link.name)]
@@ -109,7 +110,8 @@ class Emulation:
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
                 props)
         self._parallel({n: self._create_script(n) for n in self.nodes})
-        self._parallel({n: setup_script(n, self.topo, self.base, self.shaper.netem, self.links)
+        self._parallel({n: setup_script(n, self.topo, self.base, self.shaper.netem, self.links,
+                                        self.network.congestion_control())
                         for n in self.nodes})
         wires = []
         for name, st in self.links.items():
@@ -294,6 +296,7 @@ class Emulation:
     def describe(self) -> dict:
         return {
             "shaper": self.shaper.name,
+            "tcp_cc": self.network.congestion_control(),
             "prefix": self.ledger.prefix,
             "nodes": {n: {"ip": self.ips[n], "role": self.topo.node(n).role}
                       for n in self.nodes},

@@ -282,10 +282,17 @@ def control_call(target: str, method: str, body: dict | None = None,
 
 
 def serve(stage: Stage, port: int, host: str = "0.0.0.0", workers: int = 64) -> grpc.Server:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS)
+    # so_reuseport off: gRPC sets SO_REUSEPORT by default, so a second stage on a port in
+    # use would bind silently and share its traffic instead of failing.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(stage, server)
     server.add_generic_rpc_handlers((_control_handler(stage),))
-    if server.add_insecure_port(f"{host}:{port}") == 0:
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # recent grpcio raises instead of returning 0
+        bound = 0
+    if bound == 0:
         raise ConfigError(f"--port={port}: cannot listen on {host}:{port}")
     server.start()
     return server

@@ -97,21 +97,24 @@ def arrival_times(cfg: WorkloadConfig, duration_s: float, rng: np.random.Generat
         assert cfg.timestamps_file is not None
         return [t for t in load_timestamps(cfg.timestamps_file, "workload.timestamps_file")
                 if t < duration_s]
-    out = []
-    t = phase_s if cfg.arrival == "fixed" else 0.0
-    while True:
-        rate = rate_at(cfg, t)
-        if cfg.arrival == "fixed":
-            if t >= duration_s:
-                break
+    out: list[float] = []
+    if cfg.arrival == "fixed":
+        # times from the start of each constant-rate segment, so no error accumulates
+        seg_t, j, rate = phase_s, 0, rate_at(cfg, phase_s)
+        t = seg_t
+        while t < duration_s - 1e-9:
             out.append(t)
-            t += 1.0 / rate
-        else:  # Poisson; the rate is re-read after each arrival (piecewise constant)
-            t += rng.exponential(1.0 / rate)
-            if t >= duration_s:
-                break
-            out.append(t)
-    return out
+            j += 1
+            t = seg_t + j / rate
+            if rate_at(cfg, t + 1e-9) != rate:
+                seg_t, j, rate = t, 0, rate_at(cfg, t + 1e-9)
+        return out
+    t = 0.0
+    while True:  # Poisson; the rate is re-read after each arrival (piecewise constant)
+        t += rng.exponential(1.0 / rate_at(cfg, t))
+        if t >= duration_s:
+            return out
+        out.append(t)
 
 
 def sample_ids(model: str) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""The inference pipeline end to end on the emulated network, as a user runs it (root)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, harness_cmd, machine_state, root_only
+
+pytestmark = [pytest.mark.needs_root, root_only]
+BASE = ["topology=device_edge_cloud", "workload=digits", "technique=baseline"]
+CARD = json.loads((REPO / "models" / "digits" / "card.json").read_text())
+
+
+def run(*overrides: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    p = harness_cmd(*BASE, *overrides, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    text = p.stdout + p.stderr
+    out = Path(next(line.rsplit("->", 1)[1].strip() for line in text.splitlines()
+                    if "verdict" in line and "->" in line))
+    summary = json.loads((out / "summary.json").read_text())
+    return (summary, pd.read_parquet(out / "requests.parquet"),
+            pd.read_parquet(out / "events.parquet"))
+
+
+def accounting(s: dict, df: pd.DataFrame) -> None:
+    assert s["n_scheduled"] == s["n_ok"] + s["n_late"] + s["n_failed"] + s["n_lost"]
+    assert len(df) == s["n_scheduled"] == df["request_id"].nunique()
+    assert set(df["status"]) <= {"ok", "late", "failed", "lost"}
+
+
+def test_baseline_no_faults_matches_the_model_card() -> None:
+    s, df, _ = run("faults=none", "run.duration_s=20", "seed=1")
+    assert s["verdict"] == "VALID", s["verdict_reasons"]
+    accounting(s, df)
+    assert s["availability"] >= 0.999
+    # the pipeline answers exactly what the whole model answers in process ...
+    assert s["accuracy"] == pytest.approx(s["reference_accuracy"], abs=1e-12)
+    # ... and within a point of the card's split accuracy
+    assert abs(s["accuracy"] - CARD["test_accuracy"]["split"]) <= 0.01 + 1 / s["n_answered"]
+    assert set(df["path"].dropna()) == {"d1:head>e1:middle>c1:tail"}
+    assert s["providers"] == {st: ["CPUExecutionProvider"] for st in ("head", "middle", "tail")}
+    for key in ("schema_version", "verdict_reasons", "technique", "faults", "topology",
+                "workload", "backend", "seed", "duration_s", "slo_ms", "latency_ms",
+                "shaper", "config_hash"):
+        assert key in s
+    assert set(s["latency_ms"]) == {"p50", "p90", "p95", "p99", "max"}
+
+
+def test_same_seed_same_requests() -> None:
+    s1, a, _ = run("run.duration_s=3", "seed=7")
+    s2, b, _ = run("run.duration_s=3", "seed=7")
+    cols = ["request_id", "sensor", "sample_id", "scheduled_s"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    _, c, _ = run("run.duration_s=3", "seed=8")
+    assert list(c["sample_id"]) != list(a["sample_id"])
+
+
+def test_open_loop_lateness_at_200_per_second() -> None:
+    s, df, _ = run("topology.n_sensors=2", "workload.rate_hz=100", "run.duration_s=8")
+    accounting(s, df)
+    assert s["n_scheduled"] == 1600
+    assert s["lateness_ms"]["p99"] <= 1.0, s["lateness_ms"]
+
+
+def test_network_delay_shows_in_latency() -> None:
+    s0, _, _ = run("run.duration_s=4", "network.delay_ms=0")
+    s10, _, _ = run("run.duration_s=4", "network.delay_ms=10", "workload.slo_ms=500")
+    # s1 -> d1 -> e1 -> c1 and back: 6 link traversals of 10 ms
+    rise = s10["latency_ms"]["p50"] - s0["latency_ms"]["p50"]
+    assert abs(rise - 60) <= 2, (s0["latency_ms"], s10["latency_ms"])
+
+
+def test_edge_crash_baseline_loses_everything_after() -> None:
+    s, df, ev = run("faults=edge_crash", "run.duration_s=9")
+    assert s["verdict"] == "VALID", s["verdict_reasons"]
+    accounting(s, df)
+    crash = ev[ev["kind"] == "fault.crash"]
+    assert list(crash["target"]) == ["e1"]
+    t = float(crash["t_s"].iloc[0])
+    assert abs(t - 3) < 0.05
+    after = df[df["scheduled_s"] >= t]
+    assert len(after) > 0
+    assert (after["status"] == "ok").mean() <= 0.05
+    assert set(after["status"]) <= {"failed", "lost"}
+    before = df[df["scheduled_s"] < t - 0.2]
+    assert (before["status"] == "ok").mean() >= 0.99
+
+
+BAD = [
+    ["pipeline.model_file=models/digits/missing.onnx"],
+    ["pipeline.stages.1.inputs=[nope]"],
+    ["pipeline.stages.0.node=ghost"],
+    ["workload.rate_hz=0"],
+    ["workload.rate_hz=-3"],
+]
+
+
+@pytest.mark.parametrize("overrides", BAD)
+def test_bad_pipeline_input_exit_2(overrides: list[str]) -> None:
+    before = machine_state()
+    p = harness_cmd(*BASE, *overrides)
+    assert p.returncode == 2, p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("config error:"), p.stderr
+    assert machine_state() == before
+
+
+def test_corrupt_model_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"not an onnx model" * 50)
+    p = harness_cmd(*BASE, f"pipeline.model_file={bad}")
+    assert p.returncode == 2
+    assert "pipeline.model_file" in p.stderr and len(p.stderr.strip().splitlines()) == 1

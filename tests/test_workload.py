@@ -1,0 +1,125 @@
+"""The schedule and the accounting, without root: pure functions of config and seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.config import ConfigError, from_dict
+from harness.metrics import outcomes, summarize
+from harness.workload import RateStep, Scheduled, WorkloadConfig, make_schedule
+from tests.conftest import exp_for
+
+
+def wl(**kw) -> WorkloadConfig:
+    return from_dict(WorkloadConfig, kw, "workload")
+
+
+def test_same_seed_same_schedule_other_seed_other_order() -> None:
+    a = make_schedule(wl(rate_hz=20), ["s1", "s2"], 5, seed=1)
+    b = make_schedule(wl(rate_hz=20), ["s1", "s2"], 5, seed=1)
+    c = make_schedule(wl(rate_hz=20), ["s1", "s2"], 5, seed=2)
+    assert a == b
+    assert [s.sample_id for s in a] != [s.sample_id for s in c]
+    assert [s.request_id for s in a] == list(range(len(a)))
+    assert len(a) == 2 * 5 * 20
+
+
+def test_fixed_rate_is_per_sensor_and_staggered() -> None:
+    s = make_schedule(wl(rate_hz=10), ["s1", "s2"], 1, seed=0)
+    t1 = [x.scheduled_s for x in s if x.sensor == "s1"]
+    t2 = [x.scheduled_s for x in s if x.sensor == "s2"]
+    assert np.allclose(np.diff(t1), 0.1) and np.allclose(np.diff(t2), 0.1)
+    assert t2[0] == pytest.approx(0.05)
+
+
+def test_poisson_mean_rate() -> None:
+    s = make_schedule(wl(rate_hz=50, arrival="poisson"), ["s1"], 100, seed=3)
+    assert len(s) == pytest.approx(5000, rel=0.05)
+    gaps = np.diff([x.scheduled_s for x in s])
+    assert np.std(gaps) == pytest.approx(np.mean(gaps), rel=0.1)  # exponential: sd = mean
+
+
+def test_rate_schedule_burst() -> None:
+    cfg = wl(rate_hz=10, rate_schedule=[{"at_s": 2, "rate_hz": 100}, {"at_s": 3, "rate_hz": 10}])
+    assert cfg.rate_schedule[0] == RateStep(2, 100)
+    s = make_schedule(cfg, ["s1"], 5, seed=0)
+    per_s = np.bincount([int(x.scheduled_s) for x in s])
+    assert list(per_s) == [10, 10, 100, 10, 10]
+
+
+def test_recorded_timestamps(tmp_path) -> None:
+    f = tmp_path / "ts.txt"
+    f.write_text("0\n0.25\n0.5\n4\n9\n")
+    s = make_schedule(wl(arrival="recorded", timestamps_file=str(f)), ["s1"], 5, seed=0)
+    assert [x.scheduled_s for x in s] == [0, 0.25, 0.5, 4]
+
+
+def test_samples_come_from_the_test_split() -> None:
+    from harness.datasets import digits_split
+
+    test = set(digits_split()[1].tolist())
+    s = make_schedule(wl(rate_hz=100), ["s1"], 10, seed=0)
+    assert {x.sample_id for x in s} <= test
+
+
+@pytest.mark.parametrize("kw,key", [({"rate_hz": 0}, "workload.rate_hz"),
+                                    ({"rate_hz": -1}, "workload.rate_hz"),
+                                    ({"arrival": "burst"}, "workload.arrival"),
+                                    ({"slo_ms": 0}, "workload.slo_ms"),
+                                    ({"arrival": "recorded"}, "workload.timestamps_file")])
+def test_bad_workload(kw, key) -> None:
+    with pytest.raises(ConfigError) as e:
+        wl(**kw)
+    assert str(e.value).startswith(key)
+
+
+def test_accounting_every_request_exactly_once() -> None:
+    sched = [Scheduled(i, "s1", i, i * 0.1) for i in range(6)]
+    recs = {
+        0: {"request_id": 0, "outcome": "answer", "sent_s": 0.0, "completed_s": 0.05,
+            "prediction": 0, "path": "x"},
+        1: {"request_id": 1, "outcome": "answer", "sent_s": 0.1, "completed_s": 0.4,
+            "prediction": 9, "path": "x"},
+        2: {"request_id": 2, "outcome": "error", "sent_s": 0.2, "completed_s": 0.21,
+            "error": "UNAVAILABLE"},
+        3: {"request_id": 3, "outcome": "lost", "sent_s": 0.3, "completed_s": 9},
+        # 4: never recorded (its sensor died) -> lost
+        5: {"request_id": 5, "outcome": "answer", "sent_s": 0.5, "completed_s": 99,
+            "prediction": 5, "path": "x"},  # after the harness stopped waiting -> lost
+    }
+    df = outcomes(sched, recs, {i: i for i in range(6)}, slo_ms=100, answer_by_s=10)
+    assert list(df["status"]) == ["ok", "late", "failed", "lost", "lost", "lost"]
+    assert df.loc[1, "latency_ms"] == pytest.approx(300)
+    s = summarize(df)
+    assert s["n_scheduled"] == 6 == s["n_ok"] + s["n_late"] + s["n_failed"] + s["n_lost"]
+    assert s["availability"] == pytest.approx(1 / 6)
+    assert s["accuracy"] == pytest.approx(0.5)  # request 0 right, request 1 wrong
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["pipeline.stages.1.node=zz"], "pipeline.stages[1].node"),
+    (["pipeline.stages.1.inputs=[nope]"], "pipeline.stages[1]: cut tensor 'nope'"),
+    (["pipeline.stages.2.inputs=[m]"], "pipeline.stages[2]: partition 'tail' needs tensor 'h'"),
+    (["pipeline.model_file=models/none.onnx"], "pipeline.model_file"),
+    (["workload.rate_hz=0"], "workload.rate_hz"),
+])
+def test_bad_pipeline_input(overrides, key) -> None:
+    with pytest.raises(ConfigError) as e:
+        exp_for("topology=device_edge_cloud", "workload=digits", *overrides)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+def test_corrupt_model_file(tmp_path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage\xff" * 10)
+    with pytest.raises(ConfigError, match="pipeline.model_file"):
+        exp_for("topology=device_edge_cloud", "workload=digits", f"pipeline.model_file={bad}")
+
+
+@pytest.mark.parametrize("preset", ["on_device", "device_edge", "edge_edge",
+                                    "device_edge_cloud"])
+def test_pipeline_presets_validate(preset) -> None:
+    exp = exp_for("topology=device_edge_cloud", "workload=digits", f"pipeline={preset}")
+    carries = exp.pipeline.carries()
+    assert carries[0] == ["image"]
