@@ -1,11 +1,13 @@
-"""`make bench` (for now): link-fidelity benchmark, configured vs measured, with targets.
+"""`make bench`: link fidelity, the stage overhead, and the baseline pipeline under faults.
 
-Each scenario builds its own emulated network the way `python -m harness`
-would (same configs, same code path), measures it with the independent probes
-of `harness.probe` and iperf3, and returns figures. The tests call the same
-scenarios with smaller sample counts and assert the targets.
-Writes `results/bench/<time>/link_fidelity.json` and `report.md`; exits 1 if
-any target is missed.
+Link scenarios build their own emulated network the way `python -m harness`
+would (same configs, same code path), measure it with the independent probes
+of `harness.probe` and iperf3, and return figures; the tests call the same
+scenarios with smaller sample counts and assert the targets. The pipeline
+section runs `python -m harness` itself (baseline on device_edge_cloud, with
+and without the edge crash). Writes `results/bench/<time>/` (link_fidelity.json,
+overhead.json, pipeline.csv, report.md); exits 1 if a target is missed or a run
+is INVALID.
 """
 
 from __future__ import annotations
@@ -204,6 +206,51 @@ def run_all(quick: bool = False) -> list[dict]:
     return rows
 
 
+PIPELINE_RUNS = [
+    ("baseline", "none", ["technique=baseline", "faults=none"]),
+    ("baseline", "edge_crash", ["technique=baseline", "faults=edge_crash"]),
+]
+
+
+def run_harness(overrides: list[str], timeout_s: float = 600) -> dict:
+    """`python -m harness <overrides>` as a user runs it; its summary.json."""
+    repo = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=repo,
+                       capture_output=True, text=True, timeout=timeout_s)
+    text = p.stdout + p.stderr
+    dirs = [line.rsplit("->", 1)[1].strip() for line in text.splitlines()
+            if "verdict" in line and "->" in line]
+    if p.returncode != 0 or not dirs:
+        raise RuntimeError(f"harness {' '.join(overrides)} failed ({p.returncode}): "
+                           f"{text.strip().splitlines()[-1] if text.strip() else ''}")
+    return json.loads((Path(dirs[-1]) / "summary.json").read_text()) | {"run_dir": dirs[-1]}
+
+
+def pipeline_rows(duration_s: float, seed: int = 1) -> list[dict]:
+    """The baseline on device_edge_cloud, with and without the edge crash."""
+    import pandas as pd
+
+    rows = []
+    for technique, faults, extra in PIPELINE_RUNS:
+        s = run_harness(["topology=device_edge_cloud", "workload=digits", *extra,
+                         f"run.duration_s={duration_s}", f"seed={seed}"])
+        df = pd.read_parquet(Path(s["run_dir"]) / "requests.parquet")
+        crash = [a["at_s"] for a in s["faults_schedule"] if a["action"] == "crash"]
+        after = df[df["scheduled_s"] >= crash[0]] if crash else df.iloc[0:0]
+        rows.append({
+            "technique": technique, "faults": faults, "verdict": s["verdict"],
+            "n_scheduled": s["n_scheduled"], "n_ok": s["n_ok"], "n_late": s["n_late"],
+            "n_failed": s["n_failed"], "n_lost": s["n_lost"],
+            "availability": s["availability"],
+            "availability_after_fault": float((after["status"] == "ok").mean())
+            if len(after) else None,
+            "p50_ms": s["latency_ms"]["p50"], "p99_ms": s["latency_ms"]["p99"],
+            "accuracy": s["accuracy"], "reference_accuracy": s["reference_accuracy"],
+            "lateness_p99_ms": s["lateness_ms"]["p99"], "run_dir": s["run_dir"],
+        })
+    return rows
+
+
 def report_md(rows: list[dict], shaper: str) -> str:
     lines = [f"# Link fidelity ({datetime.now():%Y-%m-%d %H:%M}, shaper={shaper})", "",
              "| check | measured | target | ok |", "|---|---|---|---|"]
@@ -213,29 +260,94 @@ def report_md(rows: list[dict], shaper: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pipeline_md(rows: list[dict]) -> str:
+    cols = ["technique", "faults", "verdict", "n_scheduled", "n_ok", "n_late", "n_failed",
+            "n_lost", "availability", "availability_after_fault", "p50_ms", "p99_ms",
+            "accuracy", "lateness_p99_ms"]
+    lines = ["## Pipeline: digits on device_edge_cloud", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def overhead_md(f: dict) -> str:
+    rows = [("(a) in-process session.run", f["inprocess"]), ("(b) client -> stage", f["direct"]),
+            ("(c) client -> null stage -> stage", f["via_null"])]
+    lines = [f"## Stage overhead ({f['tensor_bytes'] // 1024} KB tensor, n={f['n']}, loopback)",
+             "", "| measurement | p50 ms | p99 ms |", "|---|---|---|"]
+    lines += [f"| {label} | {p['p50_ms']:.3f} | {p['p99_ms']:.3f} |" for label, p in rows]
+    lines += [f"| per-hop overhead (c) - (b) | {f['hop_overhead_p50_ms']:.3f} | "
+              f"{f['hop_overhead_p99_ms']:.3f} |",
+              f"| stage over in-process (b) - (a) | {f['stage_overhead_p50_ms']:.3f} | |",
+              "", f"target: per-hop p50 <= {f['target_hop_ms']} ms: "
+                  f"{'yes' if f['ok'] else '**NO**'}"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="fewer samples (about 40 s)")
+    ap.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
+    ap.add_argument("--only", choices=["link", "overhead", "pipeline"], action="append",
+                    help="run only these sections (repeatable; default: all)")
     ap.add_argument("--out", default="results/bench", help="parent folder of the results")
     args = ap.parse_args(argv)
     from rich.console import Console
     from rich.table import Table
 
-    rows = run_all(args.quick)
-    shaper = next((r["shaper"] for r in rows if "shaper" in r), "?")
+    sections = args.only or ["link", "overhead", "pipeline"]
     out = Path(args.out) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "link_fidelity.json", {"shaper": shaper, "rows": rows})
-    write_text_atomic(out / "report.md", report_md(rows, shaper))
-    table = Table(title=f"link fidelity (shaper={shaper})")
-    for col in ("check", "measured", "target", "ok"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["check"], r["figure"], r["target"],
-                      "[green]yes[/]" if r["ok"] else "[red]NO[/]")
-    Console().print(table)
-    print(f"results: {out}/link_fidelity.json, {out}/report.md")
-    return 0 if all(r["ok"] for r in rows) else 1
+    console = Console(width=max(Console().width, 140))
+    report, ok = [], True
+    if "link" in sections:
+        rows = run_all(args.quick)
+        shaper = next((r["shaper"] for r in rows if "shaper" in r), "?")
+        write_json(out / "link_fidelity.json", {"shaper": shaper, "rows": rows})
+        report.append(report_md(rows, shaper))
+        table = Table(title=f"link fidelity (shaper={shaper})")
+        for col in ("check", "measured", "target", "ok"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["check"], r["figure"], r["target"],
+                          "[green]yes[/]" if r["ok"] else "[red]NO[/]")
+        console.print(table)
+        ok &= all(r["ok"] for r in rows)
+    if "overhead" in sections:
+        from harness import overhead
+
+        fig = overhead.run(n=200 if args.quick else 1000)
+        write_json(out / "overhead.json", fig)
+        report.append(overhead_md(fig))
+        overhead.print_table(fig)
+        ok &= fig["ok"]
+    if "pipeline" in sections:
+        rows = pipeline_rows(8 if args.quick else 20)
+        import pandas as pd
+
+        df = pd.DataFrame(rows)
+        tmp = out / ".pipeline.csv.tmp"
+        df.to_csv(tmp, index=False)
+        tmp.replace(out / "pipeline.csv")
+        report.append(pipeline_md(rows))
+        table = Table(title="pipeline: digits on device_edge_cloud (seed 1)")
+        cols = ["technique", "faults", "verdict", "n_scheduled", "availability",
+                "availability_after_fault", "p50_ms", "p99_ms", "accuracy", "lateness_p99_ms"]
+        for c in cols:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*[_fmt(r[c]) for c in cols])
+        console.print(table)
+        ok &= all(r["verdict"] == "VALID" for r in rows)
+    write_text_atomic(out / "report.md", "\n".join(report))
+    print(f"results: {out}/ (report.md and one file per section)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from harness.stage import GRPC_OPTIONS, decode_outputs, infer_request
+from harness.stage import CHANNEL_OPTIONS, decode_outputs, infer_request
 
 SPIN_S = 0.0004  # sleep until this close to the send time, then spin
 
@@ -79,7 +79,7 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     msgs = [infer_request(plan["model"], payload(plan, sample), str(rid),
                           {"sensor": plan["sensor"]})
             for rid, sample, _ in requests]
-    channel = grpc.insecure_channel(plan["target"], options=GRPC_OPTIONS)
+    channel = grpc.insecure_channel(plan["target"], options=CHANNEL_OPTIONS)
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     if requests:
         warm_up(stub, plan, requests[0][1])

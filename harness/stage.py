@@ -43,6 +43,12 @@ ORT_TO_NP = {"tensor(float)": np.float32, "tensor(double)": np.float64,
 CONTROL_SERVICE = "harness.StageControl"
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20),
                 ("grpc.max_receive_message_length", 64 << 20)]
+# Reconnect within a second after a peer comes back (gRPC's default backoff grows to
+# two minutes, which would be measured as the technique's recovery time). The minimum
+# doubles as the connect timeout, so it stays well above any emulated RTT.
+CHANNEL_OPTIONS = GRPC_OPTIONS + [("grpc.initial_reconnect_backoff_ms", 100),
+                                  ("grpc.min_reconnect_backoff_ms", 1000),
+                                  ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 # -- tensors on the wire -------------------------------------------------------------------
@@ -159,10 +165,20 @@ class Route:
 
     @classmethod
     def from_json(cls, data: dict | None) -> Route | None:
+        """ValueError (one line) for anything but a well-formed route."""
         if not data:
             return None
-        return cls(model=data["model"], targets=list(data["targets"]),
-                   inputs=list(data["inputs"]))
+        if not isinstance(data, dict):
+            raise ValueError("a route is an object with model, targets and inputs")
+        model, targets, inputs = data.get("model"), data.get("targets"), data.get("inputs")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"route.model={model!r}: must be a model name")
+        if (not isinstance(targets, list) or not targets
+                or not all(isinstance(t, str) and ":" in t for t in targets)):
+            raise ValueError(f"route.targets={targets!r}: must be a non-empty list of host:port")
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise ValueError(f"route.inputs={inputs!r}: must be a list of tensor names")
+        return cls(model=model, targets=targets, inputs=inputs)
 
 
 class Stage(pb_grpc.GRPCInferenceServiceServicer):
@@ -198,7 +214,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request, context):  # noqa: N802
         if request.model_name != self.name:
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model_name!r}")
-        self.stats["requests"] += 1
+        with self.lock:
+            self.stats["requests"] += 1
         try:
             tensors = decode_inputs(request)
             outputs = self.runner.run(tensors)
@@ -212,7 +229,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             encode(resp, outputs, "outputs")
             resp.parameters["path"].string_param = self.hop
             return resp
-        return self.forward(request, {**tensors, **outputs}, route, context)
+        return self.forward(request, outputs, route, context)
 
     @property
     def hop(self) -> str:
@@ -222,18 +239,35 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         with self.lock:
             if target not in self.channels:
                 self.channels[target] = pb_grpc.GRPCInferenceServiceStub(
-                    grpc.insecure_channel(target, options=GRPC_OPTIONS))
+                    grpc.insecure_channel(target, options=CHANNEL_OPTIONS))
             return self.channels[target]
 
-    def forward(self, request, available: dict[str, np.ndarray], route: Route, context):
-        missing = [n for n in route.inputs if n not in available]
+    def forward(self, request, outputs: dict[str, np.ndarray], route: Route, context):
+        """Send the next model its inputs: fresh outputs encoded, passed-through tensors
+        copied as the raw bytes they arrived in (no decode/encode of a skip tensor)."""
+        incoming = {t.name: i for i, t in enumerate(request.inputs)}
+        missing = [n for n in route.inputs if n not in outputs and n not in incoming]
         if missing:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"{self.hop}: next model {route.model} needs {missing}")
-        nxt = infer_request(route.model, {n: available[n] for n in route.inputs}, request.id)
+        nxt = pb.ModelInferRequest(model_name=route.model, id=request.id)
+        for name in route.inputs:
+            i = incoming.get(name)
+            if i is not None and i < len(request.raw_input_contents):
+                nxt.inputs.add().CopyFrom(request.inputs[i])
+                nxt.raw_input_contents.append(request.raw_input_contents[i])
+            else:
+                encode(nxt, {name: outputs[name]}, "inputs")
         for k, v in request.parameters.items():
             nxt.parameters[k].CopyFrom(v)
         remaining = context.time_remaining()
+        if remaining is not None and remaining > 1e8:
+            # the caller set no deadline: gRPC reports ~9.2e18 s, which as a timeout
+            # overflows the deadline and fails at once with DEADLINE_EXCEEDED
+            remaining = None
+        elif remaining is not None:
+            # give up a little before the caller does, so its error names this hop
+            remaining = max(0.0, remaining - min(0.05, 0.1 * remaining))
         last: grpc.RpcError | None = None
         for target in route.targets:
             try:
@@ -252,7 +286,11 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     # harness.StageControl (JSON over the same port)
     def control(self, method: str, body: dict) -> dict:
         if method == "SetRoute":
-            self.route = Route.from_json(body.get("route"))
+            try:
+                self.route = Route.from_json(body.get("route") if isinstance(body, dict)
+                                             else body)
+            except ValueError as e:
+                return {"ok": False, "error": str(e)}
             return {"ok": True}
         if method == "Stats":
             return {"ok": True, "name": self.name, "node": self.node, **self.stats,
