@@ -27,7 +27,7 @@ class StageSpec:
     outputs: list[str] = field(default_factory=list)  # cut: tensors it produces
     model: str | None = None  # a ready partition file instead of a cut of model_file
     threads: int = 1  # ONNX Runtime intra-op threads
-    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    providers: list[str] | None = None  # None: the node's providers (topology)
 
     def validate(self, key: str) -> None:
         if not self.name.isidentifier():
@@ -152,7 +152,9 @@ class Deployment:
             route = stage_routes.get(s.name)
             argv = [sys.executable, "-m", "harness.stage", "--model", str(self.files[s.name]),
                     "--name", s.name, "--node", s.node, "--port", str(self.pipe.port),
-                    "--threads", str(s.threads), "--providers", ",".join(s.providers),
+                    "--threads", str(s.threads),
+                    "--providers", ",".join(s.providers or
+                                            self.emu.topo.node(s.node).providers),
                     "--ready-file", str(ready_dir / f"{s.name}.json")]
             if route is not None:
                 argv += ["--route", json.dumps(route.__dict__)]

@@ -53,7 +53,7 @@ class Replay:
                 "sensor": sensor, "deadline_s": self.deadline_s,
                 "target": target, "model": first.name, "input": self.pipe.sensor_inputs()[0],
                 "output": self.pipe.output, "dataset": self.wl.model, "camera": i,
-                "noise_seed": self.wl.noise_seed,
+                "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
                 "requests": [[s.request_id, s.sample_id, s.scheduled_s]
                              for s in self.schedule if s.sensor == sensor],
             }

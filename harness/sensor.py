@@ -76,9 +76,11 @@ def warm_up(stub: pb_grpc.GRPCInferenceServiceStub, plan: dict, sample_id: int) 
 def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     """Prepare, warm up, say ready, read t0 from `start`, then replay."""
     requests = plan["requests"]  # [request_id, sample_id, scheduled_s]
+    # Each request names its sensor, schedule slot and deadline (the SLO) for the stages.
     msgs = [infer_request(plan["model"], payload(plan, sample), str(rid),
-                          {"sensor": plan["sensor"]})
-            for rid, sample, _ in requests]
+                          {"sensor": plan["sensor"], "scheduled_s": float(sched),
+                           "slo_ms": float(plan["slo_ms"])})
+            for rid, sample, sched in requests]
     channel = grpc.insecure_channel(plan["target"], options=CHANNEL_OPTIONS)
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     if requests:

@@ -20,6 +20,8 @@ class Node:
     role: str = "host"  # sensor | device | edge | cloud | host
     cpu: float = 0.0  # CPU share in cores (0.5 = half a core); 0 = unlimited
     mem_mb: int = 0  # memory limit; 0 = unlimited
+    # ONNX Runtime execution providers for stages on this node, in order of preference
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
 
     def validate(self, key: str) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or len(self.name) > 8:
@@ -28,6 +30,8 @@ class Node:
             fail(f"{key}.role", self.role, f"unknown role (one of {', '.join(ROLES)})")
         check_range(f"{key}.cpu", self.cpu, 0, 1024)
         check_range(f"{key}.mem_mb", self.mem_mb, 0, 10**7)
+        if not self.providers:
+            fail(f"{key}.providers", self.providers, "at least one execution provider")
 
 
 @dataclass
