@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import ConfigError, check_range, fail
-from harness.stage import Route
+from harness.routing import Route
 from harness.topology import Topology
 
 
@@ -119,14 +119,37 @@ def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]
     return out
 
 
+@dataclass
+class Instance:
+    """One stage process: a stage's partition served on a node (primary or replica)."""
+
+    stage: str  # the model name it serves
+    node: str
+    model_file: Path
+    route: Route | None
+    start: bool = True  # False: a cold replica, started when the technique says so
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}@{self.node}"
+
+
+def primaries(pipe: PipelineConfig, files: dict[str, Path],
+              stage_routes: dict[str, Route | None]) -> list[Instance]:
+    return [Instance(s.name, s.node, files[s.name], stage_routes.get(s.name))
+            for s in pipe.stages]
+
+
 class Deployment:
     """The stage processes of one run."""
 
     def __init__(self, emu, pipe: PipelineConfig, run_dir: Path, record) -> None:
         self.emu, self.pipe, self.run_dir, self.record = emu, pipe, run_dir, record
         self.parts_dir = run_dir / "partitions"
+        self.dir = run_dir / "stages"
         self.procs: dict[str, object] = {}
         self.info: dict[str, dict] = {}
+        self.instances: dict[str, Instance] = {}
 
     def prepare(self) -> dict[str, Path]:
         """Cut the partitions (files only; no network)."""
@@ -144,40 +167,70 @@ class Deployment:
         self.files = {k: Path(v) for k, v in files.items()}
         return self.files
 
-    def start(self, stage_routes: dict[str, Route | None]) -> None:
-        ready_dir = self.run_dir / "stages"
-        ready_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
-        for s in self.pipe.stages:
-            route = stage_routes.get(s.name)
-            argv = [sys.executable, "-m", "harness.stage", "--model", str(self.files[s.name]),
-                    "--name", s.name, "--node", s.node, "--port", str(self.pipe.port),
-                    "--threads", str(s.threads),
-                    "--providers", ",".join(s.providers or
-                                            self.emu.topo.node(s.node).providers),
-                    "--ready-file", str(ready_dir / f"{s.name}.json")]
-            if route is not None:
-                argv += ["--route", json.dumps(route.__dict__)]
-            log = open(ready_dir / f"{s.name}.log", "w")
-            self.procs[s.name] = self.emu.nodes[s.node].popen(argv, stdout=log, stderr=log)
-        deadline = t0 + self.pipe.ready_timeout_s
-        for s in self.pipe.stages:
-            f = ready_dir / f"{s.name}.json"
-            while not f.exists():
-                proc = self.procs[s.name]
-                if proc.poll() is not None:
-                    err = (ready_dir / f"{s.name}.log").read_text().strip().splitlines()
-                    raise RuntimeError(f"stage {s.name} on {s.node} exited "
-                                       f"({proc.returncode}): {err[-1] if err else ''}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"stage {s.name} on {s.node} not ready after "
-                                       f"{self.pipe.ready_timeout_s}s")
-                time.sleep(0.02)
-            self.info[s.name] = {**json.loads(f.read_text()), "node": s.node}
-            self.record("stage.ready", s.node, {"stage": s.name, **self.info[s.name]})
+    def spec(self, stage: str) -> StageSpec:
+        return next(s for s in self.pipe.stages if s.name == stage)
+
+    def launch(self, inst: Instance) -> None:
+        """Start one stage process (does not wait for it)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        spec = self.spec(inst.stage)
+        argv = [sys.executable, "-m", "harness.stage", "--model", str(inst.model_file),
+                "--name", inst.stage, "--node", inst.node, "--port", str(self.pipe.port),
+                "--threads", str(spec.threads),
+                "--providers", ",".join(spec.providers or
+                                        self.emu.topo.node(inst.node).providers),
+                "--ready-file", str(self.dir / f"{inst.key}.json"),
+                "--events", str(self.dir / f"{inst.key}.events.jsonl")]
+        if inst.route is not None:
+            argv += ["--route", json.dumps(inst.route.to_json())]
+        log = open(self.dir / f"{inst.key}.log", "w")
+        self.instances[inst.key] = inst
+        self.info[inst.key] = {"t_spawn": time.monotonic()}
+        self.procs[inst.key] = self.emu.nodes[inst.node].popen(argv, stdout=log, stderr=log)
+
+    def wait_ready(self, inst: Instance, timeout_s: float | None = None) -> dict:
+        f = self.dir / f"{inst.key}.json"
+        deadline = time.monotonic() + (timeout_s or self.pipe.ready_timeout_s)
+        while not f.exists():
+            proc = self.procs[inst.key]
+            if proc.poll() is not None:
+                err = (self.dir / f"{inst.key}.log").read_text().strip().splitlines()
+                raise RuntimeError(f"stage {inst.stage} on {inst.node} exited "
+                                   f"({proc.returncode}): {err[-1] if err else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stage {inst.stage} on {inst.node} not ready after "
+                                   f"{self.pipe.ready_timeout_s}s")
+            time.sleep(0.005)
+        self.info[inst.key].update(json.loads(f.read_text()), node=inst.node)
+        self.record("stage.ready", inst.node, {"stage": inst.stage, **self.info[inst.key]})
+        return self.info[inst.key]
+
+    def start(self, instances: list[Instance]) -> None:
+        """Start every instance to start now, and wait until all serve."""
+        now = [i for i in instances if i.start]
+        for inst in now:
+            self.launch(inst)
+        for inst in now:
+            self.wait_ready(inst)
 
     def providers(self) -> dict[str, list[str]]:
-        return {n: i.get("providers", []) for n, i in self.info.items()}
+        return {k: i.get("providers", []) for k, i in self.info.items() if "providers" in i}
+
+    def technique_events(self) -> list[dict]:
+        """Health transitions etc. the stages recorded (monotonic `t`)."""
+        out = []
+        for f in sorted(self.dir.glob("*.events.jsonl")):
+            for line in f.read_text().splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each node hosting a stage (its cgroup)."""
+        nodes = {i.node for i in self.instances.values()}
+        return {n: self.emu.nodes[n].cgroup.cpu_usage_s() for n in sorted(nodes)}
 
     def stop(self) -> None:
         for p in self.procs.values():

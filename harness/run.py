@@ -150,7 +150,8 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
                     log.warning("link %s outside fidelity tolerance: %s", n, fid["links"][n])
             if deployment is not None:
                 deployment.emu = emu
-                deployment.start(exp.technique.routes(exp.pipeline, emu.ips))
+                deployment.start(exp.technique.instances(exp.pipeline, deployment.files,
+                                                         emu.ips))
                 summary["providers"] = deployment.providers()
                 replay = Replay(emu, exp.workload, exp.pipeline, sensors, schedule,
                                 exp.run.duration_s, out_dir)

@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -32,6 +31,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.config import ConfigError
+from harness.routing import EventSink, HealthChecker, Route
 
 NP_TO_V2 = {np.dtype("float32"): "FP32", np.dtype("float64"): "FP64",
             np.dtype("int64"): "INT64", np.dtype("int32"): "INT32",
@@ -152,42 +152,36 @@ def _dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in shape]
 
 
-# -- routing ------------------------------------------------------------------------------
-
-
-@dataclass
-class Route:
-    """Where a stage sends its result next; none = it is the last stage."""
-
-    model: str = ""
-    targets: list[str] = field(default_factory=list)  # host:port, tried in order
-    inputs: list[str] = field(default_factory=list)  # tensors the next model takes
-
-    @classmethod
-    def from_json(cls, data: dict | None) -> Route | None:
-        """ValueError (one line) for anything but a well-formed route."""
-        if not data:
-            return None
-        if not isinstance(data, dict):
-            raise ValueError("a route is an object with model, targets and inputs")
-        model, targets, inputs = data.get("model"), data.get("targets"), data.get("inputs")
-        if not isinstance(model, str) or not model:
-            raise ValueError(f"route.model={model!r}: must be a model name")
-        if (not isinstance(targets, list) or not targets
-                or not all(isinstance(t, str) and ":" in t for t in targets)):
-            raise ValueError(f"route.targets={targets!r}: must be a non-empty list of host:port")
-        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
-            raise ValueError(f"route.inputs={inputs!r}: must be a list of tensor names")
-        return cls(model=model, targets=targets, inputs=inputs)
+# -- the stage -------------------------------------------------------------------------------
 
 
 class Stage(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, runner: Runner, name: str, node: str, route: Route | None) -> None:
+    def __init__(self, runner: Runner, name: str, node: str, route: Route | None,
+                 events: EventSink | None = None) -> None:
         self.runner, self.name, self.node = runner, name, node
-        self.route = route
         self.channels: dict[str, pb_grpc.GRPCInferenceServiceStub] = {}
         self.lock = threading.Lock()
-        self.stats = {"requests": 0, "errors": 0, "forwarded": 0}
+        self.stats = {"requests": 0, "errors": 0, "forwarded": 0, "failovers": 0,
+                      "degraded": 0}
+        self.events = events or EventSink(None, self.hop)
+        self.health = HealthChecker(self.probe, self.events)
+        self.route = route
+        self.health.start()
+
+    @property
+    def route(self) -> Route | None:
+        return self._route
+
+    @route.setter
+    def route(self, route: Route | None) -> None:
+        self._route = route
+        self.health.set_route(route)
+
+    def probe(self, target: str, timeout_s: float) -> bool:
+        try:
+            return self.stub(target).ServerLive(pb.ServerLiveRequest(), timeout=timeout_s).live
+        except grpc.RpcError:
+            return False
 
     # KServe v2 health and metadata
     def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
@@ -242,24 +236,93 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
                     grpc.insecure_channel(target, options=CHANNEL_OPTIONS))
             return self.channels[target]
 
-    def forward(self, request, outputs: dict[str, np.ndarray], route: Route, context):
-        """Send the next model its inputs: fresh outputs encoded, passed-through tensors
-        copied as the raw bytes they arrived in (no decode/encode of a skip tensor)."""
+    def next_request(self, request, outputs: dict[str, np.ndarray],
+                     route: Route) -> pb.ModelInferRequest:
+        """The next model's inputs: fresh outputs encoded, passed-through tensors as the raw
+        bytes they came in (no decode/encode of a skip tensor), missing ones as zeros."""
         incoming = {t.name: i for i, t in enumerate(request.inputs)}
-        missing = [n for n in route.inputs if n not in outputs and n not in incoming]
-        if missing:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"{self.hop}: next model {route.model} needs {missing}")
         nxt = pb.ModelInferRequest(model_name=route.model, id=request.id)
+        batch = None
         for name in route.inputs:
             i = incoming.get(name)
             if i is not None and i < len(request.raw_input_contents):
                 nxt.inputs.add().CopyFrom(request.inputs[i])
                 nxt.raw_input_contents.append(request.raw_input_contents[i])
-            else:
+                batch = batch or request.inputs[i].shape[0]
+            elif name in outputs:
                 encode(nxt, {name: outputs[name]}, "inputs")
+                batch = batch or outputs[name].shape[0]
+            elif name in route.zeros:
+                encode(nxt, {name: np.zeros([batch or 1, *route.zeros[name]], np.float32)},
+                       "inputs")
+            else:
+                raise KeyError(f"next model {route.model} needs {name!r}")
         for k, v in request.parameters.items():
             nxt.parameters[k].CopyFrom(v)
+        return nxt
+
+    def call(self, msg, route: Route, deadline: float | None):
+        """Try the route's targets by its policy; (response, None) or (None, last error)."""
+        targets = self.health.order(route.targets) if route.health else list(route.targets)
+        attempt = route.attempt_timeout_ms / 1000 if route.attempt_timeout_ms else None
+
+        def timeout() -> float | None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if attempt is None:
+                return left
+            return attempt if left is None else min(attempt, left)
+
+        if route.policy == "hedge":
+            return self._hedge(msg, targets, route.hedge_ms / 1000, timeout)
+        last = None
+        for n, target in enumerate(targets):
+            t = timeout()
+            if t is not None and t <= 0:
+                break
+            try:
+                resp = self.stub(target).ModelInfer(msg, timeout=t)
+                if n:
+                    with self.lock:
+                        self.stats["failovers"] += 1
+                return resp, None
+            except grpc.RpcError as e:
+                last = e
+        return None, last
+
+    def _hedge(self, msg, targets: list[str], hedge_s: float, timeout):
+        """Ask the first target, then the next ones (at once or after hedge_s); first wins."""
+        lock = threading.Lock()
+        done = threading.Event()
+        state: dict[str, Any] = {"resp": None, "err": None, "failed": 0, "launched": 0}
+        futs = []
+
+        def finished(f) -> None:
+            with lock:
+                if f.cancelled():
+                    return
+                if f.exception() is None and state["resp"] is None:
+                    state["resp"] = f.result()
+                    done.set()
+                elif f.exception() is not None:
+                    state["err"] = f.exception()
+                    state["failed"] += 1
+                    if state["failed"] == len(targets):
+                        done.set()
+
+        for n, target in enumerate(targets):
+            t = timeout()
+            if n and (done.wait(hedge_s) or state["resp"] is not None):
+                break
+            f = self.stub(target).ModelInfer.future(msg, timeout=t)
+            futs.append(f)
+            f.add_done_callback(finished)
+        t = timeout()
+        done.wait(t)
+        for f in futs:
+            f.cancel()
+        return state["resp"], state["err"]
+
+    def forward(self, request, outputs: dict[str, np.ndarray], route: Route, context):
         remaining = context.time_remaining()
         if remaining is not None and remaining > 1e8:
             # the caller set no deadline: gRPC reports ~9.2e18 s, which as a timeout
@@ -268,20 +331,32 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         elif remaining is not None:
             # give up a little before the caller does, so its error names this hop
             remaining = max(0.0, remaining - min(0.05, 0.1 * remaining))
-        last: grpc.RpcError | None = None
-        for target in route.targets:
-            try:
-                resp = self.stub(target).ModelInfer(nxt, timeout=remaining)
-            except grpc.RpcError as e:
-                last = e
-                continue
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            resp, err = self.call(self.next_request(request, outputs, route), route, deadline)
+            degraded = False
+            if resp is None and route.fallback is not None:
+                fb = route.fallback
+                resp, err2 = self.call(self.next_request(request, outputs, fb), fb, deadline)
+                err = err2 or err
+                degraded = resp is not None
+        except KeyError as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{self.hop}: {e}")
+        if resp is None:
+            with self.lock:
+                self.stats["errors"] += 1
+            if err is None:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"{self.hop} -> {route.model}: no time left")
+            context.abort(err.code(), f"{self.hop} -> {route.model}: {err.details()}")
+        with self.lock:
             self.stats["forwarded"] += 1
-            resp.parameters["path"].string_param = (
-                f"{self.hop}>{resp.parameters['path'].string_param}")
-            return resp
-        self.stats["errors"] += 1
-        assert last is not None
-        context.abort(last.code(), f"{self.hop} -> {route.model}: {last.details()}")
+            self.stats["degraded"] += int(degraded or route.degraded)
+        resp.parameters["path"].string_param = (
+            f"{self.hop}>{resp.parameters['path'].string_param}")
+        if degraded or route.degraded:
+            resp.parameters["degraded"].bool_param = True
+        return resp
 
     # harness.StageControl (JSON over the same port)
     def control(self, method: str, body: dict) -> dict:
@@ -336,7 +411,18 @@ def serve(stage: Stage, port: int, host: str = "0.0.0.0", workers: int = 64) -> 
     return server
 
 
+def first_inference(runner: Runner) -> None:
+    """One inference on zeros before serving: the cold-start cost, paid before ready."""
+    if runner.session is None:
+        return
+    feed = {}
+    for name, (dt, shape) in runner.inputs.items():
+        feed[name] = np.zeros([d if d > 0 else 1 for d in shape], dtype=V2_TO_NP[dt])
+    runner.run(feed)
+
+
 def main(argv: list[str] | None = None) -> int:
+    t_start = time.monotonic()
     ap = argparse.ArgumentParser(prog="python -m harness.stage", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="ONNX partition to serve (omit with --null)")
@@ -350,30 +436,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--providers", default="CPUExecutionProvider",
                     help="comma-separated ONNX Runtime execution providers")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    ap.add_argument("--ready-file", help="write {providers, pid} here once serving")
+    ap.add_argument("--ready-file", help="write {providers, pid, timings} here once serving")
+    ap.add_argument("--events", help="append technique events (health transitions) here")
     a = ap.parse_args(argv)
     try:
         if (a.model is None) == (a.null is None):
             raise ConfigError("--model: give exactly one of --model PATH or --null TENSORS")
         if not 0 < a.port < 65536:
             raise ConfigError(f"--port={a.port}: must be 1-65535")
-        t0 = time.monotonic()
+        t_load = time.monotonic()
         runner = Runner(a.model, a.providers.split(","), a.threads,
                         a.null.split(",") if a.null else None)
-        load_s = time.monotonic() - t0
+        t_loaded = time.monotonic()
+        first_inference(runner)
+        t_first = time.monotonic()
+        load_s = t_loaded - t_load
         name = a.name or (os.path.splitext(os.path.basename(a.model))[0] if a.model
                           else "null")
         try:
             route = Route.from_json(json.loads(a.route)) if a.route else None
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"--route={a.route!r}: {e}") from None
-        stage = Stage(runner, name, a.node, route)
+        stage = Stage(runner, name, a.node, route, EventSink(a.events, f"{a.node}:{name}"))
         server = serve(stage, a.port, a.host)
     except ConfigError as e:
         print(f"stage error: {e}", file=sys.stderr)
         return 2
     info = {"pid": os.getpid(), "name": name, "port": a.port,
-            "providers": runner.providers, "load_s": load_s}
+            "providers": runner.providers, "load_s": load_s,
+            # monotonic instants (shared by every namespace) for recovery breakdowns
+            "t_start": t_start, "t_load": t_load, "t_loaded": t_loaded,
+            "t_first_inference": t_first, "t_ready": time.monotonic()}
     if a.ready_file:
         from harness.results import write_json
 

@@ -1,16 +1,17 @@
 """The interface every resilience technique implements.
 
-A technique decides where each stage sends its results (routes) before the
-run, and may act during it (health checks, failover, re-placement), recording
-what it does as events. The baseline does nothing beyond the plain chain.
+A technique decides which stage processes run where and where each sends its
+results (instances with routes) before the run, and may act during it
+(starting a cold replica, re-placing stages), recording what it does as
+events. The baseline is one instance per stage in a plain chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from harness.pipeline import Deployment, PipelineConfig, routes
-from harness.stage import Route
+from harness.pipeline import Deployment, Instance, PipelineConfig, primaries, routes
 from harness.topology import Topology
 
 Record = Callable[..., None]
@@ -22,8 +23,9 @@ class Technique:
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
         """Config errors (ConfigError) before anything touches the network."""
 
-    def routes(self, pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
-        return routes(pipe, ips)
+    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+                  ips: dict[str, str]) -> list[Instance]:
+        return primaries(pipe, files, routes(pipe, ips))
 
     def start(self, emu, deployment: Deployment, record: Record) -> None:
         """Called once stages are ready, just before the first request."""
@@ -31,6 +33,6 @@ class Technique:
     def stop(self) -> None:
         """Called when the run ends, before stages stop."""
 
-    def replicas(self) -> int:
-        """Stage processes beyond one per stage (an overhead figure)."""
-        return 0
+    def recovery_breakdown(self) -> dict | None:
+        """Recovery phases in ms (detection, process start, model load, ...), if any."""
+        return None
