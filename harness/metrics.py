@@ -19,7 +19,8 @@ import pandas as pd
 from harness.workload import Scheduled
 
 REQUEST_COLUMNS = ["request_id", "sensor", "sample_id", "scheduled_s", "sent_s", "completed_s",
-                   "latency_ms", "status", "prediction", "label", "correct", "path", "error"]
+                   "latency_ms", "status", "prediction", "label", "correct", "path", "degraded",
+                   "error"]
 STATUSES = ("ok", "late", "failed", "lost")
 
 
@@ -63,12 +64,14 @@ def outcomes(schedule: list[Scheduled], records: dict[int, dict], labels: dict[i
             "latency_ms": latency, "status": status, "prediction": pred, "label": label,
             "correct": None if pred is None else bool(pred == label),
             "path": r.get("path") if completed is not None else None,
+            "degraded": bool(r.get("degraded")) if completed is not None else None,
             "error": r.get("error"),
         })
     df = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
     for col in ("prediction", "label"):
         df[col] = df[col].astype("Int64")
     df["correct"] = df["correct"].astype("boolean")
+    df["degraded"] = df["degraded"].astype("boolean")
     return df
 
 
@@ -109,6 +112,36 @@ def after(df: pd.DataFrame, t_s: float) -> dict:
         "n": len(part),
         "availability": float((part["status"] == "ok").mean()) if len(part) else None,
         "accuracy": float(answered["correct"].mean()) if len(answered) else None,
+    }
+
+
+def resilience(df: pd.DataFrame, events: list[dict], fault_at_s: float | None,
+               end_s: float) -> dict:
+    """What a fault did and how fast the technique got over it.
+
+    mttd_ms: fault to the technique's first detection event (null if it has none);
+    mttr_ms: fault to the completion of the first request scheduled after it that
+    ends ok; unavailable_ms: the share of post-fault requests not ok, times the
+    post-fault time (the expected time users saw no timely answer).
+    """
+    keys = ("mttd_ms", "mttr_ms", "unavailable_ms", "availability_after_fault",
+            "accuracy_after_fault", "degraded_after_fault")
+    if fault_at_s is None:
+        return {"fault_at_s": None, **dict.fromkeys(keys)}
+    part = df[df["scheduled_s"] >= fault_at_s].sort_values("scheduled_s")
+    answered = part[part["status"].isin(["ok", "late"])]
+    ok = part[part["status"] == "ok"]
+    detect = [e["t_s"] for e in events if e["kind"] == "detect" and e["t_s"] >= fault_at_s]
+    return {
+        "fault_at_s": fault_at_s,
+        "mttd_ms": (min(detect) - fault_at_s) * 1000 if detect else None,
+        "mttr_ms": (float(ok["completed_s"].iloc[0]) - fault_at_s) * 1000 if len(ok) else None,
+        "unavailable_ms": (1 - len(ok) / len(part)) * (end_s - fault_at_s) * 1000
+        if len(part) else None,
+        "availability_after_fault": len(ok) / len(part) if len(part) else None,
+        "accuracy_after_fault": float(answered["correct"].mean()) if len(answered) else None,
+        "degraded_after_fault": float(answered["degraded"].fillna(False).mean())
+        if len(answered) else None,
     }
 
 

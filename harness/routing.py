@@ -115,6 +115,7 @@ class HealthChecker(threading.Thread):
         self.events = events
         self.route: Route | None = None
         self.down: set[str] = set()
+        self.seen_up: set[str] = set()  # a target never seen up is starting, not failing
         self.fails: dict[str, int] = {}
         self.stopped = threading.Event()
 
@@ -133,12 +134,14 @@ class HealthChecker(threading.Thread):
                 ok = self.probe(target, h.timeout_ms / 1000)
                 if ok:
                     self.fails[target] = 0
+                    self.seen_up.add(target)
                     if target in self.down:
                         self.down.discard(target)
                         self.events("detect.up", target)
                 else:
                     self.fails[target] = self.fails.get(target, 0) + 1
-                    if self.fails[target] >= h.failures and target not in self.down:
+                    if (self.fails[target] >= h.failures and target not in self.down
+                            and target in self.seen_up):
                         self.down.add(target)
                         self.events("detect", target)
             self.stopped.wait(max(0.0, t0 + h.period_ms / 1000 - time.monotonic()))

@@ -25,7 +25,7 @@ from harness.faults import FaultInjector
 from harness.fidelity import check_links
 from harness.ledger import Ledger, remove_run
 from harness.links import Shaper, make_shaper
-from harness.metrics import clean_json, summarize
+from harness.metrics import clean_json, resilience, summarize
 from harness.pipeline import Deployment
 from harness.replay import Replay, reference_accuracy
 from harness.results import SCHEMA_VERSION, write_json, write_parquet, write_parquet_df
@@ -110,6 +110,45 @@ def emulated(exp: Experiment, shaper: Shaper | None = None) -> Iterator[Emulatio
                 signal.signal(s, h)
 
 
+def first_fault_s(exp: Experiment) -> float | None:
+    """When the first fault strikes (restorative actions are not faults)."""
+    starts = [a.at_s for a in exp.faults.schedule()
+              if a.action not in ("restore", "resume", "link_up", "link_restore", "heal",
+                                  "unthrottle", "contention_end")]
+    return min(starts) if starts else None
+
+
+def breakdown_ms(b: dict | None, t0: float, fault_at: float | None,
+                 mttr_ms: float | None) -> dict | None:
+    """A technique's recovery phases from the fault on; `reroute_ms` (replica ready to the
+    first ok answer: reconnect and the request itself) closes the sum to MTTR."""
+    if not b or fault_at is None:
+        return None
+    out = {"detection_ms": (b["t_detect"] - (t0 + fault_at)) * 1000,
+           **{k: v for k, v in b.items() if k.endswith("_ms")}}
+    if mttr_ms is not None:
+        out["reroute_ms"] = mttr_ms - sum(out.values())
+    return out
+
+
+def overheads(before: tuple, after: tuple, deployment: Deployment, exp: Experiment) -> dict:
+    """Costs to set against the baseline of the same seed: CPU, bytes, replicas."""
+    cpu0, links0 = before
+    cpu1, links1 = after
+    sent = None
+    if links1:
+        sent = 0
+        for name, dirs in links1.items():
+            for d, c in dirs.items():
+                sent += c.get("fwd_bytes", 0) - links0.get(name, {}).get(d, {}).get("fwd_bytes", 0)
+    return {
+        "cpu_s": sum(cpu1[n] - cpu0.get(n, 0.0) for n in cpu1),
+        "cpu_s_by_node": {n: cpu1[n] - cpu0.get(n, 0.0) for n in cpu1},
+        "bytes_sent": sent,
+        "replicas": len(deployment.instances) - len(exp.pipeline.stages),
+    }
+
+
 def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
     """Run `exp` writing into `out_dir`; returns the process exit code."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +195,7 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
                 replay = Replay(emu, exp.workload, exp.pipeline, sensors, schedule,
                                 exp.run.duration_s, out_dir)
                 t0 = replay.start()
+                usage0 = (deployment.cpu_s(), emu.shaper.stats())
             else:
                 t0 = time.monotonic()
             events.t0 = t0
@@ -174,6 +214,8 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
             finally:
                 if deployment is not None:
                     exp.technique.stop()
+                    usage1 = (deployment.cpu_s(), emu.shaper.stats())
+                    summary.update(overheads(usage0, usage1, deployment, exp))
                 injector.stop()
                 if replay is not None:
                     replay.stop()
@@ -195,10 +237,20 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
     finally:
         if emu is not None:
             summary["timings"] = emu.timings
+        if deployment is not None and emu is not None:
+            by_ip = {f"{ip}:{exp.pipeline.port}": n for n, ip in emu.ips.items()}
+            for ev in deployment.technique_events():
+                events.record(ev["kind"], by_ip.get(ev["target"], ev["target"]),
+                              {"by": ev.get("by")}, at=ev["t"])
         if replay is not None:  # whatever happened, account for every scheduled request
             df = replay.outcomes()
             write_parquet_df(out_dir / "requests.parquet", df)
             summary.update(summarize(df))
+            fault_at = first_fault_s(exp)
+            summary.update(resilience(df, events.rows, fault_at, exp.run.duration_s))
+            summary["recovery_breakdown_ms"] = breakdown_ms(
+                exp.technique.recovery_breakdown(), events.t0, fault_at,
+                summary.get("mttr_ms"))
             summary["reference_accuracy"] = reference_accuracy(
                 exp.workload.model, exp.pipeline, df, sensors, exp.workload.noise_seed)
             if (summary["lateness_ms"]["p99"] or 0) > 1.0:

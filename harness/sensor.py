@@ -99,7 +99,9 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
             logits = decode_outputs(resp)[output]
             r.update(outcome="answer", completed_s=done_s,
                      prediction=int(np.argmax(logits.reshape(-1))),
-                     path=resp.parameters["path"].string_param)
+                     path=resp.parameters["path"].string_param,
+                     degraded=bool(resp.parameters["degraded"].bool_param)
+                     if "degraded" in resp.parameters else False)
         except grpc.RpcError as e:
             lost = e.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
             r.update(outcome="lost" if lost else "error", completed_s=done_s,

@@ -43,12 +43,12 @@ ORT_TO_NP = {"tensor(float)": np.float32, "tensor(double)": np.float64,
 CONTROL_SERVICE = "harness.StageControl"
 GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20),
                 ("grpc.max_receive_message_length", 64 << 20)]
-# Reconnect within a second after a peer comes back (gRPC's default backoff grows to
-# two minutes, which would be measured as the technique's recovery time). The minimum
+# Reconnect within 200 ms after a peer comes back (gRPC's default backoff grows to two
+# minutes, which would be measured as the technique's recovery time). The minimum
 # doubles as the connect timeout, so it stays well above any emulated RTT.
-CHANNEL_OPTIONS = GRPC_OPTIONS + [("grpc.initial_reconnect_backoff_ms", 100),
+CHANNEL_OPTIONS = GRPC_OPTIONS + [("grpc.initial_reconnect_backoff_ms", 50),
                                   ("grpc.min_reconnect_backoff_ms", 1000),
-                                  ("grpc.max_reconnect_backoff_ms", 1000)]
+                                  ("grpc.max_reconnect_backoff_ms", 200)]
 
 
 # -- tensors on the wire -------------------------------------------------------------------
@@ -264,6 +264,9 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def call(self, msg, route: Route, deadline: float | None):
         """Try the route's targets by its policy; (response, None) or (None, last error)."""
         targets = self.health.order(route.targets) if route.health else list(route.targets)
+        if route.health and route.fallback is not None:
+            # a fallback serves while targets are down: do not wait on them
+            targets = [t for t in targets if t not in self.health.down]
         attempt = route.attempt_timeout_ms / 1000 if route.attempt_timeout_ms else None
 
         def timeout() -> float | None:

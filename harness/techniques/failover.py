@@ -1,0 +1,138 @@
+"""Failover replication: replicas of stages on other nodes (FailLite, MEL, ParM).
+
+`mode`: `warm` (replica loaded and serving; the upstream stage fails over on a
+health-check detection or a failed attempt), `cold` (replica started only once a
+failure is detected; recovery = detection + process start + model load + first
+inference + reroute), `active_active` (upstream asks primary and replica, first
+answer wins; `hedge_ms` > 0 asks the replica only after that delay). `variant`
+serves a smaller model as the replica (heterogeneous failover).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from harness.config import ConfigError, fail
+from harness.pipeline import Deployment, Instance, PipelineConfig, resolve, routes
+from harness.routing import Health
+from harness.techniques.base import Record, Technique
+from harness.topology import Topology
+
+MODES = ("warm", "cold", "active_active")
+
+
+class Failover(Technique):
+    name = "failover"
+
+    def __init__(self, mode: str = "warm", replicas: dict[str, str] | None = None,
+                 variant: dict[str, str] | None = None, health_period_ms: float = 25.0,
+                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0,
+                 hedge_ms: float = 0.0) -> None:
+        if mode not in MODES:
+            fail("technique.mode", mode, f"one of {', '.join(MODES)}")
+        if not replicas:
+            fail("technique.replicas", replicas, "name at least one stage: its replica node")
+        for key, v in (("health_period_ms", health_period_ms),
+                       ("health_timeout_ms", health_timeout_ms),
+                       ("attempt_timeout_ms", attempt_timeout_ms)):
+            if v <= 0:
+                fail(f"technique.{key}", v, "must be > 0")
+        if hedge_ms < 0:
+            fail("technique.hedge_ms", hedge_ms, "must be >= 0")
+        self.mode, self.replicas = mode, dict(replicas)
+        self.variant = dict(variant or {})
+        self.health = Health(health_period_ms, health_timeout_ms)
+        self.attempt_timeout_ms, self.hedge_ms = attempt_timeout_ms, hedge_ms
+        self.watch: threading.Thread | None = None
+        self.stopped = threading.Event()
+        self.breakdown: dict | None = None
+
+    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+        stages = {s.name: s for s in pipe.stages}
+        nodes = {n.name for n in topo.nodes}
+        for stage, node in self.replicas.items():
+            if stage not in stages:
+                fail(f"technique.replicas.{stage}", node, "unknown stage")
+            if stage == pipe.stages[0].name:
+                fail(f"technique.replicas.{stage}", node,
+                     "the first stage has no upstream stage to fail over (replicate a later one)")
+            if node not in nodes:
+                fail(f"technique.replicas.{stage}", node, "unknown node")
+            if node == stages[stage].node:
+                fail(f"technique.replicas.{stage}", node,
+                     "the replica is on the node it protects")
+        for stage, path in self.variant.items():
+            if stage not in self.replicas:
+                fail(f"technique.variant.{stage}", path, "not a replicated stage")
+            resolve(path, f"technique.variant.{stage}")
+
+    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+                  ips: dict[str, str]) -> list[Instance]:
+        base = routes(pipe, ips)
+        out = []
+        for i, s in enumerate(pipe.stages):
+            route = base[s.name]
+            nxt = pipe.stages[i + 1].name if i + 1 < len(pipe.stages) else None
+            if route is not None and nxt in self.replicas:
+                route.targets.append(f"{ips[self.replicas[nxt]]}:{pipe.port}")
+                route.health = self.health
+                route.attempt_timeout_ms = self.attempt_timeout_ms
+                if self.mode == "active_active":
+                    route.policy, route.hedge_ms = "hedge", self.hedge_ms
+            out.append(Instance(s.name, s.node, files[s.name], route))
+            if s.name in self.replicas:
+                model = (resolve(self.variant[s.name], "technique.variant")
+                         if s.name in self.variant else files[s.name])
+                out.append(Instance(s.name, self.replicas[s.name], model, base[s.name],
+                                    start=self.mode != "cold"))
+        self.ips, self.planned = ips, out
+        return out
+
+    def start(self, emu, deployment: Deployment, record: Record) -> None:
+        if self.mode != "cold":
+            return
+        self.cold = [inst for inst in self.planned if not inst.start]
+        self.watch = threading.Thread(target=self._watch, args=(deployment, record),
+                                      name="cold-failover", daemon=True)
+        self.watch.start()
+
+    def _watch(self, deployment: Deployment, record: Record) -> None:
+        """On the first detection of a protected node, start its cold replica."""
+        protected = {f"{self.ips[deployment.spec(i.stage).node]}:{deployment.pipe.port}": i
+                     for i in self.cold}
+        seen = 0
+        while not self.stopped.is_set() and protected:
+            events = deployment.technique_events()
+            for ev in events[seen:]:
+                inst = protected.pop(ev["target"], None) if ev["kind"] == "detect" else None
+                if inst is None:
+                    continue
+                t_detect = ev["t"]
+                try:
+                    deployment.launch(inst)
+                    info = deployment.wait_ready(inst)
+                except (RuntimeError, ConfigError) as e:
+                    record("technique.error", inst.node, {"error": str(e)})
+                    continue
+                self.breakdown = {
+                    "t_detect": t_detect,
+                    "detect_to_spawn_ms": (info["t_spawn"] - t_detect) * 1000,
+                    "process_start_ms": (info["t_load"] - info["t_spawn"]) * 1000,
+                    "model_load_ms": (info["t_loaded"] - info["t_load"]) * 1000,
+                    "first_inference_ms": (info["t_first_inference"] - info["t_loaded"])
+                    * 1000,
+                    "ready_ms": (info["t_ready"] - info["t_first_inference"]) * 1000,
+                }
+                record("recover.start_replica", inst.node,
+                       {"stage": inst.stage, **self.breakdown}, at=info["t_ready"])
+            seen = len(events)
+            self.stopped.wait(0.005)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.watch:
+            self.watch.join(timeout=5)
+
+    def recovery_breakdown(self) -> dict | None:
+        return self.breakdown

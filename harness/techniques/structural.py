@@ -1,0 +1,76 @@
+"""Structural resilience: the model itself tolerates a missing partition (ResiliNet).
+
+The digits model's tail was trained with failout to answer from the skip
+connection alone. When the skipped stage's node cannot be reached (health check
+or a failed attempt), the upstream stage sends the skip tensor straight to the
+next stage with zeros in place of the missing tensor, and the answer is marked
+degraded; when the node answers again, the full path is used again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.config import fail
+from harness.pipeline import Instance, PipelineConfig, primaries, routes
+from harness.routing import Health, Route
+from harness.techniques.base import Technique
+from harness.topology import Topology
+
+
+class Structural(Technique):
+    name = "structural"
+
+    def __init__(self, skip_stage: str = "middle", health_period_ms: float = 25.0,
+                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0) -> None:
+        for key, v in (("health_period_ms", health_period_ms),
+                       ("health_timeout_ms", health_timeout_ms),
+                       ("attempt_timeout_ms", attempt_timeout_ms)):
+            if v <= 0:
+                fail(f"technique.{key}", v, "must be > 0")
+        self.skip_stage = skip_stage
+        self.health = Health(health_period_ms, health_timeout_ms)
+        self.attempt_timeout_ms = attempt_timeout_ms
+
+    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+        names = [s.name for s in pipe.stages]
+        if self.skip_stage not in names:
+            fail("technique.skip_stage", self.skip_stage, f"unknown stage (stages: {names})")
+        i = names.index(self.skip_stage)
+        if i == 0 or i == len(names) - 1:
+            fail("technique.skip_stage", self.skip_stage,
+                 "needs a stage before it and one after it to skip between")
+        skipped = pipe.stages[i]
+        after = pipe.stages[i + 1]
+        produced_elsewhere = {t for s in pipe.stages[:i] for t in s.outputs}
+        missing = [t for t in after.inputs if t in skipped.outputs]
+        if not missing or not all(t not in produced_elsewhere for t in missing):
+            fail("technique.skip_stage", self.skip_stage, "the next stage does not take the "
+                                                          "skipped stage's output")
+        skip = [t for t in after.inputs if t not in skipped.outputs]
+        if not skip:
+            fail("technique.skip_stage", self.skip_stage,
+                 f"stage {after.name} has no skip input from before {self.skip_stage}: the "
+                 "model has no skip connection around it")
+
+    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+                  ips: dict[str, str]) -> list[Instance]:
+        import onnx
+
+        base = routes(pipe, ips)
+        names = [s.name for s in pipe.stages]
+        i = names.index(self.skip_stage)
+        up, skipped, after = pipe.stages[i - 1], pipe.stages[i], pipe.stages[i + 1]
+        # zeros for what the skipped stage would have produced, shaped as the next stage
+        # expects (without the batch dimension)
+        graph = onnx.load(str(files[after.name])).graph
+        shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][1:]
+                  for v in graph.input}
+        zeros = {t: shapes[t] for t in after.inputs if t in skipped.outputs}
+        route = base[up.name]
+        assert route is not None
+        route.health = self.health
+        route.attempt_timeout_ms = self.attempt_timeout_ms
+        route.fallback = Route(after.name, [f"{ips[after.node]}:{pipe.port}"],
+                               pipe.carries()[i + 1], zeros=zeros, degraded=True)
+        return primaries(pipe, files, base)
