@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 # `${div:${run.duration_s},3}`: fault times as a fraction of the run
 OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
+OmegaConf.register_new_resolver("multiply", lambda a, b: float(a) * float(b), replace=True)
 
 
 class ConfigError(ValueError):

@@ -155,6 +155,20 @@ def _dims(shape: list) -> list[int]:
 # -- the stage -------------------------------------------------------------------------------
 
 
+class TargetDown(grpc.RpcError):
+    """An attempt abandoned because the health checker marked its target down."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return f"{self.target} marked down by health check"
+
+
 class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, runner: Runner, name: str, node: str, route: Route | None,
                  events: EventSink | None = None) -> None:
@@ -283,7 +297,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             if t is not None and t <= 0:
                 break
             try:
-                resp = self.stub(target).ModelInfer(msg, timeout=t)
+                resp = self._attempt(target, msg, t, watch=route.health is not None)
                 if n:
                     with self.lock:
                         self.stats["failovers"] += 1
@@ -291,6 +305,20 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             except grpc.RpcError as e:
                 last = e
         return None, last
+
+    def _attempt(self, target: str, msg, timeout: float | None, watch: bool):
+        """One call; with health checks on, abandoned as soon as the target is marked down
+        (in-flight requests move to the survivor instead of waiting out their timeout)."""
+        if not watch:
+            return self.stub(target).ModelInfer(msg, timeout=timeout)
+        fut = self.stub(target).ModelInfer.future(msg, timeout=timeout)
+        done = threading.Event()
+        fut.add_done_callback(lambda _f: done.set())
+        while not done.wait(0.01):
+            if target in self.health.down:
+                fut.cancel()
+                raise TargetDown(target)
+        return fut.result()
 
     def _hedge(self, msg, targets: list[str], hedge_s: float, timeout):
         """Ask the first target, then the next ones (at once or after hedge_s); first wins."""
