@@ -129,6 +129,9 @@ class FaultInjector:
         self.stress: dict[str, list[subprocess.Popen]] = {}
         self.errors: list[str] = []
         self.t0 = 0.0
+        # called with the node name when a crashed node powers up again (it boots its
+        # services: the pipeline restarts the stages that lived there)
+        self.on_restore: list = []
 
     def start(self, t0: float) -> None:
         self.t0 = t0
@@ -169,6 +172,8 @@ class FaultInjector:
             return {"killed": emu.nodes[t].kill_all()}
         if a.action == "restore":
             emu.silence_node(t, False)
+            for hook in self.on_restore:
+                hook(t)
             return {}
         if a.action == "kill":
             return {"killed": emu.nodes[t].kill_all()}

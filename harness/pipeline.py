@@ -213,6 +213,24 @@ class Deployment:
         for inst in now:
             self.wait_ready(inst)
 
+    def reboot(self, node: str) -> None:
+        """A crashed node is back: start its stages again (ready in the background)."""
+        import threading
+
+        for inst in [i for i in self.instances.values() if i.node == node]:
+            proc = self.procs.get(inst.key)
+            if proc is not None and proc.poll() is None:
+                continue
+            (self.dir / f"{inst.key}.json").unlink(missing_ok=True)
+            self.launch(inst)
+            threading.Thread(target=self._ready_quietly, args=(inst,), daemon=True).start()
+
+    def _ready_quietly(self, inst: Instance) -> None:
+        try:
+            self.wait_ready(inst)
+        except RuntimeError as e:
+            self.record("stage.error", inst.node, {"stage": inst.stage, "error": str(e)})
+
     def providers(self) -> dict[str, list[str]]:
         return {k: i.get("providers", []) for k, i in self.info.items() if "providers" in i}
 

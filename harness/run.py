@@ -201,6 +201,8 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
             events.t0 = t0
             events.record("run.start", "", {"up_s": emu.timings["up_s"]}, at=t0)
             injector = FaultInjector(emu, exp.faults, events.record)
+            if deployment is not None:
+                injector.on_restore.append(deployment.reboot)
             injector.start(t0)
             try:
                 if deployment is not None:

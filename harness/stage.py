@@ -173,7 +173,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, runner: Runner, name: str, node: str, route: Route | None,
                  events: EventSink | None = None) -> None:
         self.runner, self.name, self.node = runner, name, node
-        self.channels: dict[str, pb_grpc.GRPCInferenceServiceStub] = {}
+        self.channels: dict[str, tuple[grpc.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
         self.lock = threading.Lock()
         self.stats = {"requests": 0, "errors": 0, "forwarded": 0, "failovers": 0,
                       "degraded": 0}
@@ -192,10 +192,29 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         self.health.set_route(route)
 
     def probe(self, target: str, timeout_s: float) -> bool:
+        """ServerLive within the timeout. A target that is down is probed over a fresh
+        connection (the cached channel may sit in a SYN retry or a reconnect backoff for
+        seconds after the peer is back); once it answers, data calls get a fresh channel."""
+        if target not in self.health.down and target in self.health.seen_up:
+            try:
+                return self.stub(target).ServerLive(pb.ServerLiveRequest(),
+                                                    timeout=timeout_s).live
+            except grpc.RpcError:
+                return False
+        ch = grpc.insecure_channel(target, options=GRPC_OPTIONS)
         try:
-            return self.stub(target).ServerLive(pb.ServerLiveRequest(), timeout=timeout_s).live
+            live = pb_grpc.GRPCInferenceServiceStub(ch).ServerLive(
+                pb.ServerLiveRequest(), timeout=timeout_s).live
         except grpc.RpcError:
             return False
+        finally:
+            ch.close()
+        if live and target in self.health.down:
+            with self.lock:
+                old = self.channels.pop(target, None)
+            if old is not None:
+                old[0].close()  # calls still waiting on the dead connection fail now
+        return live
 
     # KServe v2 health and metadata
     def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
@@ -246,9 +265,9 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def stub(self, target: str) -> pb_grpc.GRPCInferenceServiceStub:
         with self.lock:
             if target not in self.channels:
-                self.channels[target] = pb_grpc.GRPCInferenceServiceStub(
-                    grpc.insecure_channel(target, options=CHANNEL_OPTIONS))
-            return self.channels[target]
+                ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+                self.channels[target] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+            return self.channels[target][1]
 
     def next_request(self, request, outputs: dict[str, np.ndarray],
                      route: Route) -> pb.ModelInferRequest:

@@ -41,7 +41,7 @@ class Failover(Technique):
         if hedge_ms < 0:
             fail("technique.hedge_ms", hedge_ms, "must be >= 0")
         self.mode, self.replicas = mode, dict(replicas)
-        self.variant = dict(variant or {})
+        self.variant = {k: v for k, v in (variant or {}).items() if v}
         self.health = Health(health_period_ms, health_timeout_ms)
         self.attempt_timeout_ms, self.hedge_ms = attempt_timeout_ms, hedge_ms
         self.watch: threading.Thread | None = None
