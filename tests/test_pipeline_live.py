@@ -42,7 +42,8 @@ def test_baseline_no_faults_matches_the_model_card() -> None:
     # ... and within a point of the card's split accuracy
     assert abs(s["accuracy"] - CARD["test_accuracy"]["split"]) <= 0.01 + 1 / s["n_answered"]
     assert set(df["path"].dropna()) == {"d1:head>e1:middle>c1:tail"}
-    assert s["providers"] == {st: ["CPUExecutionProvider"] for st in ("head", "middle", "tail")}
+    assert s["providers"] == {st: ["CPUExecutionProvider"]
+                              for st in ("head@d1", "middle@e1", "tail@c1")}
     for key in ("schema_version", "verdict_reasons", "technique", "faults", "topology",
                 "workload", "backend", "seed", "duration_s", "slo_ms", "latency_ms",
                 "shaper", "config_hash"):
