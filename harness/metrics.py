@@ -121,27 +121,34 @@ def resilience(df: pd.DataFrame, events: list[dict], fault_at_s: float | None,
 
     mttd_ms: fault to the technique's first detection event (null if it has none);
     mttr_ms: fault to the completion of the first request scheduled after it that
-    ends ok; unavailable_ms: the share of post-fault requests not ok, times the
+    ends ok; availability_after_recovery: of the requests scheduled from then on;
+    unavailable_ms: the share of post-fault requests not ok, times the
     post-fault time (the expected time users saw no timely answer).
     """
     keys = ("mttd_ms", "mttr_ms", "unavailable_ms", "availability_after_fault",
-            "accuracy_after_fault", "degraded_after_fault")
+            "accuracy_after_fault", "degraded_after_fault", "availability_after_recovery")
     if fault_at_s is None:
         return {"fault_at_s": None, **dict.fromkeys(keys)}
     part = df[df["scheduled_s"] >= fault_at_s].sort_values("scheduled_s")
     answered = part[part["status"].isin(["ok", "late"])]
     ok = part[part["status"] == "ok"]
     detect = [e["t_s"] for e in events if e["kind"] == "detect" and e["t_s"] >= fault_at_s]
+    mttr_ms = (float(ok["completed_s"].iloc[0]) - fault_at_s) * 1000 if len(ok) else None
+    recovered = (part[part["scheduled_s"] >= fault_at_s + mttr_ms / 1000]
+                 if mttr_ms is not None else part.iloc[0:0])
     return {
         "fault_at_s": fault_at_s,
         "mttd_ms": (min(detect) - fault_at_s) * 1000 if detect else None,
-        "mttr_ms": (float(ok["completed_s"].iloc[0]) - fault_at_s) * 1000 if len(ok) else None,
+        "mttr_ms": mttr_ms,
         "unavailable_ms": (1 - len(ok) / len(part)) * (end_s - fault_at_s) * 1000
         if len(part) else None,
         "availability_after_fault": len(ok) / len(part) if len(part) else None,
         "accuracy_after_fault": float(answered["correct"].mean()) if len(answered) else None,
         "degraded_after_fault": float(answered["degraded"].fillna(False).mean())
         if len(answered) else None,
+        # once the first request after the fault is answered in time: does it stay so?
+        "availability_after_recovery": float((recovered["status"] == "ok").mean())
+        if len(recovered) else None,
     }
 
 

@@ -128,6 +128,7 @@ class Instance:
     model_file: Path
     route: Route | None
     start: bool = True  # False: a cold replica, started when the technique says so
+    port: int | None = None  # None: the pipeline's port (the first instance on a node)
 
     @property
     def key(self) -> str:
@@ -170,12 +171,22 @@ class Deployment:
     def spec(self, stage: str) -> StageSpec:
         return next(s for s in self.pipe.stages if s.name == stage)
 
+    def port_for(self, node: str) -> int:
+        """A free stage port on `node`: the pipeline's port, then the next ones."""
+        used = {i.port for i in self.instances.values() if i.node == node}
+        port = self.pipe.port
+        while port in used:
+            port += 1
+        return port
+
     def launch(self, inst: Instance) -> None:
         """Start one stage process (does not wait for it)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         spec = self.spec(inst.stage)
+        if inst.port is None and inst.key not in self.instances:
+            inst.port = self.port_for(inst.node)
         argv = [sys.executable, "-m", "harness.stage", "--model", str(inst.model_file),
-                "--name", inst.stage, "--node", inst.node, "--port", str(self.pipe.port),
+                "--name", inst.stage, "--node", inst.node, "--port", str(inst.port),
                 "--threads", str(spec.threads),
                 "--providers", ",".join(spec.providers or
                                         self.emu.topo.node(inst.node).providers),

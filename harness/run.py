@@ -239,11 +239,16 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
     finally:
         if emu is not None:
             summary["timings"] = emu.timings
+        technique_events: list[dict] = []
         if deployment is not None and emu is not None:
-            by_ip = {f"{ip}:{exp.pipeline.port}": n for n, ip in emu.ips.items()}
-            for ev in deployment.technique_events():
-                events.record(ev["kind"], by_ip.get(ev["target"], ev["target"]),
-                              {"by": ev.get("by")}, at=ev["t"])
+            by_ip = {ip: n for n, ip in emu.ips.items()}
+            technique_events = deployment.technique_events()
+            reasons += [f"{e['kind']} on {e['target']}: {json.loads(e['detail']).get('error')}"
+                        for e in events.rows if e["kind"] in ("technique.error", "stage.error")]
+            for ev in technique_events:
+                detail = {k: v for k, v in ev.items() if k not in ("t", "kind", "target")}
+                host = ev["target"].rsplit(":", 1)[0]
+                events.record(ev["kind"], by_ip.get(host, ev["target"]), detail, at=ev["t"])
         if replay is not None:  # whatever happened, account for every scheduled request
             df = replay.outcomes()
             write_parquet_df(out_dir / "requests.parquet", df)
@@ -251,7 +256,7 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
             fault_at = first_fault_s(exp)
             summary.update(resilience(df, events.rows, fault_at, exp.run.duration_s))
             summary["recovery_breakdown_ms"] = breakdown_ms(
-                exp.technique.recovery_breakdown(), events.t0, fault_at,
+                exp.technique.recovery_breakdown_from(technique_events), events.t0, fault_at,
                 summary.get("mttr_ms"))
             summary["reference_accuracy"] = reference_accuracy(
                 exp.workload.model, exp.pipeline, df, sensors, exp.workload.noise_seed)

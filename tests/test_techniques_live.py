@@ -114,3 +114,21 @@ def test_bad_technique_cli_exit_2() -> None:
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
         "config error: technique.replicas.middle='e1': the replica is on the node it protects"]
+
+
+@pytest.mark.needs_root
+@root_only
+def test_reconfiguration_replaces_the_stage() -> None:
+    s, df, ev = run("technique=reconfiguration", "faults=edge_crash", "run.duration_s=9")
+    assert s["verdict"] == "VALID", s["verdict_reasons"]
+    accounting(s, df)
+    assert s["mttr_ms"] is not None and s["mttr_ms"] <= 3000
+    assert s["availability_after_recovery"] >= 0.95
+    b = s["recovery_breakdown_ms"]
+    for k in ("detection_ms", "process_start_ms", "model_load_ms", "first_inference_ms",
+              "route_push_ms"):
+        assert b[k] >= 0, b
+    assert sum(b.values()) == pytest.approx(s["mttr_ms"], rel=0.10)
+    assert {"detect", "reconfigure"} <= set(ev["kind"])
+    later = df[df["scheduled_s"] > s["fault_at_s"] + s["mttr_ms"] / 1000 + 0.1]
+    assert set(later["path"].dropna()) == {"d1:head>c1:middle>c1:tail"}

@@ -33,6 +33,7 @@ class Technique:
     def stop(self) -> None:
         """Called when the run ends, before stages stop."""
 
-    def recovery_breakdown(self) -> dict | None:
-        """Recovery phases in ms (detection, process start, model load, ...), if any."""
+    def recovery_breakdown_from(self, events: list[dict]) -> dict | None:
+        """Recovery phases (`t_detect`, monotonic, and `*_ms`), from the technique's own
+        events (monotonic `t`) and what it recorded itself; None if it has none."""
         return None

@@ -134,5 +134,5 @@ class Failover(Technique):
         if self.watch:
             self.watch.join(timeout=5)
 
-    def recovery_breakdown(self) -> dict | None:
+    def recovery_breakdown_from(self, events: list[dict]) -> dict | None:
         return self.breakdown
