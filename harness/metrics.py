@@ -25,7 +25,8 @@ STATUSES = ("ok", "late", "failed", "lost")
 
 
 def read_records(paths: list[Path]) -> dict[int, dict]:
-    """Sensor JSONL records by request id; a torn last line (crash) is skipped."""
+    """Sensor JSONL records by request id; a torn last line (crash) is skipped. When
+    several sensors sent the same request (redundant sensing), the earliest answer wins."""
     out: dict[int, dict] = {}
     for p in paths:
         if not p.exists():
@@ -35,8 +36,17 @@ def read_records(paths: list[Path]) -> dict[int, dict]:
                 r = json.loads(line)
             except ValueError:
                 continue
-            out.setdefault(int(r["request_id"]), r)
+            rid = int(r["request_id"])
+            if rid not in out or _better(r, out[rid]):
+                out[rid] = r
     return out
+
+
+def _better(a: dict, b: dict) -> bool:
+    rank = {"answer": 0, "error": 1, "lost": 2}
+    ka = (rank.get(a.get("outcome"), 3), a.get("completed_s") or float("inf"))
+    kb = (rank.get(b.get("outcome"), 3), b.get("completed_s") or float("inf"))
+    return ka < kb
 
 
 def outcomes(schedule: list[Scheduled], records: dict[int, dict], labels: dict[int, int],

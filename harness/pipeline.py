@@ -125,10 +125,12 @@ class Instance:
 
     stage: str  # the model name it serves
     node: str
-    model_file: Path
+    model_file: Path | None  # None: a null stage (e.g. fusion) serving `null` tensors
     route: Route | None
     start: bool = True  # False: a cold replica, started when the technique says so
     port: int | None = None  # None: the pipeline's port (the first instance on a node)
+    null: str | None = None  # tensors a null stage passes on
+    args: list[str] = field(default_factory=list)  # extra stage arguments (e.g. --fuse 2)
 
     @property
     def key(self) -> str:
@@ -169,7 +171,9 @@ class Deployment:
         return self.files
 
     def spec(self, stage: str) -> StageSpec:
-        return next(s for s in self.pipe.stages if s.name == stage)
+        """The stage's config; a technique's own stage (fusion) runs with the defaults."""
+        return next((s for s in self.pipe.stages if s.name == stage),
+                    StageSpec(stage, "", ["x"], ["x"]))
 
     def port_for(self, node: str) -> int:
         """A free stage port on `node`: the pipeline's port, then the next ones."""
@@ -185,7 +189,9 @@ class Deployment:
         spec = self.spec(inst.stage)
         if inst.port is None and inst.key not in self.instances:
             inst.port = self.port_for(inst.node)
-        argv = [sys.executable, "-m", "harness.stage", "--model", str(inst.model_file),
+        what = (["--model", str(inst.model_file)] if inst.model_file is not None
+                else ["--null", inst.null or "x"])
+        argv = [sys.executable, "-m", "harness.stage", *what, *inst.args,
                 "--name", inst.stage, "--node", inst.node, "--port", str(inst.port),
                 "--threads", str(spec.threads),
                 "--providers", ",".join(spec.providers or

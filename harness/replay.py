@@ -31,7 +31,9 @@ def labels_for(model: str, sample_ids: set[int]) -> dict[int, int]:
 
 class Replay:
     def __init__(self, emu, workload: WorkloadConfig, pipe: PipelineConfig, sensors: list[str],
-                 schedule: list[Scheduled], duration_s: float, run_dir: Path) -> None:
+                 schedule: list[Scheduled], duration_s: float, run_dir: Path,
+                 redundant: bool = False) -> None:
+        self.redundant = redundant  # every sensor sends every request
         self.emu, self.wl, self.pipe = emu, workload, pipe
         self.sensors, self.schedule, self.duration_s = sensors, schedule, duration_s
         self.dir = run_dir / "sensors"
@@ -55,7 +57,7 @@ class Replay:
                 "output": self.pipe.output, "dataset": self.wl.model, "camera": i,
                 "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
                 "requests": [[s.request_id, s.sample_id, s.scheduled_s]
-                             for s in self.schedule if s.sensor == sensor],
+                             for s in self.schedule if self.redundant or s.sensor == sensor],
             }
             plan_file = self.dir / f"{sensor}.plan.json"
             write_json(plan_file, plan)

@@ -31,6 +31,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.config import ConfigError
+from harness.fusion import Fuser
 from harness.routing import EventSink, HealthChecker, Route
 
 NP_TO_V2 = {np.dtype("float32"): "FP32", np.dtype("float64"): "FP64",
@@ -178,6 +179,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         self.stats = {"requests": 0, "errors": 0, "forwarded": 0, "failovers": 0,
                       "degraded": 0}
         self.events = events or EventSink(None, self.hop)
+        self.fuser: Fuser | None = None
         self.health = HealthChecker(self.probe, self.events)
         self.route = route
         self.health.start()
@@ -243,9 +245,13 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model_name!r}")
         with self.lock:
             self.stats["requests"] += 1
+        fused = 0
         try:
             tensors = decode_inputs(request)
-            outputs = self.runner.run(tensors)
+            if self.fuser is not None:
+                outputs, fused = self.fuser.join(request.id, tensors)
+            else:
+                outputs = self.runner.run(tensors)
         except Exception as e:
             self.stats["errors"] += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.hop}: {e}")
@@ -255,6 +261,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
                                          id=request.id)
             encode(resp, outputs, "outputs")
             resp.parameters["path"].string_param = self.hop
+            if self.fuser is not None:
+                resp.parameters["fused"].int64_param = fused
             return resp
         return self.forward(request, outputs, route, context)
 
@@ -488,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--ready-file", help="write {providers, pid, timings} here once serving")
     ap.add_argument("--events", help="append technique events (health transitions) here")
+    ap.add_argument("--fuse", type=int, default=0, metavar="N",
+                    help="fusion stage (with --null TENSOR): join N observations per request id")
+    ap.add_argument("--fuse-wait-ms", type=float, default=20.0,
+                    help="fusion: decide this long after the first observation at the latest")
     a = ap.parse_args(argv)
     try:
         if (a.model is None) == (a.null is None):
@@ -507,7 +519,11 @@ def main(argv: list[str] | None = None) -> int:
             route = Route.from_json(json.loads(a.route)) if a.route else None
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"--route={a.route!r}: {e}") from None
+        if a.fuse and not a.null:
+            raise ConfigError(f"--fuse={a.fuse}: a fusion stage is a --null stage")
         stage = Stage(runner, name, a.node, route, EventSink(a.events, f"{a.node}:{name}"))
+        if a.fuse:
+            stage.fuser = Fuser(a.fuse, a.fuse_wait_ms, a.null.split(",")[0])
         server = serve(stage, a.port, a.host)
     except ConfigError as e:
         print(f"stage error: {e}", file=sys.stderr)

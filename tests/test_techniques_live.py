@@ -132,3 +132,16 @@ def test_reconfiguration_replaces_the_stage() -> None:
     assert {"detect", "reconfigure"} <= set(ev["kind"])
     later = df[df["scheduled_s"] > s["fault_at_s"] + s["mttr_ms"] / 1000 + 0.1]
     assert set(later["path"].dropna()) == {"d1:head>c1:middle>c1:tail"}
+
+
+@pytest.mark.needs_root
+@root_only
+def test_sensing_redundancy_survives_a_camera_crash() -> None:
+    s, df, ev = run("technique=sensing_redundancy", "faults=sensor_crash", "run.duration_s=9")
+    assert s["verdict"] == "VALID", s["verdict_reasons"]
+    accounting(s, df)
+    assert set(df["sensor"]) == {"s1+s2"}  # one request per observation
+    assert s["availability"] >= 0.99
+    assert s["accuracy_after_fault"] >= CARD["test_accuracy"]["single_camera"] - 0.01 - 0.05
+    assert list(ev[ev["kind"] == "fault.crash"]["target"]) == ["s2"]
+    assert (df["path"].dropna().str.endswith(">c1:fusion")).all()

@@ -19,6 +19,7 @@ Record = Callable[..., None]
 
 class Technique:
     name = "technique"
+    observations = False  # True: every sensor sends every request (redundant sensing)
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
         """Config errors (ConfigError) before anything touches the network."""
