@@ -33,10 +33,9 @@ class Fuser:
                 return {self.tensor: fused}, n
             arrivals = self.pending.setdefault(request_id, [])
             arrivals.append(x)
-            self.first.setdefault(request_id, time.monotonic())
+            deadline = self.first.setdefault(request_id, time.monotonic()) + self.wait_s
             if len(arrivals) >= self.expected:
                 self._decide(request_id)
-            deadline = self.first[request_id] + self.wait_s
             while request_id not in self.decided:
                 left = deadline - time.monotonic()
                 if left <= 0:
