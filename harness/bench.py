@@ -206,10 +206,24 @@ def run_all(quick: bool = False) -> list[dict]:
     return rows
 
 
-PIPELINE_RUNS = [
-    ("baseline", "none", ["technique=baseline", "faults=none"]),
-    ("baseline", "edge_crash", ["technique=baseline", "faults=edge_crash"]),
+# technique label -> overrides; each runs under the faults listed with it
+MATRIX = [
+    ("baseline", ["technique=baseline"], ["none", "edge_crash"]),
+    ("failover warm", ["technique=failover"], ["none", "edge_crash"]),
+    ("failover active_active", ["technique=failover", "technique.mode=active_active"],
+     ["none", "edge_crash"]),
+    ("failover cold", ["technique=failover", "technique.mode=cold"], ["edge_crash"]),
+    ("failover small variant",
+     ["technique=failover", "technique.variant.middle=models/digits/middle_small.onnx"],
+     ["edge_crash"]),
+    ("structural", ["technique=structural"], ["none", "edge_crash", "edge_crash_recover"]),
+    ("reconfiguration", ["technique=reconfiguration"], ["none", "edge_crash"]),
+    ("sensing_redundancy", ["technique=sensing_redundancy"], ["none", "sensor_crash"]),
+    ("baseline", ["technique=baseline"], ["sensor_crash"]),
 ]
+PIPELINE_KEYS = ["availability", "availability_after_fault", "availability_after_recovery",
+                 "accuracy", "accuracy_after_fault", "mttd_ms", "mttr_ms", "cpu_s",
+                 "bytes_sent", "replicas"]
 
 
 def run_harness(overrides: list[str], timeout_s: float = 600) -> dict:
@@ -226,29 +240,42 @@ def run_harness(overrides: list[str], timeout_s: float = 600) -> dict:
     return json.loads((Path(dirs[-1]) / "summary.json").read_text()) | {"run_dir": dirs[-1]}
 
 
-def pipeline_rows(duration_s: float, seed: int = 1) -> list[dict]:
-    """The baseline on device_edge_cloud, with and without the edge crash."""
-    import pandas as pd
+def _median(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
 
+
+def pipeline_rows(duration_s: float, seeds: int = 1) -> list[dict]:
+    """Every technique under its faults on device_edge_cloud, the same seeds for all:
+    medians over seeds, and overheads relative to the baseline without faults."""
     rows = []
-    for technique, faults, extra in PIPELINE_RUNS:
-        s = run_harness(["topology=device_edge_cloud", "workload=digits", *extra,
-                         f"run.duration_s={duration_s}", f"seed={seed}"])
-        df = pd.read_parquet(Path(s["run_dir"]) / "requests.parquet")
-        crash = [a["at_s"] for a in s["faults_schedule"] if a["action"] == "crash"]
-        after = df[df["scheduled_s"] >= crash[0]] if crash else df.iloc[0:0]
-        rows.append({
-            "technique": technique, "faults": faults, "verdict": s["verdict"],
-            "n_scheduled": s["n_scheduled"], "n_ok": s["n_ok"], "n_late": s["n_late"],
-            "n_failed": s["n_failed"], "n_lost": s["n_lost"],
-            "availability": s["availability"],
-            "availability_after_fault": float((after["status"] == "ok").mean())
-            if len(after) else None,
-            "p50_ms": s["latency_ms"]["p50"], "p99_ms": s["latency_ms"]["p99"],
-            "accuracy": s["accuracy"], "reference_accuracy": s["reference_accuracy"],
-            "lateness_p99_ms": s["lateness_ms"]["p99"], "run_dir": s["run_dir"],
-        })
+    for label, overrides, faults in MATRIX:
+        for faults_name in faults:
+            runs = [run_harness(["topology=device_edge_cloud", "workload=digits", *overrides,
+                                 f"faults={faults_name}", f"run.duration_s={duration_s}",
+                                 f"seed={seed}"]) for seed in range(1, seeds + 1)]
+            row = {"technique": label, "faults": faults_name, "seeds": seeds,
+                   "valid": sum(r["verdict"] == "VALID" for r in runs),
+                   "p50_ms": _median([r["latency_ms"]["p50"] for r in runs]),
+                   "p99_ms": _median([r["latency_ms"]["p99"] for r in runs]),
+                   "run_dirs": [r["run_dir"] for r in runs]}
+            for k in PIPELINE_KEYS:
+                row[k] = _median([r.get(k) for r in runs])
+            rows.append(row)
+    base = next(r for r in rows if r["technique"] == "baseline" and r["faults"] == "none")
+    for r in rows:
+        r["cpu_vs_baseline"] = (r["cpu_s"] / base["cpu_s"]) if r["cpu_s"] and base["cpu_s"] \
+            else None
+        r["bytes_vs_baseline"] = (r["bytes_sent"] / base["bytes_sent"]) \
+            if r["bytes_sent"] and base["bytes_sent"] else None
+        r["p50_vs_baseline_ms"] = (r["p50_ms"] - base["p50_ms"]) \
+            if r["p50_ms"] is not None else None
     return rows
+
+
+PIPELINE_COLS = ["technique", "faults", "valid", "availability", "availability_after_fault",
+                 "p50_ms", "p99_ms", "accuracy", "accuracy_after_fault", "mttd_ms", "mttr_ms",
+                 "replicas", "cpu_vs_baseline", "bytes_vs_baseline", "p50_vs_baseline_ms"]
 
 
 def report_md(rows: list[dict], shaper: str) -> str:
@@ -261,10 +288,9 @@ def report_md(rows: list[dict], shaper: str) -> str:
 
 
 def pipeline_md(rows: list[dict]) -> str:
-    cols = ["technique", "faults", "verdict", "n_scheduled", "n_ok", "n_late", "n_failed",
-            "n_lost", "availability", "availability_after_fault", "p50_ms", "p99_ms",
-            "accuracy", "lateness_p99_ms"]
-    lines = ["## Pipeline: digits on device_edge_cloud", "",
+    cols = PIPELINE_COLS
+    lines = [f"## Techniques x faults: digits on device_edge_cloud "
+             f"(median over {rows[0]['seeds']} seed(s))", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
@@ -296,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
     ap.add_argument("--only", choices=["link", "overhead", "pipeline"], action="append",
                     help="run only these sections (repeatable; default: all)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds per technique x fault")
+    ap.add_argument("--duration-s", type=float, default=12.0, help="length of each pipeline run")
     ap.add_argument("--out", default="results/bench", help="parent folder of the results")
     args = ap.parse_args(argv)
     from rich.console import Console
@@ -328,23 +356,22 @@ def main(argv: list[str] | None = None) -> int:
         overhead.print_table(fig)
         ok &= fig["ok"]
     if "pipeline" in sections:
-        rows = pipeline_rows(8 if args.quick else 20)
+        rows = pipeline_rows(6 if args.quick else args.duration_s, args.seeds)
         import pandas as pd
 
-        df = pd.DataFrame(rows)
+        df = pd.DataFrame(rows).drop(columns=["run_dirs"]).assign(
+            run_dirs=[";".join(r["run_dirs"]) for r in rows])
         tmp = out / ".pipeline.csv.tmp"
         df.to_csv(tmp, index=False)
         tmp.replace(out / "pipeline.csv")
         report.append(pipeline_md(rows))
-        table = Table(title="pipeline: digits on device_edge_cloud (seed 1)")
-        cols = ["technique", "faults", "verdict", "n_scheduled", "availability",
-                "availability_after_fault", "p50_ms", "p99_ms", "accuracy", "lateness_p99_ms"]
-        for c in cols:
-            table.add_column(c)
+        table = Table(title=f"techniques x faults (median of {args.seeds} seed(s))")
+        for c in PIPELINE_COLS:
+            table.add_column(c.replace("_", " "))
         for r in rows:
-            table.add_row(*[_fmt(r[c]) for c in cols])
+            table.add_row(*[_fmt(r[c]) for c in PIPELINE_COLS])
         console.print(table)
-        ok &= all(r["verdict"] == "VALID" for r in rows)
+        ok &= all(r["valid"] == r["seeds"] for r in rows)
     write_text_atomic(out / "report.md", "\n".join(report))
     print(f"results: {out}/ (report.md and one file per section)")
     return 0 if ok else 1
