@@ -10,10 +10,8 @@ import argparse
 import os
 import re
 import sys
-from pathlib import Path
 
 from harness.ledger import (
-    ENV_MARK,
     PREFIX_RE,
     cgroup_dirs,
     load_ledgers,
@@ -21,6 +19,7 @@ from harness.ledger import (
     nft_tables,
     remove_run,
     root_links,
+    run_marks,
     state_dir,
 )
 
@@ -36,19 +35,7 @@ def orphan_prefixes() -> set[str]:
         m = FULL_PREFIX.match(n)
         if m:
             found.add(m.group(0))
-    mark = f"{ENV_MARK}=".encode()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry.name}/environ").read_bytes()
-        except OSError:
-            continue
-        for var in env.split(b"\0"):
-            if var.startswith(mark):
-                value = var[len(mark):].decode(errors="replace")
-                if PREFIX_RE.fullmatch(value):
-                    found.add(value)
+    found |= {mark for mark in run_marks().values() if PREFIX_RE.fullmatch(mark)}
     return found
 
 

@@ -117,6 +117,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         pipeline.check_against(topology)
         technique = _call_target("technique", dict(raw.get("technique") or {}))
         technique.check(pipeline, topology)
+    faults.check_sensors(sensors_of(workload, topology) if workload else None)
     return Experiment(
         mode=mode,
         seed=seed,

@@ -11,6 +11,8 @@ Actions (seconds from run start, `at_s`):
   partition / heal       node `groups` cannot reach each other / all can again
   throttle / unthrottle  cgroup CPU quota (`cpu_pct` of one core): thermal throttling
   contention / contention_end   `workers` busy loops on the node (CPU contention)
+  sensor_noise / sensor_clean   a sensor's output gets `noise_sigma` extra noise, or
+                         is `stuck` on its last frame / is clean again
 `for_s` schedules the inverse action that much later.
 """
 
@@ -28,13 +30,13 @@ from harness.config import LinkProps, check_range, fail
 from harness.topology import Topology
 
 NODE_ACTIONS = {"crash", "restore", "kill", "hang", "resume", "throttle", "unthrottle",
-                "contention", "contention_end"}
+                "contention", "contention_end", "sensor_noise", "sensor_clean"}
 LINK_ACTIONS = {"link_down", "link_up", "link_degrade", "link_restore"}
 GROUP_ACTIONS = {"partition", "heal"}
 ACTIONS = NODE_ACTIONS | LINK_ACTIONS | GROUP_ACTIONS
 INVERSE = {"crash": "restore", "hang": "resume", "link_down": "link_up",
            "link_degrade": "link_restore", "partition": "heal", "throttle": "unthrottle",
-           "contention": "contention_end"}
+           "contention": "contention_end", "sensor_noise": "sensor_clean"}
 
 
 @dataclass
@@ -51,6 +53,8 @@ class FaultAction:
     trace: str | None = None  # link_degrade: Mahimahi trace for bandwidth
     cpu_pct: float | None = None  # throttle
     workers: int = 1  # contention
+    noise_sigma: float = 0.5  # sensor_noise: extra Gaussian noise on the frames
+    stuck: bool = False  # sensor_noise: repeat the last frame instead
     for_s: float | None = None  # then the inverse action
 
     def validate(self, key: str) -> None:
@@ -67,6 +71,7 @@ class FaultAction:
         LinkProps(self.bw_mbit, self.delay_ms, self.jitter_ms, self.loss_pct).validate(key)
         check_range(f"{key}.cpu_pct", self.cpu_pct, 1, 100_000)
         check_range(f"{key}.workers", self.workers, 1, 64)
+        check_range(f"{key}.noise_sigma", self.noise_sigma, 0, 100)
         if self.action == "throttle" and self.cpu_pct is None:
             fail(f"{key}.cpu_pct", None, "throttle needs cpu_pct")
         if self.action == "partition" and len(self.groups) < 2:
@@ -115,6 +120,14 @@ class FaultsConfig:
                                        direction=a.direction))
         return sorted(out, key=lambda a: a.at_s)
 
+    def check_sensors(self, sensors: list[str] | None, key: str = "faults") -> None:
+        """sensor_noise targets a node that runs a sensor of the workload."""
+        for i, a in enumerate(self.actions):
+            if a.action in ("sensor_noise", "sensor_clean") and (
+                    sensors is None or a.target not in sensors):
+                fail(f"{key}.actions[{i}].target", a.target,
+                     "not a sensor of the workload" if sensors else "needs a workload")
+
 
 Record = Callable[..., None]  # (kind, target, detail, at=monotonic start)
 
@@ -132,6 +145,8 @@ class FaultInjector:
         # called with the node name when a crashed node powers up again (it boots its
         # services: the pipeline restarts the stages that lived there)
         self.on_restore: list = []
+        # (node, {"noise_sigma", "stuck"} or None) -> None: the sensors of the workload
+        self.on_sensor: list = []
 
     def start(self, t0: float) -> None:
         self.t0 = t0
@@ -192,6 +207,14 @@ class FaultInjector:
             self.stress.setdefault(t, []).extend(
                 emu.nodes[t].popen(busy) for _ in range(a.workers))
             return {"workers": a.workers}
+        if a.action in ("sensor_noise", "sensor_clean"):
+            if not self.on_sensor:
+                raise ValueError(f"{a.action}: no sensor process runs (set a workload)")
+            mode = ({"noise_sigma": a.noise_sigma, "stuck": a.stuck}
+                    if a.action == "sensor_noise" else None)
+            for hook in self.on_sensor:
+                hook(t, mode)
+            return mode or {}
         if a.action == "contention_end":
             procs = self.stress.pop(t, [])
             for p in procs:

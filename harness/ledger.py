@@ -89,11 +89,11 @@ def load_ledgers() -> list[Ledger]:
 # -- finding what a prefix owns ------------------------------------------------------
 
 
-def marked_pids(prefix: str) -> list[int]:
-    """Processes whose environment carries HARNESS_RUN=<prefix>."""
-    mark = f"{ENV_MARK}={prefix}".encode()
+def run_marks() -> dict[int, str]:
+    """pid -> the HARNESS_RUN value in its environment, for every marked process but us."""
+    mark = f"{ENV_MARK}=".encode()
     me = os.getpid()
-    pids = []
+    out = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
@@ -101,9 +101,16 @@ def marked_pids(prefix: str) -> list[int]:
             env = Path(f"/proc/{entry.name}/environ").read_bytes()
         except OSError:
             continue
-        if mark in env.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
+        for var in env.split(b"\0"):
+            if var.startswith(mark):
+                out[int(entry.name)] = var[len(mark):].decode(errors="replace")
+                break
+    return out
+
+
+def marked_pids(prefix: str) -> list[int]:
+    """Processes whose environment carries HARNESS_RUN=<prefix>."""
+    return [pid for pid, mark in run_marks().items() if mark == prefix]
 
 
 def cgroup_dirs(prefix: str) -> list[Path]:

@@ -82,6 +82,16 @@ class Replay:
         lines = (self.dir / f"{sensor}.log").read_text().strip().splitlines()
         return lines[-1] if lines else ""
 
+    def sensor_fault(self, sensor: str, mode: dict | None) -> None:
+        """Make a sensor's output noisy or stuck (mode) or clean again (None)."""
+        import signal
+
+        proc = self.procs.get(sensor)
+        if proc is None or proc.poll() is not None:
+            raise RuntimeError(f"sensor {sensor} is not running")
+        write_json(self.dir / f"{sensor}.fault.json", mode or {})
+        proc.send_signal(signal.SIGUSR1)
+
     def wait(self) -> None:
         """Until every sensor is done, or the deadline (plus a margin) has passed."""
         end = self.t0 + self.deadline_s + 5

@@ -206,6 +206,8 @@ def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
             injector = FaultInjector(emu, exp.faults, events.record)
             if deployment is not None:
                 injector.on_restore.append(deployment.reboot)
+            if replay is not None:
+                injector.on_sensor.append(replay.sensor_fault)
             injector.start(t0)
             try:
                 if deployment is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.stage import CHANNEL_OPTIONS, decode_outputs, infer_request
@@ -73,6 +75,40 @@ def warm_up(stub: pb_grpc.GRPCInferenceServiceStub, plan: dict, sample_id: int) 
     raise RuntimeError(f"warm-up request to {plan['target']} failed for 10 s")
 
 
+class SensorFault:
+    """Noisy or stuck output, switched by the harness: SIGUSR1 re-reads OUT.fault.json."""
+
+    def __init__(self, path: str, seed: int) -> None:
+        self.path, self.mode = path, {}
+        self.rng = np.random.default_rng(seed)
+        self.last: pb.ModelInferRequest | None = None
+
+    def reload(self, *_: object) -> None:
+        try:
+            with open(self.path) as f:
+                self.mode = json.load(f)
+        except (OSError, ValueError):
+            self.mode = {}
+
+    def apply(self, msg, plan: dict, sample_id: int, rid: int, sched: float):
+        """The request as the faulty sensor would send it."""
+        if not self.mode:
+            self.last = msg
+            return msg
+        if self.mode.get("stuck") and self.last is not None:
+            stuck = pb.ModelInferRequest()
+            stuck.CopyFrom(self.last)
+            stuck.id = str(rid)
+            stuck.parameters["scheduled_s"].double_param = float(sched)
+            return stuck
+        frame = payload(plan, sample_id)[plan["input"]]
+        noisy = np.clip(frame + self.rng.normal(0, self.mode.get("noise_sigma", 0.5),
+                                                frame.shape), 0, 1).astype(np.float32)
+        return infer_request(plan["model"], {plan["input"]: noisy}, str(rid),
+                             {"sensor": plan["sensor"], "scheduled_s": float(sched),
+                              "slo_ms": float(plan["slo_ms"]), "noisy": True})
+
+
 def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     """Prepare, warm up, say ready, read t0 from `start`, then replay."""
     requests = plan["requests"]  # [request_id, sample_id, scheduled_s]
@@ -85,6 +121,9 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     if requests:
         warm_up(stub, plan, requests[0][1])
+    fault = SensorFault(out[:-len(".jsonl")] + ".fault.json" if out.endswith(".jsonl")
+                        else out + ".fault.json", seed=len(requests))
+    signal.signal(signal.SIGUSR1, fault.reload)
     print(json.dumps({"ready": True}), flush=True)
     t0 = float(json.loads(start.readline())["t0"])
     rec = Recorder(out)
@@ -110,7 +149,8 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
             r.update(outcome="error", completed_s=done_s, error=f"{type(e).__name__}: {e}")
         rec.write(r)
 
-    for (rid, _sample, sched), msg in zip(requests, msgs, strict=True):
+    for (rid, sample, sched), msg in zip(requests, msgs, strict=True):
+        msg = fault.apply(msg, plan, sample, rid, sched)
         sleep_until(t0 + sched)
         now = time.monotonic()
         with rec.lock:

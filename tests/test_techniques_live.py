@@ -145,3 +145,17 @@ def test_sensing_redundancy_survives_a_camera_crash() -> None:
     assert s["accuracy_after_fault"] >= CARD["test_accuracy"]["single_camera"] - 0.01 - 0.05
     assert list(ev[ev["kind"] == "fault.crash"]["target"]) == ["s2"]
     assert (df["path"].dropna().str.endswith(">c1:fusion")).all()
+
+
+@pytest.mark.needs_root
+@root_only
+def test_sensor_noise_degrades_accuracy_not_availability() -> None:
+    s, df, ev = run("technique=baseline", "faults=sensor_noise", "run.duration_s=9")
+    assert s["verdict"] == "VALID", s["verdict_reasons"]
+    accounting(s, df)
+    assert s["availability"] >= 0.99
+    after = df[df["scheduled_s"] >= s["fault_at_s"]]
+    noisy = after[after["sensor"] == "s2"]["correct"].mean()
+    clean = after[after["sensor"] == "s1"]["correct"].mean()
+    assert clean - noisy >= 0.2, (clean, noisy)
+    assert "fault.sensor_noise" in set(ev["kind"])

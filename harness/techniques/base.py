@@ -11,10 +11,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.config import fail
 from harness.pipeline import Deployment, Instance, PipelineConfig, primaries, routes
 from harness.topology import Topology
 
 Record = Callable[..., None]
+
+
+def positive(**values: float) -> None:
+    """Technique settings that must be > 0."""
+    for key, v in values.items():
+        if v <= 0:
+            fail(f"technique.{key}", v, "must be > 0")
+
+
+def check_moves(key: str, moves: dict[str, str], pipe: PipelineConfig, topo: Topology,
+                same_node: str) -> None:
+    """A {stage: node} map: known stages with an upstream stage, known other nodes."""
+    stages = {s.name: s for s in pipe.stages}
+    nodes = {n.name for n in topo.nodes}
+    for stage, node in moves.items():
+        if stage not in stages:
+            fail(f"{key}.{stage}", node, "unknown stage")
+        if stage == pipe.stages[0].name:
+            fail(f"{key}.{stage}", node, "the first stage has no upstream stage to re-route")
+        if node not in nodes:
+            fail(f"{key}.{stage}", node, "unknown node")
+        if node == stages[stage].node:
+            fail(f"{key}.{stage}", node, same_node)
 
 
 class Technique:

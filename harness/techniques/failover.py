@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.config import ConfigError, fail
 from harness.pipeline import Deployment, Instance, PipelineConfig, resolve, routes
 from harness.routing import Health
-from harness.techniques.base import Record, Technique
+from harness.techniques.base import Record, Technique, check_moves, positive
 from harness.topology import Topology
 
 MODES = ("warm", "cold", "active_active")
@@ -33,11 +33,8 @@ class Failover(Technique):
             fail("technique.mode", mode, f"one of {', '.join(MODES)}")
         if not replicas:
             fail("technique.replicas", replicas, "name at least one stage: its replica node")
-        for key, v in (("health_period_ms", health_period_ms),
-                       ("health_timeout_ms", health_timeout_ms),
-                       ("attempt_timeout_ms", attempt_timeout_ms)):
-            if v <= 0:
-                fail(f"technique.{key}", v, "must be > 0")
+        positive(health_period_ms=health_period_ms, health_timeout_ms=health_timeout_ms,
+                 attempt_timeout_ms=attempt_timeout_ms)
         if hedge_ms < 0:
             fail("technique.hedge_ms", hedge_ms, "must be >= 0")
         self.mode, self.replicas = mode, dict(replicas)
@@ -49,19 +46,8 @@ class Failover(Technique):
         self.breakdown: dict | None = None
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
-        stages = {s.name: s for s in pipe.stages}
-        nodes = {n.name for n in topo.nodes}
-        for stage, node in self.replicas.items():
-            if stage not in stages:
-                fail(f"technique.replicas.{stage}", node, "unknown stage")
-            if stage == pipe.stages[0].name:
-                fail(f"technique.replicas.{stage}", node,
-                     "the first stage has no upstream stage to fail over (replicate a later one)")
-            if node not in nodes:
-                fail(f"technique.replicas.{stage}", node, "unknown node")
-            if node == stages[stage].node:
-                fail(f"technique.replicas.{stage}", node,
-                     "the replica is on the node it protects")
+        check_moves("technique.replicas", self.replicas, pipe, topo,
+                    "the replica is on the node it protects")
         for stage, path in self.variant.items():
             if stage not in self.replicas:
                 fail(f"technique.variant.{stage}", path, "not a replicated stage")

@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.config import fail
 from harness.pipeline import Deployment, Instance, PipelineConfig, primaries, routes
 from harness.results import write_json
-from harness.techniques.base import Record, Technique
+from harness.techniques.base import Record, Technique, check_moves, positive
 from harness.topology import Topology
 
 
@@ -30,10 +30,7 @@ class Reconfiguration(Technique):
                  failures: int = 2) -> None:
         if not replace:
             fail("technique.replace", replace, "name at least one stage: the node to move it to")
-        for key, v in (("health_period_ms", health_period_ms),
-                       ("health_timeout_ms", health_timeout_ms)):
-            if v <= 0:
-                fail(f"technique.{key}", v, "must be > 0")
+        positive(health_period_ms=health_period_ms, health_timeout_ms=health_timeout_ms)
         if failures < 1:
             fail("technique.failures", failures, "must be >= 1")
         self.controller_node, self.replace = controller_node, dict(replace)
@@ -45,20 +42,10 @@ class Reconfiguration(Technique):
         self.t_spawned: dict[str, dict] = {}
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
-        stages = {s.name: s for s in pipe.stages}
-        nodes = {n.name for n in topo.nodes}
-        if self.controller_node not in nodes:
+        if self.controller_node not in {n.name for n in topo.nodes}:
             fail("technique.controller_node", self.controller_node, "unknown node")
-        for stage, node in self.replace.items():
-            if stage not in stages:
-                fail(f"technique.replace.{stage}", node, "unknown stage")
-            if stage == pipe.stages[0].name:
-                fail(f"technique.replace.{stage}", node,
-                     "the first stage has no upstream stage to re-route")
-            if node not in nodes:
-                fail(f"technique.replace.{stage}", node, "unknown node")
-            if node == stages[stage].node:
-                fail(f"technique.replace.{stage}", node, "that is the node it fails on")
+        check_moves("technique.replace", self.replace, pipe, topo,
+                    "that is the node it fails on")
 
     def instances(self, pipe: PipelineConfig, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.config import fail
 from harness.pipeline import Instance, PipelineConfig, primaries, routes
 from harness.routing import Health, Route
-from harness.techniques.base import Technique
+from harness.techniques.base import Technique, positive
 from harness.topology import Topology
 
 
@@ -23,11 +23,8 @@ class Structural(Technique):
 
     def __init__(self, skip_stage: str = "middle", health_period_ms: float = 25.0,
                  health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0) -> None:
-        for key, v in (("health_period_ms", health_period_ms),
-                       ("health_timeout_ms", health_timeout_ms),
-                       ("attempt_timeout_ms", attempt_timeout_ms)):
-            if v <= 0:
-                fail(f"technique.{key}", v, "must be > 0")
+        positive(health_period_ms=health_period_ms, health_timeout_ms=health_timeout_ms,
+                 attempt_timeout_ms=attempt_timeout_ms)
         self.skip_stage = skip_stage
         self.health = Health(health_period_ms, health_timeout_ms)
         self.attempt_timeout_ms = attempt_timeout_ms
