@@ -159,3 +159,16 @@ def test_sensor_noise_degrades_accuracy_not_availability() -> None:
     clean = after[after["sensor"] == "s1"]["correct"].mean()
     assert clean - noisy >= 0.2, (clean, noisy)
     assert "fault.sensor_noise" in set(ev["kind"])
+
+
+@pytest.mark.needs_root
+@root_only
+def test_structural_early_exit_on_the_device() -> None:
+    s, df, _ = run("technique=structural", "technique.early_exit=models/digits/exit1.onnx",
+                   "faults=edge_crash", "run.duration_s=6")
+    assert s["verdict"] == "VALID", s["verdict_reasons"]
+    accounting(s, df)
+    assert s["availability_after_fault"] >= 0.95
+    after = df[df["scheduled_s"] > s["fault_at_s"] + 0.2]
+    assert set(after["path"].dropna()) == {"d1:head>d1:early_exit"}
+    assert abs(after["correct"].mean() - CARD["test_accuracy"]["early_exit"]) <= 0.08

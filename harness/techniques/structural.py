@@ -4,7 +4,9 @@ The digits model's tail was trained with failout to answer from the skip
 connection alone. When the skipped stage's node cannot be reached (health check
 or a failed attempt), the upstream stage sends the skip tensor straight to the
 next stage with zeros in place of the missing tensor, and the answer is marked
-degraded; when the node answers again, the full path is used again.
+degraded; when the node answers again, the full path is used again. The model
+also has an early exit: with `early_exit` set, the stage before the skipped one
+falls back to that exit, served beside it, instead.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config import fail
-from harness.pipeline import Instance, PipelineConfig, primaries, routes
+from harness.pipeline import Instance, PipelineConfig, primaries, resolve, routes
 from harness.routing import Health, Route
 from harness.techniques.base import Technique, positive
 from harness.topology import Topology
@@ -22,14 +24,19 @@ class Structural(Technique):
     name = "structural"
 
     def __init__(self, skip_stage: str = "middle", health_period_ms: float = 25.0,
-                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0) -> None:
+                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0,
+                 early_exit: str | None = None) -> None:
         positive(health_period_ms=health_period_ms, health_timeout_ms=health_timeout_ms,
                  attempt_timeout_ms=attempt_timeout_ms)
         self.skip_stage = skip_stage
+        self.early_exit = early_exit  # a model answering from the upstream stage's output
         self.health = Health(health_period_ms, health_timeout_ms)
         self.attempt_timeout_ms = attempt_timeout_ms
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+        if self.early_exit is not None:
+            self._check_early_exit(pipe)
+            return
         names = [s.name for s in pipe.stages]
         if self.skip_stage not in names:
             fail("technique.skip_stage", self.skip_stage, f"unknown stage (stages: {names})")
@@ -50,6 +57,25 @@ class Structural(Technique):
                  f"stage {after.name} has no skip input from before {self.skip_stage}: the "
                  "model has no skip connection around it")
 
+    def _check_early_exit(self, pipe: PipelineConfig) -> None:
+        """The exit model must take what the stage before the skipped one sends on."""
+        from harness.partition import load_session
+
+        names = [s.name for s in pipe.stages]
+        if self.skip_stage not in names or names.index(self.skip_stage) == 0:
+            fail("technique.skip_stage", self.skip_stage,
+                 "needs a known stage with a stage before it")
+        i = names.index(self.skip_stage)
+        sess = load_session(resolve(self.early_exit, "technique.early_exit"))
+        ins = [x.name for x in sess.get_inputs()]
+        outs = [x.name for x in sess.get_outputs()]
+        if not set(ins) <= set(pipe.carries()[i]):
+            fail("technique.early_exit", self.early_exit,
+                 f"takes {ins}, but stage {self.skip_stage} receives {pipe.carries()[i]}")
+        if pipe.output not in outs:
+            fail("technique.early_exit", self.early_exit, f"does not output {pipe.output!r}")
+        self.exit_inputs = ins
+
     def instances(self, pipe: PipelineConfig, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
         import onnx
@@ -57,7 +83,20 @@ class Structural(Technique):
         base = routes(pipe, ips)
         names = [s.name for s in pipe.stages]
         i = names.index(self.skip_stage)
-        up, skipped, after = pipe.stages[i - 1], pipe.stages[i], pipe.stages[i + 1]
+        up = pipe.stages[i - 1]
+        if self.early_exit is not None:
+            # the exit runs beside the upstream stage: answers without the network
+            exit_port = pipe.port + 1
+            route = base[up.name]
+            assert route is not None
+            route.health = self.health
+            route.attempt_timeout_ms = self.attempt_timeout_ms
+            route.fallback = Route("early_exit", [f"{ips[up.node]}:{exit_port}"],
+                                   self.exit_inputs, degraded=True)
+            return primaries(pipe, files, base) + [
+                Instance("early_exit", up.node, resolve(self.early_exit, "technique.early_exit"),
+                         None, port=exit_port)]
+        skipped, after = pipe.stages[i], pipe.stages[i + 1]
         # zeros for what the skipped stage would have produced, shaped as the next stage
         # expects (without the batch dimension)
         graph = onnx.load(str(files[after.name])).graph
