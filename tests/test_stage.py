@@ -61,23 +61,24 @@ class Stages:
             proc.communicate()
 
 
-@pytest.fixture
-def stage() -> Iterator[Stages]:
-    """Stages for one test; all killed after it."""
+def _stages() -> Iterator[Stages]:
     stages = Stages()
     try:
         yield stages
     finally:
         stages.kill_all()
+
+
+@pytest.fixture
+def stage() -> Iterator[Stages]:
+    """Stages for one test; all killed after it."""
+    yield from _stages()
 
 
 @pytest.fixture(scope="module")
 def module_stages() -> Iterator[Stages]:
-    stages = Stages()
-    try:
-        yield stages
-    finally:
-        stages.kill_all()
+    """Stages shared by a module's tests; all killed after them."""
+    yield from _stages()
 
 
 @pytest.fixture(scope="module")

@@ -123,3 +123,17 @@ def test_pipeline_presets_validate(preset) -> None:
     exp = exp_for("topology=device_edge_cloud", "workload=digits", f"pipeline={preset}")
     carries = exp.pipeline.carries()
     assert carries[0] == ["image"]
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["technique=failover", "+technique.colour=red"], "technique"),
+    (["technique=failover", "technique.mode=lukewarm"], "technique.mode"),
+    (["technique=failover", "technique.replicas={middle: e1}"], "technique.replicas.middle"),
+    (["technique=failover", "technique.replicas={middle: zz}"], "technique.replicas.middle"),
+    (["technique=structural", "technique.skip_stage=head"], "technique.skip_stage"),
+    (["faults=sensor_crash", "topology.n_sensors=1"], "faults.actions[0].target"),
+])
+def test_bad_technique_input(overrides, key) -> None:
+    with pytest.raises(ConfigError) as e:
+        exp_for("topology=device_edge_cloud", "workload=digits", *overrides)
+    assert str(e.value).startswith(key), str(e.value)
