@@ -16,23 +16,9 @@ import sys
 import time
 
 import grpc
-from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.routing import EventSink
-from harness.stage import GRPC_OPTIONS, control_call
-
-
-def live(target: str, timeout_s: float) -> bool:
-    """ServerLive over a fresh connection (a cached one may be stuck in a SYN retry)."""
-    ch = grpc.insecure_channel(target, options=GRPC_OPTIONS)
-    try:
-        return pb_grpc.GRPCInferenceServiceStub(ch).ServerLive(
-            pb.ServerLiveRequest(), timeout=timeout_s).live
-    except grpc.RpcError:
-        return False
-    finally:
-        ch.close()
+from harness.stage import control_call, live_fresh
 
 
 def ask(msg: dict) -> dict:
@@ -53,7 +39,7 @@ def run(plan: dict, events: EventSink) -> None:
     while watch:
         t0 = time.monotonic()
         for stage, w in list(watch.items()):
-            if live(w["addr"], timeout):
+            if live_fresh(w["addr"], timeout):
                 fails[stage] = 0
                 seen_up.add(stage)
                 continue

@@ -114,17 +114,6 @@ def summarize(df: pd.DataFrame) -> dict:
     return out
 
 
-def after(df: pd.DataFrame, t_s: float) -> dict:
-    """Availability and accuracy of requests scheduled at or after `t_s`."""
-    part = df[df["scheduled_s"] >= t_s]
-    answered = part[part["status"].isin(["ok", "late"])]
-    return {
-        "n": len(part),
-        "availability": float((part["status"] == "ok").mean()) if len(part) else None,
-        "accuracy": float(answered["correct"].mean()) if len(answered) else None,
-    }
-
-
 def resilience(df: pd.DataFrame, events: list[dict], fault_at_s: float | None,
                end_s: float) -> dict:
     """What a fault did and how fast the technique got over it.

@@ -137,6 +137,18 @@ class Instance:
         return f"{self.stage}@{self.node}"
 
 
+def startup_phases(info: dict, t_detect: float) -> dict:
+    """From a detection to a started instance serving, in ms (its ready-file instants)."""
+    return {
+        "t_detect": t_detect,
+        "detect_to_spawn_ms": (info["t_spawn"] - t_detect) * 1000,
+        "process_start_ms": (info["t_load"] - info["t_spawn"]) * 1000,
+        "model_load_ms": (info["t_loaded"] - info["t_load"]) * 1000,
+        "first_inference_ms": (info["t_first_inference"] - info["t_loaded"]) * 1000,
+        "ready_ms": (info["t_ready"] - info["t_first_inference"]) * 1000,
+    }
+
+
 def primaries(pipe: PipelineConfig, files: dict[str, Path],
               stage_routes: dict[str, Route | None]) -> list[Instance]:
     return [Instance(s.name, s.node, files[s.name], stage_routes.get(s.name))

@@ -203,14 +203,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
                                                     timeout=timeout_s).live
             except grpc.RpcError:
                 return False
-        ch = grpc.insecure_channel(target, options=GRPC_OPTIONS)
-        try:
-            live = pb_grpc.GRPCInferenceServiceStub(ch).ServerLive(
-                pb.ServerLiveRequest(), timeout=timeout_s).live
-        except grpc.RpcError:
-            return False
-        finally:
-            ch.close()
+        live = live_fresh(target, timeout_s)
         if live and target in self.health.down:
             with self.lock:
                 old = self.channels.pop(target, None)
@@ -440,6 +433,19 @@ def _control_handler(stage: Stage) -> grpc.GenericRpcHandler:
 
     return grpc.method_handlers_generic_handler(
         CONTROL_SERVICE, {m: handler(m) for m in ("SetRoute", "Stats")})
+
+
+def live_fresh(target: str, timeout_s: float) -> bool:
+    """KServe ServerLive over a new connection: a cached channel to a peer that was down
+    may sit in a SYN retry or a reconnect backoff for seconds after it is back."""
+    ch = grpc.insecure_channel(target, options=GRPC_OPTIONS)
+    try:
+        return pb_grpc.GRPCInferenceServiceStub(ch).ServerLive(
+            pb.ServerLiveRequest(), timeout=timeout_s).live
+    except grpc.RpcError:
+        return False
+    finally:
+        ch.close()
 
 
 def control_call(target: str, method: str, body: dict | None = None,

@@ -14,7 +14,14 @@ import threading
 from pathlib import Path
 
 from harness.config import ConfigError, fail
-from harness.pipeline import Deployment, Instance, PipelineConfig, resolve, routes
+from harness.pipeline import (
+    Deployment,
+    Instance,
+    PipelineConfig,
+    resolve,
+    routes,
+    startup_phases,
+)
 from harness.routing import Health
 from harness.techniques.base import Record, Technique, check_moves, positive
 from harness.topology import Topology
@@ -101,15 +108,7 @@ class Failover(Technique):
                 except (RuntimeError, ConfigError) as e:
                     record("technique.error", inst.node, {"error": str(e)})
                     continue
-                self.breakdown = {
-                    "t_detect": t_detect,
-                    "detect_to_spawn_ms": (info["t_spawn"] - t_detect) * 1000,
-                    "process_start_ms": (info["t_load"] - info["t_spawn"]) * 1000,
-                    "model_load_ms": (info["t_loaded"] - info["t_load"]) * 1000,
-                    "first_inference_ms": (info["t_first_inference"] - info["t_loaded"])
-                    * 1000,
-                    "ready_ms": (info["t_ready"] - info["t_first_inference"]) * 1000,
-                }
+                self.breakdown = startup_phases(info, t_detect)
                 record("recover.start_replica", inst.node,
                        {"stage": inst.stage, **self.breakdown}, at=info["t_ready"])
             seen = len(events)

@@ -16,7 +16,14 @@ import threading
 from pathlib import Path
 
 from harness.config import fail
-from harness.pipeline import Deployment, Instance, PipelineConfig, primaries, routes
+from harness.pipeline import (
+    Deployment,
+    Instance,
+    PipelineConfig,
+    primaries,
+    routes,
+    startup_phases,
+)
 from harness.results import write_json
 from harness.techniques.base import Record, Technique, check_moves, positive
 from harness.topology import Topology
@@ -118,12 +125,5 @@ class Reconfiguration(Technique):
                   and e.get("stage") == stage]
         if not detect or not pushed:
             return None
-        return {
-            "t_detect": detect[0],
-            "detect_to_spawn_ms": (info["t_spawn"] - detect[0]) * 1000,
-            "process_start_ms": (info["t_load"] - info["t_spawn"]) * 1000,
-            "model_load_ms": (info["t_loaded"] - info["t_load"]) * 1000,
-            "first_inference_ms": (info["t_first_inference"] - info["t_loaded"]) * 1000,
-            "ready_ms": (info["t_ready"] - info["t_first_inference"]) * 1000,
-            "route_push_ms": (pushed[0] - info["t_ready"]) * 1000,
-        }
+        return {**startup_phases(info, detect[0]),
+                "route_push_ms": (pushed[0] - info["t_ready"]) * 1000}
