@@ -4,6 +4,10 @@ Bad input (a config that does not compose, a value out of range, a reference
 to an unknown node) prints one line naming the key and exits 2 before the
 network is touched. In a multirun sweep a failing job records its error in
 its own directory and the sweep goes on.
+
+Exit status: 0 when every run is VALID, 1 when one is INVALID or failed, 2 for
+bad input. The last line on stdout is the run's directory (a sweep's: the
+sweep's directory), so scripts need not parse the log.
 """
 
 from __future__ import annotations
@@ -18,21 +22,23 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from harness.config import ConfigError
+from harness.core.config import ConfigError
+from harness.core.files import write_text_atomic
+from harness.core.paths import CONF_DIR
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 EXIT_CONFIG = 2
-FAILED_JOBS: list[tuple[str, int]] = []  # (job dir, exit code) of failed sweep jobs
+JOBS: list[tuple[Path, int]] = []  # (job dir, exit code: 0 VALID, 1 INVALID or failed, 2 bad input)
+SWEEP = {"multirun": False}
 
 
 def precheck(overrides: list[str]) -> None:
     """Compose and validate before Hydra creates a run dir: bad input exits 2, one line."""
     from hydra import compose, initialize_config_dir
 
-    from harness.experiment import load_experiment
+    from harness.run.experiment import load_experiment
 
     try:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
         load_experiment(cfg, dict(cfg.hydra.runtime.choices))
     except ConfigError as e:
@@ -43,33 +49,29 @@ def precheck(overrides: list[str]) -> None:
         sys.exit(EXIT_CONFIG)
 
 
-@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def task(cfg: DictConfig) -> None:
-    from harness.experiment import load_experiment
-    from harness.run import execute
+    from harness.run.experiment import load_experiment
+    from harness.run.phases import execute
 
     hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
+    out_dir = Path(hc.runtime.output_dir).resolve()
+    SWEEP["multirun"] = hc.mode == RunMode.MULTIRUN
     try:
         exp = load_experiment(cfg, dict(hc.runtime.choices))
         code = execute(exp, out_dir, interactive=exp.mode == "cli")
+    except (KeyboardInterrupt, SystemExit):  # a signal: the run recorded what it had
+        print(out_dir, flush=True)
+        raise
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
-        (out_dir / "error.txt").write_text(f"config error: {e}\n")
-        if not multirun:
-            sys.exit(EXIT_CONFIG)
-        FAILED_JOBS.append((str(out_dir), EXIT_CONFIG))
-        return
-    except Exception as e:
-        (out_dir / "error.txt").write_text(traceback.format_exc())
+        write_text_atomic(out_dir / "error.txt", f"config error: {e}\n")
+        code = EXIT_CONFIG
+    except Exception as e:  # the job failed; a sweep goes on with its other jobs
+        write_text_atomic(out_dir / "error.txt", traceback.format_exc())
         logging.getLogger("harness").error("run failed: %s: %s", type(e).__name__, e)
-        if not multirun:
-            sys.exit(1)
-        FAILED_JOBS.append((str(out_dir), 1))
-        return
-    if code and not multirun:
-        sys.exit(code)
+        code = 1
+    JOBS.append((out_dir, code))
 
 
 def main() -> None:
@@ -77,10 +79,17 @@ def main() -> None:
     if not any(a in ("-m", "--multirun") or a.startswith("-") for a in args):
         precheck(args)
     task()
-    if FAILED_JOBS:  # the sweep finished its other jobs; its exit status still says so
-        print(f"{len(FAILED_JOBS)} job(s) failed: " + ", ".join(d for d, _ in FAILED_JOBS),
-              file=sys.stderr)
-        sys.exit(max(c for _, c in FAILED_JOBS))
+    if not JOBS:  # --help, --cfg and the like
+        return
+    failed = [(d, c) for d, c in JOBS if c]
+    if SWEEP["multirun"]:
+        if failed:  # the sweep finished its other jobs; its exit status still says so
+            print(f"{len(failed)} of {len(JOBS)} job(s) failed or INVALID: "
+                  + ", ".join(str(d) for d, _ in failed), file=sys.stderr)
+        print(JOBS[0][0].parent, flush=True)  # the sweep's dir: one numbered dir per job
+    else:
+        print(JOBS[0][0], flush=True)  # machine-readable: the run's dir is the last line
+    sys.exit(max((c for _, c in JOBS), default=0))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import datasets
-from harness.partition import load_session
+from harness.pipeline.partition import load_session
+from harness.workload import datasets
 
 MODELS = Path(__file__).resolve().parent
 DIGITS_DIR = MODELS / "digits"

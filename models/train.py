@@ -3,7 +3,7 @@
     .venv/bin/python -m models.train [digits|har|all]
 
 Everything is trained here, on CPU in a few minutes, from data shipped inside
-installed packages (``harness.datasets``): nothing is downloaded. Seeds are
+installed packages (``harness.workload.datasets``): nothing is downloaded. Seeds are
 fixed; no model selection is done on the test split (fixed epochs).
 
 digits: a 3-partition CNN (head on the device, middle on the edge, tail in
@@ -12,7 +12,7 @@ failout (ResiliNet, arXiv 2002.07386) so the tail still classifies when the
 middle (the edge) is gone; plus an early-exit classifier on the head's output
 and a smaller middle replica (heterogeneous failover, FailLite-style).
 ``head/middle/tail.onnx`` are cut from ``full.onnx`` with
-``harness.partition.split_model``.
+``harness.pipeline.partition.split_model``.
 
 har: per-modality 1D-CNN encoders (accelerometer, gyroscope) and a fusion
 classifier trained with modality dropout, so it works with either missing.
@@ -35,8 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import datasets
-from harness.partition import split_model
+from harness.pipeline.partition import split_model
+from harness.workload import datasets
 from models import evaluate
 
 SEED = 0
@@ -429,8 +429,9 @@ def build_digits(log) -> dict:
             "exit1": describe(out / "exit1.onnx", "device (early exit)"),
             "middle_small": describe(out / "middle_small.onnx", "edge (failover replica)"),
         },
-        "cut": "head, middle and tail are cut from full.onnx by harness.partition.split_model "
-               "at tensors h and m; tail takes inputs (m, h)",
+        "cut": "head, middle and tail are cut from full.onnx by "
+               "harness.pipeline.partition.split_model at tensors h and m; "
+               "tail takes inputs (m, h)",
         "test_accuracy": acc,
         "small_middle_vs_middle": {
             "parameters": round(small_params / middle_params, 3),
@@ -474,7 +475,7 @@ def build_har(log) -> dict:
         "data": {
             "source": "BasicMotions (UEA/UCR archive), the .ts files shipped inside the "
                       "sktime package (sktime/datasets/data/BasicMotions), read by "
-                      "harness.datasets",
+                      "harness.workload.datasets",
             "n_train": len(train_ids), "n_test": len(test_ids),
             "ids": "train cases 0..39, test cases 40..79 (file order)",
             "channels": "0-2 accelerometer (acc), 3-5 gyroscope (gyro); 100 steps at 10 Hz",

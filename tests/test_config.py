@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError
-from tests.conftest import CONF, compose_cfg, exp_for, harness_cmd, machine_state, root_only
+from harness.core.config import ConfigError
+from tests.helpers import CONF, compose_cfg, exp_for, harness_cmd, machine_state, root_only
 
 GROUPS = ["topology", "network", "faults", "backend"]
 
@@ -46,7 +46,7 @@ def test_every_fault_schedule_fits_some_topology(faults: str) -> None:
 def test_backend_target_resolves() -> None:
     from hydra.utils import get_class
 
-    from harness.backends.base import Backend
+    from harness.emulation.backends.base import Backend
 
     for b in options("backend"):
         exp = exp_for(f"backend={b}")
@@ -118,7 +118,7 @@ def test_bad_input_cli_exit_2_one_line_no_change(overrides: list[str], tmp_path:
 @root_only
 @pytest.mark.needs_root
 def test_netem_requested_without_netem_is_a_config_error() -> None:
-    from harness.links import netem_available
+    from harness.emulation.shapers.netem import netem_available
 
     if netem_available()[0]:
         pytest.skip("this kernel has netem; the error path cannot be exercised")

@@ -1,4 +1,4 @@
-"""Tests of harness.delayline: pure helpers, the control protocol, and real
+"""Tests of harness.emulation.shapers.delayline: pure helpers, the control protocol, and real
 namespaces (root) measuring RTT, loss, change latency, up/down and iperf3."""
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from harness.delayline import DirProps, is_lost, parse_command, parse_props, sample_delay_ms
+from harness.emulation.shapers.delayline import (
+    DirProps,
+    is_lost,
+    parse_command,
+    parse_props,
+    sample_delay_ms,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -147,7 +153,7 @@ class Proc:
 
 
 def test_protocol_errors_quit_eof_sigterm() -> None:
-    proc = Proc([sys.executable, "-m", "harness.delayline"])
+    proc = Proc([sys.executable, "-m", "harness.emulation.shapers.delayline"])
     try:
         assert proc.cmd({"op": "stats"}) == {"ok": True, "links": {}}
         for bad in (
@@ -162,11 +168,11 @@ def test_protocol_errors_quit_eof_sigterm() -> None:
         assert proc.p.stdout is not None and proc.p.stdout.read() == b""  # nothing else printed
     finally:
         proc.stop()
-    proc = Proc([sys.executable, "-m", "harness.delayline"])
+    proc = Proc([sys.executable, "-m", "harness.emulation.shapers.delayline"])
     assert proc.p.stdin is not None
     proc.p.stdin.close()  # parent died
     assert proc.p.wait(5) == 0
-    proc = Proc([sys.executable, "-m", "harness.delayline"])
+    proc = Proc([sys.executable, "-m", "harness.emulation.shapers.delayline"])
     proc.p.send_signal(signal.SIGTERM)
     assert proc.p.wait(5) == 0
 
@@ -286,7 +292,8 @@ def topo():
     t = Topo(f"{pfx}-h1", f"{pfx}-h2", f"{pfx}-w", f"{pfx}-a", f"{pfx}-b")
     try:
         _ns_setup(t)
-        t.dl = Proc(["ip", "netns", "exec", t.wire, sys.executable, "-m", "harness.delayline"])
+        t.dl = Proc(["ip", "netns", "exec", t.wire, sys.executable, "-m",
+                     "harness.emulation.shapers.delayline"])
         assert t.dl.cmd({"op": "add", "link": "l0", "a": t.a, "b": t.b, "seed": 1}) == {"ok": True}
         t.procs.append(
             subprocess.Popen(

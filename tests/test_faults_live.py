@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.experiment import compose_experiment as exp_for
-from harness.faults import FaultAction, FaultInjector, FaultsConfig
-from tests.conftest import PY, SHARED_TRACES
+from harness.faults.actions import FaultAction, FaultInjector, FaultsConfig
+from harness.run.experiment import compose_experiment as exp_for
+from tests.helpers import PY, SHARED_TRACES
 
 pytestmark = [
     pytest.mark.needs_root,
@@ -183,7 +183,7 @@ def near(x: float, want: float, rel: float = 0.10) -> bool:
 
 @pytest.fixture(scope="module")
 def shared_emu():
-    from harness.run import emulated
+    from harness.run.phases import emulated
 
     with emulated(exp_for("topology=device_edge_cloud", "network.delay_ms=1")) as emu:
         yield emu

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from harness.fusion import Fuser
+from harness.techniques.sensing_redundancy.node.fusion import Fuser
 
 
 def test_all_arrive_mean_at_once() -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import bench
-from tests.conftest import root_only
+from harness.report import bench
+from tests.helpers import root_only
 
 pytestmark = [pytest.mark.needs_root, root_only]
 

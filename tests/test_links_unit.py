@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import ConfigError, LinkProps
-from harness.links import DirState, htb_cmds, leaf_cmd, rate_arg, rate_cmd
-from harness.traces import load_mahimahi, rates_mbit
-from tests.conftest import SHARED_TRACES
+from harness.core.config import ConfigError, LinkProps
+from harness.emulation.tc import DirState, htb_cmds, leaf_cmd, rate_arg, rate_cmd
+from harness.emulation.traces import load_mahimahi, rates_mbit
+from tests.helpers import SHARED_TRACES
 
 
 def props(**kw) -> LinkProps:

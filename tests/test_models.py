@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import datasets
-from harness.config import ConfigError
-from harness.partition import (
+from harness.core.config import ConfigError
+from harness.pipeline.partition import (
     extract_partition,
     load_session,
     parse_part,
     providers_used,
     split_model,
 )
+from harness.workload import datasets
 from models import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -228,7 +228,7 @@ def test_parse_part():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.partition", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "harness.pipeline.partition", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

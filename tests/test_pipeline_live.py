@@ -8,28 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, harness_cmd, machine_state, root_only
+from tests.helpers import REPO, accounting, harness_cmd, machine_state, root_only, run_pipeline
 
 pytestmark = [pytest.mark.needs_root, root_only]
-BASE = ["topology=device_edge_cloud", "workload=digits", "technique=baseline"]
+BASE = ["topology=device_edge_cloud", "workload=digits", "technique=baseline"]  # bad input
 CARD = json.loads((REPO / "models" / "digits" / "card.json").read_text())
 
 
-def run(*overrides: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    p = harness_cmd(*BASE, *overrides, timeout=300)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    text = p.stdout + p.stderr
-    out = Path(next(line.rsplit("->", 1)[1].strip() for line in text.splitlines()
-                    if "verdict" in line and "->" in line))
-    summary = json.loads((out / "summary.json").read_text())
-    return (summary, pd.read_parquet(out / "requests.parquet"),
-            pd.read_parquet(out / "events.parquet"))
-
-
-def accounting(s: dict, df: pd.DataFrame) -> None:
-    assert s["n_scheduled"] == s["n_ok"] + s["n_late"] + s["n_failed"] + s["n_lost"]
-    assert len(df) == s["n_scheduled"] == df["request_id"].nunique()
-    assert set(df["status"]) <= {"ok", "late", "failed", "lost"}
+run = run_pipeline
 
 
 def test_baseline_no_faults_matches_the_model_card() -> None:

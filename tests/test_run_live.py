@@ -7,22 +7,14 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from harness.ledger import leftovers, state_dir
-from tests.conftest import PY, REPO, harness_cmd, root_only
+from harness.emulation.ledger import leftovers, state_dir
+from tests.helpers import PY, REPO, harness_cmd, root_only, run_dir
 
 pytestmark = [pytest.mark.needs_root, root_only]
-
-
-def run_dir_of(stdout_err: str) -> Path:
-    for line in stdout_err.splitlines():
-        if "verdict" in line and "->" in line:
-            return Path(line.rsplit("->", 1)[1].strip())
-    raise AssertionError(f"no run dir in output:\n{stdout_err}")
 
 
 def assert_nothing_left(prefix: str) -> None:
@@ -35,7 +27,7 @@ def test_run_records_fault_events_and_cleans_up() -> None:
     p = harness_cmd("topology=pair", "faults=pair_link_flap", "run.duration_s=6.5",
                     "network.delay_ms=2")
     assert p.returncode == 0, p.stderr
-    out = run_dir_of(p.stdout + p.stderr)
+    out = run_dir(p.stdout)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "VALID", summary["verdict_reasons"]
     assert summary["shaper"] in ("netem", "userspace")
@@ -63,7 +55,7 @@ def test_cli_mode_reads_stdin_and_measures_delay() -> None:
     assert abs(rtt["median_ms"] - 20) <= 0.4, rtt["median_ms"]
     assert rtt["p99_ms"] <= 21.5, rtt["p99_ms"]
     assert "0% dropped" in text
-    summary = json.loads((run_dir_of(text) / "summary.json").read_text())
+    summary = json.loads((run_dir(p.stdout) / "summary.json").read_text())
     assert summary["mode"] == "cli" and summary["verdict"] == "VALID"
     assert_nothing_left(summary["prefix"])
 
@@ -100,7 +92,7 @@ def test_kill_9_then_clean_removes_exactly_that_run() -> None:
         time.sleep(0.3)
         # The dead run's leftovers are still there until clean runs.
         assert leftovers(prefix)["cgroups"]
-        c = subprocess.run([PY, "-m", "harness.clean"], cwd=REPO, capture_output=True,
+        c = subprocess.run([PY, "-m", "harness.emulation.cleanup"], cwd=REPO, capture_output=True,
                            text=True, timeout=60)
         assert c.returncode == 0, c.stderr
         assert prefix in c.stdout
@@ -118,7 +110,7 @@ def test_kill_9_then_clean_removes_exactly_that_run() -> None:
 def test_clean_leaves_live_runs_alone() -> None:
     proc, prefix = _start_run("topology=pair", "run.duration_s=60")
     try:
-        c = subprocess.run([PY, "-m", "harness.clean"], cwd=REPO, capture_output=True,
+        c = subprocess.run([PY, "-m", "harness.emulation.cleanup"], cwd=REPO, capture_output=True,
                            text=True, timeout=60)
         assert c.returncode == 0
         assert prefix not in c.stdout
@@ -137,7 +129,9 @@ def test_signal_mid_run_tears_down_and_records(sig: signal.Signals) -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode != 0
     assert_nothing_left(prefix)
-    summary = json.loads((run_dir_of(out) / "summary.json").read_text())
+    # stdout and stderr are merged here: the run's dir is the last line that is one
+    d = next(Path(x) for x in reversed(out.strip().splitlines()) if Path(x).is_dir())
+    summary = json.loads((d / "summary.json").read_text())
     assert summary["verdict"] == "INVALID"
     assert summary["verdict_reasons"]
 
@@ -145,13 +139,9 @@ def test_signal_mid_run_tears_down_and_records(sig: signal.Signals) -> None:
 def test_sweep_failed_job_keeps_the_others() -> None:
     p = harness_cmd("-m", "network.loss_pct=1,150,2", "run.duration_s=0.5")
     assert p.returncode == 2, p.stderr
-    text = p.stdout + p.stderr
-    dirs = [Path(line.rsplit("->", 1)[1].strip()) for line in text.splitlines()
-            if "verdict" in line and "->" in line]
-    assert len(dirs) == 2
-    sweep = dirs[0].parent
-    assert dirs == [sweep / "0", sweep / "2"]
+    sweep = run_dir(p.stdout)
+    dirs = [sweep / "0", sweep / "2"]
     for d in dirs:
         assert json.loads((d / "summary.json").read_text())["verdict"] == "VALID"
     assert "network.loss_pct=150" in (sweep / "1" / "error.txt").read_text()
-    assert "1 job(s) failed" in p.stderr
+    assert "1 of 3 job(s) failed" in p.stderr

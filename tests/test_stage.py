@@ -22,10 +22,12 @@ import tritonclient.grpc as tc
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
-from harness import datasets, overhead
-from harness.overhead import free_port, start_stage
-from harness.partition import load_session
-from harness.stage import control_call, decode_outputs, infer_request
+from harness.measure import overhead
+from harness.measure.overhead import free_port, start_stage
+from harness.pipeline.client import control_call
+from harness.pipeline.codec import decode_outputs, infer_request
+from harness.pipeline.partition import load_session
+from harness.workload import datasets
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "models" / "digits"

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, harness_cmd, root_only
-from tests.test_pipeline_live import accounting, run
+from tests.helpers import REPO, accounting, harness_cmd, root_only
+from tests.helpers import run_pipeline as run
 
 CARD = json.loads((REPO / "models" / "digits" / "card.json").read_text())
 pytestmark = [pytest.mark.needs_root, root_only]

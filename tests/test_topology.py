@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import ConfigError, LinkProps
-from harness.emulation import LinkState, setup_script
-from harness.links import DirState
-from harness.topology import Link, Node, Topology
-from tests.conftest import exp_for
+from harness.core.config import ConfigError, LinkProps
+from harness.emulation.network import LinkState, setup_script
+from harness.emulation.tc import DirState
+from harness.emulation.topology import Link, Node, Topology
+from tests.helpers import exp_for
 
 
 def dec(n_sensors: int = 14, n_devices: int = 2, n_edges: int = 3) -> Topology:

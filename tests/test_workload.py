@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.config import ConfigError, from_dict
-from harness.metrics import outcomes, summarize
-from harness.workload import RateStep, Scheduled, WorkloadConfig, make_schedule
-from tests.conftest import exp_for
+from harness.core.config import ConfigError, from_dict
+from harness.measure.metrics import outcomes, summarize
+from harness.workload.schedule import RateStep, Scheduled, WorkloadConfig, make_schedule
+from tests.helpers import exp_for
 
 
 def wl(**kw) -> WorkloadConfig:
@@ -56,7 +56,7 @@ def test_recorded_timestamps(tmp_path) -> None:
 
 
 def test_samples_come_from_the_test_split() -> None:
-    from harness.datasets import digits_split
+    from harness.workload.datasets import digits_split
 
     test = set(digits_split()[1].tolist())
     s = make_schedule(wl(rate_hz=100), ["s1"], 10, seed=0)

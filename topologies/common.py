@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.config import LinkProps, check_range, from_dict
+from harness.core.config import LinkProps, check_range, from_dict
 
 
 def count(key: str, value: int, lo: int, hi: int = 250) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        from harness.config import fail
+        from harness.core.config import fail
 
         fail(f"topology.{key}", value, "must be an integer")
     check_range(f"topology.{key}", value, lo, hi)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.config import from_dict
-from harness.topology import Link, Node, Topology
+from harness.core.config import from_dict
+from harness.emulation.topology import Link, Node, Topology
 
 
 def build(name: str = "custom", nodes: list[Any] | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.topology import Link, Node, Topology
+from harness.emulation.topology import Link, Node, Topology
 from topologies.common import count, props
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.config import fail
-from harness.pipeline import Deployment, Instance, PipelineConfig, primaries, routes
-from harness.topology import Topology
+from harness.core.config import fail
+from harness.emulation.topology import Topology
+from harness.pipeline.config import PipelineConfig
+from harness.pipeline.deployment import Deployment, Instance, primaries, routes
 
 Record = Callable[..., None]
 

@@ -13,18 +13,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from harness.config import ConfigError, fail
-from harness.pipeline import (
-    Deployment,
-    Instance,
-    PipelineConfig,
-    resolve,
-    routes,
-    startup_phases,
-)
-from harness.routing import Health
+from harness.core.config import ConfigError, fail
+from harness.emulation.topology import Topology
+from harness.pipeline.config import PipelineConfig, resolve
+from harness.pipeline.deployment import Deployment, Instance, routes, startup_phases
+from harness.pipeline.routing import Health
 from harness.techniques.base import Record, Technique, check_moves, positive
-from harness.topology import Topology
 
 MODES = ("warm", "cold", "active_active")
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.config import fail
-from harness.pipeline import Instance, PipelineConfig, primaries, resolve, routes
-from harness.routing import Health, Route
+from harness.core.config import fail
+from harness.emulation.topology import Topology
+from harness.pipeline.config import PipelineConfig, resolve
+from harness.pipeline.deployment import Instance, primaries, routes
+from harness.pipeline.routing import Health, Route
 from harness.techniques.base import Technique, positive
-from harness.topology import Topology
 
 
 class Structural(Technique):
@@ -59,7 +60,7 @@ class Structural(Technique):
 
     def _check_early_exit(self, pipe: PipelineConfig) -> None:
         """The exit model must take what the stage before the skipped one sends on."""
-        from harness.partition import load_session
+        from harness.pipeline.partition import load_session
 
         names = [s.name for s in pipe.stages]
         if self.skip_stage not in names or names.index(self.skip_stage) == 0:

@@ -1,0 +1,1 @@
+"""What every layer shares: structured configs and ConfigError, atomic output files, paths."""

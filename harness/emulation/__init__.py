@@ -1,0 +1,1 @@
+"""The emulated network: topologies, nodes (backends), links (shapers), cleanup."""

@@ -1,0 +1,307 @@
+"""The running emulated network: nodes from a backend, links shaped by a shaper.
+
+Addressing: every node has one IPv4 address, set as /32 on each of its
+interfaces; static /32 routes follow the least-delay path, so multi-hop
+topologies route like a small static network. Everything created is named
+with the run's prefix and removed by `Ledger`-driven cleanup on any exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from harness.core.config import LinkProps, NetworkConfig
+from harness.emulation.backends.base import Backend, EmuNode
+from harness.emulation.ledger import Ledger, remove_run
+from harness.emulation.shapers.base import Shaper
+from harness.emulation.tc import DirState, EmulationError, htb_cmds, rate_cmd, tc_batch
+from harness.emulation.topology import Link, Topology
+from harness.emulation.traces import TraceFollower, load_mahimahi, rates_mbit
+
+SYSCTLS = [
+    "net.ipv4.ip_forward=1",
+    "net.ipv4.conf.all.rp_filter=0",
+    "net.ipv4.conf.default.rp_filter=0",
+    # No IPv6: router solicitations and ND would add unscheduled traffic to every link.
+    "net.ipv6.conf.all.disable_ipv6=1",
+    "net.ipv6.conf.default.disable_ipv6=1",
+]
+TRACE_WINDOW_MS = 100
+
+
+@dataclass
+class LinkState:
+    spec: Link
+    index: int
+    a_dev: str
+    b_dev: str
+    fwd: DirState  # a -> b
+    rev: DirState  # b -> a
+    configured: LinkProps
+    admin_up: bool = True
+    silenced_by: set[str] = field(default_factory=set)  # crashed end nodes
+    traces: list[TraceFollower] = field(default_factory=list)
+
+    def carries(self) -> bool:
+        return self.admin_up and not self.silenced_by
+
+
+def setup_script(node: str, topo: Topology, base: LinkProps, shaper_netem: bool,
+                 states: dict[str, LinkState], tcp_cc: str = "") -> str:
+    """Shell script configuring one node after its interfaces exist (pure: testable)."""
+    ips, devs, macs = topo.addresses(), topo.interfaces(), topo.macs()
+    ip = ips[node]
+    sysctls = SYSCTLS + ([f"net.ipv4.tcp_congestion_control={tcp_cc}"] if tcp_cc else [])
+    lines = [f"sysctl -q -w {' '.join(sysctls)}", "ip link set lo up"]
+    ip_cmds, tc_cmds = [], []
+    for link in topo.links_of(node):
+        dev = devs[(node, link.name)]
+        other = link.b if link.a == node else link.a
+        st = states[link.name]
+        lines.append(f"ethtool -K {dev} tso off gso off gro off tx off >/dev/null")
+        ip_cmds += [f"addr add {ip}/32 dev {dev}", f"link set {dev} up",
+                    f"neigh replace {ips[other]} lladdr {macs[(other, link.name)]} dev {dev} "
+                    "nud permanent"]
+        tc_cmds += htb_cmds(dev, st.fwd if link.a == node else st.rev, shaper_netem)
+    for dest, hop in sorted(topo.next_hops(node, base).items()):
+        link = topo.find_link(node, hop)
+        assert link is not None
+        dev = devs[(node, link.name)]
+        if dest == hop:
+            ip_cmds.append(f"route replace {ips[dest]}/32 dev {dev}")
+        else:
+            ip_cmds.append(f"route replace {ips[dest]}/32 via {ips[hop]} dev {dev} onlink")
+    if ip_cmds:
+        lines.append("ip -batch - <<'EOF'\n" + "\n".join(ip_cmds) + "\nEOF")
+    if tc_cmds:
+        lines.append("tc -batch - <<'EOF'\n" + tc_batch(tc_cmds) + "EOF")
+    return "\n".join(lines)
+
+
+class Emulation:
+    def __init__(self, topo: Topology, network: NetworkConfig, backend: Backend,
+                 shaper: Shaper, ledger: Ledger, seed: int = 1) -> None:
+        self.topo, self.network, self.backend = topo, network, backend
+        self.shaper, self.ledger, self.seed = shaper, ledger, seed
+        self.base = network.defaults()
+        self.ips = topo.addresses()
+        self.devs = topo.interfaces()
+        self.nodes: dict[str, EmuNode] = {}
+        self.links: dict[str, LinkState] = {}
+        self.partitions = 0
+        self.partitioned: set[str] = set()  # nodes holding partition tables
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.shaper.setup(self.ledger.prefix, self.ledger.env())
+        for node in self.topo.nodes:
+            self.nodes[node.name] = self.backend.start_node(node, self.ips[node.name],
+                                                            self.ledger)
+        t_nodes = time.monotonic()
+        for i, link in enumerate(self.topo.links):
+            props = link.props.over(self.base)
+            self.links[link.name] = LinkState(
+                link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
+                DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
+                props)
+        self._parallel({n: self._create_script(n) for n in self.nodes})
+        self._parallel({n: setup_script(n, self.topo, self.base, self.shaper.netem, self.links,
+                                        self.network.congestion_control())
+                        for n in self.nodes})
+        wires = []
+        for name, st in self.links.items():
+            pa, _ = self.shaper.peer(st.index, "a", "")
+            pb, _ = self.shaper.peer(st.index, "b", "")
+            wires.append((name, pa, pb, st.fwd, st.rev, self.seed * 100_003 + st.index))
+        self.shaper.wire_up(wires)
+        show = getattr(self.backend, "show_link", None)
+        for st in self.links.values():
+            if show:
+                show(st.spec.a, st.a_dev, st.spec.b, st.b_dev, self.ips)
+            if st.spec.trace_fwd:
+                self.follow_trace(st.spec.name, "fwd", st.spec.trace_fwd)
+            if st.spec.trace_rev:
+                self.follow_trace(st.spec.name, "rev", st.spec.trace_rev)
+        t1 = time.monotonic()
+        self.timings = {"nodes_s": t_nodes - t0, "links_s": t1 - t_nodes, "up_s": t1 - t0}
+
+    def _create_script(self, node: str) -> str:
+        """veth creation for the links this node owns: host end here, peer in wire/other ns."""
+        cmds = []
+        macs = self.topo.macs()
+        for st in self.links.values():
+            link = st.spec
+            for end, dev in (("a", st.a_dev), ("b", st.b_dev)):
+                if getattr(link, end) != node:
+                    continue
+                if self.shaper.netem:
+                    if end == "b":
+                        continue  # created with the a end
+                    peer = f"{st.b_dev} address {macs[(link.b, link.name)]}"
+                    ns = str(self.nodes[link.b].ns_pid)
+                else:
+                    peer, ns = self.shaper.peer(st.index, end, "")
+                cmds.append(f"link add name {dev} address {macs[(node, link.name)]} "
+                            f"type veth peer name {peer} netns {ns}")
+        if not cmds:
+            return "true"
+        return "ip -batch - <<'EOF'\n" + "\n".join(cmds) + "\nEOF"
+
+    def _parallel(self, scripts: dict[str, str]) -> None:
+        procs = {n: self.nodes[n].popen(["sh", "-ec", s], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+                 for n, s in scripts.items()}
+        errors = []
+        for n, p in procs.items():
+            out, err = p.communicate(timeout=60)
+            if p.returncode != 0:
+                errors.append(f"{n}: {(err or out).strip()[:400]}")
+        if errors:
+            raise EmulationError("; ".join(errors))
+
+    def stop(self) -> None:
+        """Tear down everything of this run, whatever state it is in."""
+        for st in self.links.values():
+            for tf in st.traces:
+                tf.stop()
+        try:
+            self.shaper.stop()
+        finally:
+            try:
+                self.backend.stop()
+            finally:
+                remove_run(self.ledger.prefix)
+
+    # -- runtime link changes ------------------------------------------------------------
+
+    def _dirs(self, st: LinkState, direction: str) -> list[tuple[str, DirState, EmuNode, str]]:
+        out = []
+        if direction in ("fwd", "both"):
+            out.append(("fwd", st.fwd, self.nodes[st.spec.a], st.a_dev))
+        if direction in ("rev", "both"):
+            out.append(("rev", st.rev, self.nodes[st.spec.b], st.b_dev))
+        if not out:
+            raise EmulationError(f"direction={direction!r}: one of fwd, rev, both")
+        return out
+
+    def set_link(self, name: str, change: LinkProps, direction: str = "both") -> None:
+        """Change bandwidth/delay/jitter/loss/queue in place while traffic flows."""
+        st = self.links[name]
+        for d, ds, node, dev in self._dirs(st, direction):
+            new = change.over(ds.props)
+            if new.bw_mbit != ds.props.bw_mbit:
+                node.run(["tc", *rate_cmd(dev, new.bw_mbit or 0)])
+            old = ds.props
+            ds.props = new
+            if (new.delay_ms, new.jitter_ms, new.loss_pct, new.queue_pkts) != (
+                    old.delay_ms, old.jitter_ms, old.loss_pct, old.queue_pkts):
+                self.shaper.apply(name, d, ds, (node, dev))
+
+    def restore_link(self, name: str) -> None:
+        st = self.links[name]
+        had_trace = bool(st.traces)
+        self.stop_traces(name)
+        self.set_link(name, st.configured)
+        if had_trace:  # a trace moves the htb rate without recording it in ds.props
+            for _d, ds, node, dev in self._dirs(st, "both"):
+                node.run(["tc", *rate_cmd(dev, ds.props.bw_mbit or 0)])
+
+    def _refresh_up(self, st: LinkState) -> None:
+        for d, ds, node, dev in self._dirs(st, "both"):
+            if ds.up != st.carries():
+                ds.up = st.carries()
+                self.shaper.apply(st.spec.name, d, ds, (node, dev))
+
+    def set_link_up(self, name: str, up: bool) -> None:
+        st = self.links[name]
+        st.admin_up = up
+        self._refresh_up(st)
+
+    def silence_node(self, node: str, silent: bool) -> None:
+        """A crashed node's links carry nothing (no carrier change: peers see timeouts)."""
+        for link in self.topo.links_of(node):
+            st = self.links[link.name]
+            if silent:
+                st.silenced_by.add(node)
+            else:
+                st.silenced_by.discard(node)
+            self._refresh_up(st)
+
+    def follow_trace(self, name: str, direction: str, path: str) -> None:
+        """Follow a Mahimahi trace; it replaces any trace the link was following."""
+        st = self.links[name]
+        self.stop_traces(name)
+        rates = rates_mbit(load_mahimahi(path), TRACE_WINDOW_MS)
+        for _d, _ds, node, dev in self._dirs(st, direction):
+            def apply(rate: float, node: EmuNode = node, dev: str = dev) -> None:
+                node.run(["tc", *rate_cmd(dev, rate)])
+            tf = TraceFollower(f"{name}-{_d}", rates, TRACE_WINDOW_MS, apply)
+            st.traces.append(tf)
+            tf.start_now()
+
+    def stop_traces(self, name: str) -> None:
+        st = self.links[name]
+        for tf in st.traces:
+            tf.stop()
+        for tf in st.traces:  # no rate change may land after this returns
+            tf.join(timeout=10)
+        st.traces.clear()
+
+    def trace_errors(self) -> list[str]:
+        return [f"{st.spec.name}: {tf.error}" for st in self.links.values()
+                for tf in st.traces if tf.error]
+
+    # -- partitions ----------------------------------------------------------------------
+
+    def partition(self, groups: list[list[str]]) -> str:
+        """Nodes of different groups cannot exchange packets (nft drop at both ends).
+
+        Dropped on input only: a drop in the output hook fails the sender's send()
+        with EPERM at once, where a real partition just loses the packet (silence).
+        """
+        table = f"{self.ledger.prefix}p{self.partitions}"
+        self.partitions += 1
+        for i, group in enumerate(groups):
+            others = [self.ips[n] for j, g in enumerate(groups) if j != i for n in g]
+            if not others:
+                continue
+            rules = (
+                f"table inet {table} {{\n"
+                f" set peers {{ type ipv4_addr; elements = {{ {', '.join(others)} }} }}\n"
+                " chain in { type filter hook input priority 0; ip saddr @peers drop; }\n"
+                "}\n"
+            )
+            for n in group:
+                self.nodes[n].run(["nft", "-f", "-"], input=rules)
+                self.partitioned.add(n)
+        return table
+
+    def heal(self) -> None:
+        """Remove every partition."""
+        for name in sorted(self.partitioned):
+            node = self.nodes[name]
+            for line in node.run(["nft", "list", "tables"]).splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[2].startswith(f"{self.ledger.prefix}p"):
+                    node.run(["nft", "delete", "table", parts[1], parts[2]])
+        self.partitioned.clear()
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def describe(self) -> dict:
+        return {
+            "shaper": self.shaper.name,
+            "tcp_cc": self.network.congestion_control(),
+            "prefix": self.ledger.prefix,
+            "nodes": {n: {"ip": self.ips[n], "role": self.topo.node(n).role}
+                      for n in self.nodes},
+            "links": {name: {"a": st.spec.a, "b": st.spec.b, "a_dev": st.a_dev,
+                             "b_dev": st.b_dev, **dataclasses.asdict(st.configured)}
+                      for name, st in self.links.items()},
+        }

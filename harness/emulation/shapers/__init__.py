@@ -1,0 +1,1 @@
+"""Link shapers: delay, jitter, loss and up/down, chosen by `_target_` (conf/shaper/)."""

@@ -1,0 +1,115 @@
+"""The userspace shaper: each link runs host a <-veth-> wire namespace <-veth-> host b,
+and the delay line (`harness.emulation.shapers.delayline`, a process in the wire
+namespace) bridges the two wire ends, holding each frame until its release time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+from harness.emulation.shapers.base import Shaper
+from harness.emulation.tc import DirState, EmulationError, run
+
+
+class DelayLine:
+    """Client of `python -m harness.emulation.shapers.delayline` running in the wire namespace."""
+
+    def __init__(self, netns: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-m",
+             "harness.emulation.shapers.delayline"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1,
+        )
+        self.lock = threading.Lock()
+        hello = self._read()
+        if not hello.get("ready"):
+            raise EmulationError(f"delay line did not start: {hello}")
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise EmulationError(f"delay line exited (code {self.proc.poll()})")
+        return json.loads(line)
+
+    def call(self, **cmd) -> dict:
+        assert self.proc.stdin is not None
+        with self.lock:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+            reply = self._read()
+        if not reply.get("ok"):
+            raise EmulationError(f"delay line: {cmd.get('op')} {cmd.get('link', '')}: "
+                                 f"{reply.get('error')}")
+        return reply
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.call(op="quit")
+            except (EmulationError, OSError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _dl_props(state: DirState) -> dict:
+    p = state.props
+    return {"delay_ms": p.delay_ms or 0.0, "jitter_ms": p.jitter_ms or 0.0,
+            "loss_pct": p.loss_pct or 0.0, "up": state.up}
+
+
+class UserspaceShaper(Shaper):
+    """Each link runs host a <-veth-> wire namespace <-veth-> host b; a delay line bridges."""
+
+    name = "userspace"
+    netem = False
+
+    def __init__(self) -> None:
+        self.ns = ""
+        self.prefix = ""
+        self.line: DelayLine | None = None
+
+    def setup(self, prefix: str, env: dict[str, str]) -> None:
+        self.prefix = prefix
+        self.ns = f"{prefix}-wire"
+        run(["ip", "netns", "add", self.ns])
+        run(["ip", "-n", self.ns, "link", "set", "lo", "up"])
+        self.line = DelayLine(self.ns, env)
+
+    def peer(self, index: int, end: str, other_ns: str) -> tuple[str, str]:
+        return f"{self.prefix}{index}{end}", self.ns
+
+    def wire_up(self, links: list[tuple[str, str, str, DirState, DirState, int]]) -> None:
+        script = []
+        for _, pa, pb, *_rest in links:
+            for dev in (pa, pb):
+                script.append(f"ethtool -K {dev} tso off gso off gro off tx off >/dev/null")
+                script.append(f"ip link set {dev} up")
+        run(["ip", "netns", "exec", self.ns, "sh", "-ec", "\n".join(script)])
+        assert self.line is not None
+        for name, pa, pb, fwd, rev, seed in links:
+            self.line.call(op="add", link=name, a=pa, b=pb, seed=seed,
+                           fwd=_dl_props(fwd), rev=_dl_props(rev))
+
+    def apply(self, link: str, direction: str, state: DirState, end_dev: tuple) -> None:
+        assert self.line is not None
+        self.line.call(op="set", link=link, dir=direction, **_dl_props(state))
+
+    def stats(self) -> dict:
+        return self.line.call(op="stats")["links"] if self.line else {}
+
+    def stop(self) -> None:
+        if self.line:
+            self.line.stop()
+            self.line = None
+        if self.ns:
+            subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+            self.ns = ""
+

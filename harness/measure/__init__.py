@@ -1,0 +1,1 @@
+"""Measurement: request outcomes and resilience metrics, link fidelity, stage overhead."""

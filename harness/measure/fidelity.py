@@ -1,0 +1,105 @@
+"""Measure shaped links against their configuration: the emulator checks itself.
+
+Delay by UDP echo between the link's two ends (one-way = median RTT / 2),
+jitter as the RTT spread, bandwidth by an iperf3 TCP flow a -> b. Results go to
+`fidelity.json`; links outside tolerance are flagged, never silently accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+
+from harness.core.config import FidelityConfig
+from harness.emulation.network import Emulation, LinkState
+from harness.emulation.tc import EmulationError
+
+ECHO_PORT = 7907
+IPERF_PORT = 7908
+
+
+def _start_ready(node, argv: list[str]) -> subprocess.Popen:
+    """Start a probe server and wait for its `listening` line."""
+    p = node.popen(argv, stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if "listening" not in line:
+        p.kill()
+        raise EmulationError(f"{node.name}: probe server did not start")
+    return p
+
+
+def measure_rtt(emu: Emulation, a: str, b: str, count: int, interval_ms: float) -> dict:
+    py = [sys.executable, "-m", "harness.measure.node.probe"]
+    server = _start_ready(emu.nodes[b], py + ["echo", "--port", str(ECHO_PORT),
+                                              "--idle-s", "2"])
+    try:
+        out = emu.nodes[a].run(py + ["rtt", emu.ips[b], "--port", str(ECHO_PORT),
+                                     "--count", str(count), "--interval-ms", str(interval_ms)],
+                               timeout=count * interval_ms / 1000 + 30)
+    finally:
+        server.kill()
+        server.wait()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure_tcp_mbit(emu: Emulation, a: str, b: str, duration_s: float) -> float:
+    server = emu.nodes[b].popen(["iperf3", "-s", "-1", "-p", str(IPERF_PORT)])
+    try:
+        for _ in range(50):
+            try:
+                out = emu.nodes[a].run(["iperf3", "-c", emu.ips[b], "-p", str(IPERF_PORT),
+                                        "-t", str(duration_s), "-J"],
+                                       timeout=duration_s + 30)
+                break
+            except EmulationError as e:
+                if "refused" not in str(e):
+                    raise
+                time.sleep(0.05)
+        else:
+            raise EmulationError(f"{b}: iperf3 server did not start")
+        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    finally:
+        server.kill()
+        server.wait()
+
+
+def expected_rtt_stdev(st: LinkState) -> float:
+    """RTT stdev when each direction's delay is uniform in [d - j, d + j]."""
+    return math.sqrt(((st.fwd.props.jitter_ms or 0) ** 2 + (st.rev.props.jitter_ms or 0) ** 2)
+                     / 3)
+
+
+def check_link(emu: Emulation, name: str, cfg: FidelityConfig) -> dict:
+    st = emu.links[name]
+    a, b = st.spec.a, st.spec.b
+    want_ms = ((st.fwd.props.delay_ms or 0) + (st.rev.props.delay_ms or 0)) / 2
+    r = measure_rtt(emu, a, b, cfg.probes, cfg.interval_ms)
+    got_ms = r.get("median_ms", math.nan) / 2
+    res = {
+        "a": a, "b": b,
+        "delay_ms": {"configured": want_ms, "measured": got_ms,
+                     "rtt_p99_ms": r.get("p99_ms"),
+                     "ok": abs(got_ms - want_ms) <= cfg.delay_tol_ms},
+        "jitter_ms": {"configured": st.fwd.props.jitter_ms,
+                      "rtt_stdev_expected": expected_rtt_stdev(st),
+                      "rtt_stdev_measured": r.get("stdev_ms")},
+        "probe_loss_pct": 100 * (1 - r["received"] / r["sent"]),
+    }
+    bw = st.fwd.props.bw_mbit or 0
+    if bw > 0 and cfg.bw_duration_s > 0:
+        got = measure_tcp_mbit(emu, a, b, cfg.bw_duration_s)
+        res["bw_mbit"] = {"configured": bw, "measured_tcp": got,
+                          "ok": abs(got - bw) / bw * 100 <= cfg.bw_tol_pct}
+    return res
+
+
+def check_links(emu: Emulation, cfg: FidelityConfig) -> dict:
+    names = cfg.links or list(emu.links)
+    links = {n: check_link(emu, n, cfg) for n in names}
+    out_of_tol = [n for n, r in links.items()
+                  if not r["delay_ms"]["ok"] or not r.get("bw_mbit", {"ok": True})["ok"]]
+    return {"shaper": emu.shaper.name, "links": links, "out_of_tolerance": out_of_tol,
+            "tolerance": {"delay_ms": cfg.delay_tol_ms, "bw_pct": cfg.bw_tol_pct}}

@@ -1,0 +1,1 @@
+"""Processes that run inside emulated nodes for measurement (UDP probes)."""

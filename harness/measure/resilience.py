@@ -1,0 +1,81 @@
+"""What a fault did and how fast the technique got over it, from the run's tables.
+
+Pure functions of the request table, the event rows and the fault time, so
+each figure can be checked on a small table whose answer is worked out by hand
+(tests/test_metrics.py).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def resilience(df: pd.DataFrame, events: list[dict], fault_at_s: float | None,
+               end_s: float) -> dict:
+    """What a fault did and how fast the technique got over it.
+
+    mttd_ms: fault to the technique's first detection event (null if it has none);
+    mttr_ms: fault to the completion of the first request scheduled after it that
+    ends ok; availability_after_recovery: of the requests scheduled from then on;
+    unavailable_ms: the share of post-fault requests not ok, times the
+    post-fault time (the expected time users saw no timely answer).
+    """
+    keys = ("mttd_ms", "mttr_ms", "unavailable_ms", "availability_after_fault",
+            "accuracy_after_fault", "degraded_after_fault", "availability_after_recovery")
+    if fault_at_s is None:
+        return {"fault_at_s": None, **dict.fromkeys(keys)}
+    part = df[df["scheduled_s"] >= fault_at_s].sort_values("scheduled_s")
+    answered = part[part["status"].isin(["ok", "late"])]
+    ok = part[part["status"] == "ok"]
+    detect = [e["t_s"] for e in events if e["kind"] == "detect" and e["t_s"] >= fault_at_s]
+    mttr_ms = (float(ok["completed_s"].iloc[0]) - fault_at_s) * 1000 if len(ok) else None
+    recovered = (part[part["scheduled_s"] >= fault_at_s + mttr_ms / 1000]
+                 if mttr_ms is not None else part.iloc[0:0])
+    return {
+        "fault_at_s": fault_at_s,
+        "mttd_ms": (min(detect) - fault_at_s) * 1000 if detect else None,
+        "mttr_ms": mttr_ms,
+        "unavailable_ms": (1 - len(ok) / len(part)) * (end_s - fault_at_s) * 1000
+        if len(part) else None,
+        "availability_after_fault": len(ok) / len(part) if len(part) else None,
+        "accuracy_after_fault": float(answered["correct"].mean()) if len(answered) else None,
+        "degraded_after_fault": float(answered["degraded"].fillna(False).mean())
+        if len(answered) else None,
+        # once the first request after the fault is answered in time: does it stay so?
+        "availability_after_recovery": float((recovered["status"] == "ok").mean())
+        if len(recovered) else None,
+    }
+
+
+def breakdown_ms(b: dict | None, t0: float, fault_at: float | None,
+                 mttr_ms: float | None) -> dict | None:
+    """A technique's recovery phases from the fault on (`b`: `t_detect`, monotonic, and
+    `*_ms` phases; `t0`: run start, monotonic). `reroute_ms` (replica ready to the first
+    ok answer: reconnect and the request itself) closes the sum to MTTR."""
+    if not b or fault_at is None:
+        return None
+    out = {"detection_ms": (b["t_detect"] - (t0 + fault_at)) * 1000,
+           **{k: v for k, v in b.items() if k.endswith("_ms")}}
+    if mttr_ms is not None:
+        out["reroute_ms"] = mttr_ms - sum(out.values())
+    return out
+
+
+def overheads(before: tuple[dict, dict], after: tuple[dict, dict], n_instances: int,
+              n_stages: int) -> dict:
+    """Costs to set against the baseline of the same seed. `before`/`after`: (CPU seconds
+    by node, link counters {link: {direction: {fwd_bytes, ...}}}) at the start and end."""
+    cpu0, links0 = before
+    cpu1, links1 = after
+    sent = None
+    if links1:
+        sent = 0
+        for name, dirs in links1.items():
+            for d, c in dirs.items():
+                sent += c.get("fwd_bytes", 0) - links0.get(name, {}).get(d, {}).get("fwd_bytes", 0)
+    return {
+        "cpu_s": sum(cpu1[n] - cpu0.get(n, 0.0) for n in cpu1),
+        "cpu_s_by_node": {n: cpu1[n] - cpu0.get(n, 0.0) for n in cpu1},
+        "bytes_sent": sent,
+        "replicas": n_instances - n_stages,
+    }

@@ -1,0 +1,102 @@
+"""The pipeline config: a model cut into stages at named tensors, each placed on a node.
+
+Stages form a chain, each forwarding to the next the tensors it and later
+stages need (e.g. the skip tensor `h` rides along from the head to the tail).
+Every check runs before the network exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.core.config import ConfigError, check_range, fail
+from harness.core.paths import REPO
+from harness.emulation.topology import Topology
+
+
+@dataclass
+class StageSpec:
+    name: str
+    node: str
+    inputs: list[str] = field(default_factory=list)  # cut: tensors entering this stage
+    outputs: list[str] = field(default_factory=list)  # cut: tensors it produces
+    model: str | None = None  # a ready partition file instead of a cut of model_file
+    threads: int = 1  # ONNX Runtime intra-op threads
+    providers: list[str] | None = None  # None: the node's providers (topology)
+
+    def validate(self, key: str) -> None:
+        if not self.name.isidentifier():
+            fail(f"{key}.name", self.name, "must be an identifier")
+        check_range(f"{key}.threads", self.threads, 1, 256)
+        if self.model is None and not (self.inputs and self.outputs):
+            fail(f"{key}.inputs", self.inputs, "a cut stage needs inputs and outputs")
+
+
+@dataclass
+class PipelineConfig:
+    model_file: str = "models/digits/full.onnx"
+    output: str = "logits"  # the tensor the last stage answers with
+    stages: list[StageSpec] = field(default_factory=list)
+    port: int = 8001
+    ready_timeout_s: float = 60.0
+
+    def validate(self, key: str) -> None:
+        if not self.stages:
+            fail(f"{key}.stages", [], "a pipeline needs at least one stage")
+        names = [s.name for s in self.stages]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                fail(f"{key}.stages[{i}].name", n, "duplicate stage name")
+        check_range(f"{key}.port", self.port, 1024, 65535)
+
+    def check_against(self, topo: Topology, key: str = "pipeline") -> None:
+        """Nodes exist, cuts are valid cuts of the model, the chain carries what it needs."""
+        from harness.pipeline.partition import check_cut, load_model
+
+        nodes = {n.name for n in topo.nodes}
+        for i, s in enumerate(self.stages):
+            if s.node not in nodes:
+                fail(f"{key}.stages[{i}].node", s.node, "unknown node")
+        path = resolve(self.model_file, f"{key}.model_file")
+        try:
+            model = load_model(path)
+        except ConfigError as e:
+            raise ConfigError(f"{key}.model_file={self.model_file!r}: {e}") from None
+        for i, s in enumerate(self.stages):
+            if s.model is None:
+                try:
+                    check_cut(model, s.inputs, s.outputs, s.name, path.name)
+                except ConfigError as e:
+                    raise ConfigError(f"{key}.stages[{i}]: {e}") from None
+            else:
+                resolve(s.model, f"{key}.stages[{i}].model")
+        if self.output not in self.stages[-1].outputs and self.stages[-1].model is None:
+            fail(f"{key}.output", self.output, f"not an output of the last stage "
+                                               f"{self.stages[-1].name}")
+        self.carries()  # raises if a stage needs a tensor nothing upstream has
+
+    def carries(self) -> list[list[str]]:
+        """For each stage, the tensors it receives: its inputs plus what later stages need."""
+        need: list[list[str]] = []
+        later: list[str] = []
+        for s in reversed(self.stages):
+            produced = set(s.outputs)
+            carry = list(dict.fromkeys(s.inputs + [t for t in later if t not in produced]))
+            need.append(carry)
+            later = carry
+        need.reverse()
+        return need
+
+    def sensor_inputs(self) -> list[str]:
+        return self.carries()[0]
+
+
+def resolve(path: str, key: str) -> Path:
+    """Model paths are relative to the repository (where conf/ is), or absolute."""
+    p = Path(path)
+    if not p.is_absolute():
+        p = REPO / p
+    if not p.is_file():
+        raise ConfigError(f"{key}={path!r}: no such model file")
+    return p

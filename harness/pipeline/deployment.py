@@ -1,0 +1,199 @@
+"""The stage processes of one run: which instance serves which partition where, started how.
+
+A technique turns the pipeline config into instances (primaries, replicas, a
+fusion stage) with routes; `Deployment` starts them on their nodes, waits
+until they serve, restarts them when a crashed node powers up, and reads what
+they recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.pipeline.config import PipelineConfig, StageSpec, resolve
+from harness.pipeline.routing import Route
+
+
+def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
+    """The baseline chain: each stage forwards to the single next stage."""
+    carries = pipe.carries()
+    out: dict[str, Route | None] = {}
+    for i, s in enumerate(pipe.stages):
+        if i + 1 == len(pipe.stages):
+            out[s.name] = None
+        else:
+            nxt = pipe.stages[i + 1]
+            out[s.name] = Route(nxt.name, [f"{ips[nxt.node]}:{pipe.port}"], carries[i + 1])
+    return out
+
+
+@dataclass
+class Instance:
+    """One stage process: a stage's partition served on a node (primary or replica)."""
+
+    stage: str  # the model name it serves
+    node: str
+    model_file: Path | None  # None: a null stage (e.g. fusion) serving `null` tensors
+    route: Route | None
+    start: bool = True  # False: a cold replica, started when the technique says so
+    port: int | None = None  # None: the pipeline's port (the first instance on a node)
+    null: str | None = None  # tensors a null stage passes on
+    args: list[str] = field(default_factory=list)  # extra stage arguments (e.g. --fuse 2)
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}@{self.node}"
+
+
+def startup_phases(info: dict, t_detect: float) -> dict:
+    """From a detection to a started instance serving, in ms (its ready-file instants)."""
+    return {
+        "t_detect": t_detect,
+        "detect_to_spawn_ms": (info["t_spawn"] - t_detect) * 1000,
+        "process_start_ms": (info["t_load"] - info["t_spawn"]) * 1000,
+        "model_load_ms": (info["t_loaded"] - info["t_load"]) * 1000,
+        "first_inference_ms": (info["t_first_inference"] - info["t_loaded"]) * 1000,
+        "ready_ms": (info["t_ready"] - info["t_first_inference"]) * 1000,
+    }
+
+
+def primaries(pipe: PipelineConfig, files: dict[str, Path],
+              stage_routes: dict[str, Route | None]) -> list[Instance]:
+    return [Instance(s.name, s.node, files[s.name], stage_routes.get(s.name))
+            for s in pipe.stages]
+
+
+class Deployment:
+    """The stage processes of one run."""
+
+    def __init__(self, emu, pipe: PipelineConfig, run_dir: Path, record) -> None:
+        self.emu, self.pipe, self.run_dir, self.record = emu, pipe, run_dir, record
+        self.parts_dir = run_dir / "partitions"
+        self.dir = run_dir / "stages"
+        self.procs: dict[str, object] = {}
+        self.info: dict[str, dict] = {}
+        self.instances: dict[str, Instance] = {}
+
+    def prepare(self) -> dict[str, Path]:
+        """Cut the partitions (files only; no network)."""
+        from harness.pipeline.partition import split_model
+
+        cut = {s.name: (s.inputs, s.outputs) for s in self.pipe.stages if s.model is None}
+        files = {}
+        if cut:
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+            files.update(split_model(resolve(self.pipe.model_file, "pipeline.model_file"),
+                                     cut, self.parts_dir))
+        for s in self.pipe.stages:
+            if s.model is not None:
+                files[s.name] = resolve(s.model, "pipeline.stages.model")
+        self.files = {k: Path(v) for k, v in files.items()}
+        return self.files
+
+    def spec(self, stage: str) -> StageSpec:
+        """The stage's config; a technique's own stage (fusion) runs with the defaults."""
+        return next((s for s in self.pipe.stages if s.name == stage),
+                    StageSpec(stage, "", ["x"], ["x"]))
+
+    def port_for(self, node: str) -> int:
+        """A free stage port on `node`: the pipeline's port, then the next ones."""
+        used = {i.port for i in self.instances.values() if i.node == node}
+        port = self.pipe.port
+        while port in used:
+            port += 1
+        return port
+
+    def launch(self, inst: Instance) -> None:
+        """Start one stage process (does not wait for it)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        spec = self.spec(inst.stage)
+        if inst.port is None and inst.key not in self.instances:
+            inst.port = self.port_for(inst.node)
+        what = (["--model", str(inst.model_file)] if inst.model_file is not None
+                else ["--null", inst.null or "x"])
+        argv = [sys.executable, "-m", "harness.pipeline.node.server", *what, *inst.args,
+                "--name", inst.stage, "--node", inst.node, "--port", str(inst.port),
+                "--threads", str(spec.threads),
+                "--providers", ",".join(spec.providers or
+                                        self.emu.topo.node(inst.node).providers),
+                "--ready-file", str(self.dir / f"{inst.key}.json"),
+                "--events", str(self.dir / f"{inst.key}.events.jsonl")]
+        if inst.route is not None:
+            argv += ["--route", json.dumps(inst.route.to_json())]
+        log = open(self.dir / f"{inst.key}.log", "w")
+        self.instances[inst.key] = inst
+        self.info[inst.key] = {"t_spawn": time.monotonic()}
+        self.procs[inst.key] = self.emu.nodes[inst.node].popen(argv, stdout=log, stderr=log)
+
+    def wait_ready(self, inst: Instance, timeout_s: float | None = None) -> dict:
+        f = self.dir / f"{inst.key}.json"
+        deadline = time.monotonic() + (timeout_s or self.pipe.ready_timeout_s)
+        while not f.exists():
+            proc = self.procs[inst.key]
+            if proc.poll() is not None:
+                err = (self.dir / f"{inst.key}.log").read_text().strip().splitlines()
+                raise RuntimeError(f"stage {inst.stage} on {inst.node} exited "
+                                   f"({proc.returncode}): {err[-1] if err else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stage {inst.stage} on {inst.node} not ready after "
+                                   f"{self.pipe.ready_timeout_s}s")
+            time.sleep(0.005)
+        self.info[inst.key].update(json.loads(f.read_text()), node=inst.node)
+        self.record("stage.ready", inst.node, {"stage": inst.stage, **self.info[inst.key]})
+        return self.info[inst.key]
+
+    def start(self, instances: list[Instance]) -> None:
+        """Start every instance to start now, and wait until all serve."""
+        now = [i for i in instances if i.start]
+        for inst in now:
+            self.launch(inst)
+        for inst in now:
+            self.wait_ready(inst)
+
+    def reboot(self, node: str) -> None:
+        """A crashed node is back: start its stages again (ready in the background)."""
+        import threading
+
+        for inst in [i for i in self.instances.values() if i.node == node]:
+            proc = self.procs.get(inst.key)
+            if proc is not None and proc.poll() is None:
+                continue
+            (self.dir / f"{inst.key}.json").unlink(missing_ok=True)
+            self.launch(inst)
+            threading.Thread(target=self._ready_quietly, args=(inst,), daemon=True).start()
+
+    def _ready_quietly(self, inst: Instance) -> None:
+        try:
+            self.wait_ready(inst)
+        except RuntimeError as e:
+            self.record("stage.error", inst.node, {"stage": inst.stage, "error": str(e)})
+
+    def providers(self) -> dict[str, list[str]]:
+        return {k: i.get("providers", []) for k, i in self.info.items() if "providers" in i}
+
+    def technique_events(self) -> list[dict]:
+        """Health transitions etc. the stages recorded (monotonic `t`)."""
+        out = []
+        for f in sorted(self.dir.glob("*.events.jsonl")):
+            for line in f.read_text().splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each node hosting a stage (its cgroup)."""
+        nodes = {i.node for i in self.instances.values()}
+        return {n: self.emu.nodes[n].cgroup.cpu_usage_s() for n in sorted(nodes)}
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        self.procs.clear()

@@ -1,0 +1,1 @@
+"""The stage server: what runs inside a node to serve one partition."""

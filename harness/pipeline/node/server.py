@@ -1,0 +1,141 @@
+"""`python -m harness.stage`: one stage process, serving until SIGTERM.
+
+`--model PATH --port N [--name NAME]` serves a partition over gRPC (KServe v2,
+plus the JSON `harness.StageControl` service on the same port); `--null TENSORS`
+serves no model and returns its inputs. A stage started by the harness also
+gets its route, a ready file and an events file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from harness.core.config import ConfigError
+from harness.pipeline.client import CONTROL_SERVICE, GRPC_OPTIONS
+from harness.pipeline.node.health import EventSink
+from harness.pipeline.node.runner import Runner, first_inference
+from harness.pipeline.node.stage import Stage
+from harness.pipeline.routing import Route
+
+
+def _control_handler(stage: Stage) -> grpc.GenericRpcHandler:
+    def handler(method: str):
+        return grpc.unary_unary_rpc_method_handler(
+            lambda body, _ctx: stage.control(method, body),
+            request_deserializer=lambda b: json.loads(b or b"{}"),
+            response_serializer=lambda d: json.dumps(d).encode())
+
+    return grpc.method_handlers_generic_handler(
+        CONTROL_SERVICE, {m: handler(m) for m in ("SetRoute", "Stats")})
+
+
+
+def serve(stage: Stage, port: int, host: str = "0.0.0.0", workers: int = 64) -> grpc.Server:
+    # so_reuseport off: gRPC sets SO_REUSEPORT by default, so a second stage on a port in
+    # use would bind silently and share its traffic instead of failing.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(stage, server)
+    server.add_generic_rpc_handlers((_control_handler(stage),))
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # recent grpcio raises instead of returning 0
+        bound = 0
+    if bound == 0:
+        raise ConfigError(f"--port={port}: cannot listen on {host}:{port}")
+    server.start()
+    return server
+
+
+
+def load_joiner(target: str, args: str, null: str | None):
+    """`MODULE:CLASS` built with `--join-args` and the tensor it joins (the null stage's)."""
+    if not null:
+        raise ConfigError(f"--join={target!r}: a joining stage is a --null stage")
+    module, _, cls = target.partition(":")
+    try:
+        kwargs = json.loads(args)
+        return getattr(importlib.import_module(module), cls)(
+            tensor=null.split(",")[0], **kwargs)
+    except (ImportError, AttributeError, ValueError, TypeError) as e:
+        raise ConfigError(f"--join={target!r}: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    t_start = time.monotonic()
+    ap = argparse.ArgumentParser(prog="python -m harness.stage", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="ONNX partition to serve (omit with --null)")
+    ap.add_argument("--null", metavar="TENSORS", default=None,
+                    help="null stage: no model, returns these comma-separated inputs")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="0.0.0.0")
+    ap.add_argument("--name", help="model name served (default: the file's stem)")
+    ap.add_argument("--node", default=os.uname().nodename, help="node name for `path`")
+    ap.add_argument("--route", default="", help="JSON route to the next stage")
+    ap.add_argument("--providers", default="CPUExecutionProvider",
+                    help="comma-separated ONNX Runtime execution providers")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--ready-file", help="write {providers, pid, timings} here once serving")
+    ap.add_argument("--events", help="append technique events (health transitions) here")
+    ap.add_argument("--join", metavar="MODULE:CLASS", default="",
+                    help="a --null stage that joins the requests sharing an id (a technique's "
+                         "node part, e.g. sensing redundancy's fusion)")
+    ap.add_argument("--join-args", default="{}", help="JSON keyword arguments of --join")
+    a = ap.parse_args(argv)
+    try:
+        if (a.model is None) == (a.null is None):
+            raise ConfigError("--model: give exactly one of --model PATH or --null TENSORS")
+        if not 0 < a.port < 65536:
+            raise ConfigError(f"--port={a.port}: must be 1-65535")
+        t_load = time.monotonic()
+        runner = Runner(a.model, a.providers.split(","), a.threads,
+                        a.null.split(",") if a.null else None)
+        t_loaded = time.monotonic()
+        first_inference(runner)
+        t_first = time.monotonic()
+        load_s = t_loaded - t_load
+        name = a.name or (os.path.splitext(os.path.basename(a.model))[0] if a.model
+                          else "null")
+        try:
+            route = Route.from_json(json.loads(a.route)) if a.route else None
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"--route={a.route!r}: {e}") from None
+        stage = Stage(runner, name, a.node, route, EventSink(a.events, f"{a.node}:{name}"))
+        if a.join:
+            stage.joiner = load_joiner(a.join, a.join_args, a.null)
+        server = serve(stage, a.port, a.host)
+    except ConfigError as e:
+        print(f"stage error: {e}", file=sys.stderr)
+        return 2
+    info = {"pid": os.getpid(), "name": name, "port": a.port,
+            "providers": runner.providers, "load_s": load_s,
+            # monotonic instants (shared by every namespace) for recovery breakdowns
+            "t_start": t_start, "t_load": t_load, "t_loaded": t_loaded,
+            "t_first_inference": t_first, "t_ready": time.monotonic()}
+    if a.ready_file:
+        from harness.core.files import write_json
+
+        write_json(a.ready_file, info)
+    print(json.dumps({"serving": info}), flush=True)
+    done = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: done.set())
+    done.wait()
+    server.stop(grace=0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""A pipeline stage: one ONNX partition behind the KServe v2 / Open Inference Protocol.
+
+Serves one partition over gRPC with the stubs `tritonclient[grpc]` ships (ServerLive,
+ServerReady, ServerMetadata, ModelReady, ModelMetadata, ModelInfer), so any
+KServe v2 client can call it and a Triton server could stand in for it.
+
+A stage with a route forwards: it runs its partition, then sends the next
+partition the tensors it needs (its own outputs, or inputs it passes through,
+e.g. a skip connection), waits for the answer within the caller's deadline,
+and returns it with its own hop prepended to the `path` parameter. Routes are
+set at start (`--route JSON`) or at run time through the small JSON service
+`harness.StageControl/SetRoute` on the same port.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from harness.pipeline.client import CHANNEL_OPTIONS, live_fresh
+from harness.pipeline.codec import decode_inputs, encode
+from harness.pipeline.node.health import EventSink, HealthChecker
+from harness.pipeline.node.runner import Runner
+from harness.pipeline.routing import Route
+
+
+class TargetDown(grpc.RpcError):
+    """An attempt abandoned because the health checker marked its target down."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return f"{self.target} marked down by health check"
+
+
+class Stage(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, runner: Runner, name: str, node: str, route: Route | None,
+                 events: EventSink | None = None) -> None:
+        self.runner, self.name, self.node = runner, name, node
+        self.channels: dict[str, tuple[grpc.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+        self.lock = threading.Lock()
+        self.stats = {"requests": 0, "errors": 0, "forwarded": 0, "failovers": 0,
+                      "degraded": 0}
+        self.events = events or EventSink(None, self.hop)
+        # joins requests sharing an id (a technique's node part, e.g. fusion): .join(id,
+        # tensors) -> (outputs, how many joined)
+        self.joiner: Any = None
+        self.health = HealthChecker(self.probe, self.events)
+        self.route = route
+        self.health.start()
+
+    @property
+    def route(self) -> Route | None:
+        return self._route
+
+    @route.setter
+    def route(self, route: Route | None) -> None:
+        self._route = route
+        self.health.set_route(route)
+
+    def probe(self, target: str, timeout_s: float) -> bool:
+        """ServerLive within the timeout. A target that is down is probed over a fresh
+        connection (the cached channel may sit in a SYN retry or a reconnect backoff for
+        seconds after the peer is back); once it answers, data calls get a fresh channel."""
+        if target not in self.health.down and target in self.health.seen_up:
+            try:
+                return self.stub(target).ServerLive(pb.ServerLiveRequest(),
+                                                    timeout=timeout_s).live
+            except grpc.RpcError:
+                return False
+        live = live_fresh(target, timeout_s)
+        if live and target in self.health.down:
+            with self.lock:
+                old = self.channels.pop(target, None)
+            if old is not None:
+                old[0].close()  # calls still waiting on the dead connection fail now
+        return live
+
+    # KServe v2 health and metadata
+    def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):  # noqa: N802
+        return pb.ServerReadyResponse(ready=True)
+
+    def ServerMetadata(self, request, context):  # noqa: N802
+        return pb.ServerMetadataResponse(name="harness-stage", version="1")
+
+    def ModelReady(self, request, context):  # noqa: N802
+        return pb.ModelReadyResponse(ready=request.name == self.name)
+
+    def ModelMetadata(self, request, context):  # noqa: N802
+        if request.name != self.name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.name!r}")
+        resp = pb.ModelMetadataResponse(name=self.name, versions=["1"], platform="onnxruntime_onnx")
+        for src, dst in ((self.runner.inputs, resp.inputs), (self.runner.outputs, resp.outputs)):
+            for n, (dt, shape) in src.items():
+                dst.add(name=n, datatype=dt, shape=shape)
+        return resp
+
+    def ModelInfer(self, request, context):  # noqa: N802
+        if request.model_name != self.name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model_name!r}")
+        with self.lock:
+            self.stats["requests"] += 1
+        fused = 0
+        try:
+            tensors = decode_inputs(request)
+            if self.joiner is not None:
+                outputs, fused = self.joiner.join(request.id, tensors)
+            else:
+                outputs = self.runner.run(tensors)
+        except Exception as e:
+            self.stats["errors"] += 1
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.hop}: {e}")
+        route = self.route
+        if route is None:
+            resp = pb.ModelInferResponse(model_name=self.name, model_version="1",
+                                         id=request.id)
+            encode(resp, outputs, "outputs")
+            resp.parameters["path"].string_param = self.hop
+            if self.joiner is not None:
+                resp.parameters["fused"].int64_param = fused
+            return resp
+        return self.forward(request, outputs, route, context)
+
+    @property
+    def hop(self) -> str:
+        return f"{self.node}:{self.name}"
+
+    def stub(self, target: str) -> pb_grpc.GRPCInferenceServiceStub:
+        with self.lock:
+            if target not in self.channels:
+                ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+                self.channels[target] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+            return self.channels[target][1]
+
+    def next_request(self, request, outputs: dict[str, np.ndarray],
+                     route: Route) -> pb.ModelInferRequest:
+        """The next model's inputs: fresh outputs encoded, passed-through tensors as the raw
+        bytes they came in (no decode/encode of a skip tensor), missing ones as zeros."""
+        incoming = {t.name: i for i, t in enumerate(request.inputs)}
+        nxt = pb.ModelInferRequest(model_name=route.model, id=request.id)
+        batch = None
+        for name in route.inputs:
+            i = incoming.get(name)
+            if i is not None and i < len(request.raw_input_contents):
+                nxt.inputs.add().CopyFrom(request.inputs[i])
+                nxt.raw_input_contents.append(request.raw_input_contents[i])
+                batch = batch or request.inputs[i].shape[0]
+            elif name in outputs:
+                encode(nxt, {name: outputs[name]}, "inputs")
+                batch = batch or outputs[name].shape[0]
+            elif name in route.zeros:
+                encode(nxt, {name: np.zeros([batch or 1, *route.zeros[name]], np.float32)},
+                       "inputs")
+            else:
+                raise KeyError(f"next model {route.model} needs {name!r}")
+        for k, v in request.parameters.items():
+            nxt.parameters[k].CopyFrom(v)
+        return nxt
+
+    def call(self, msg, route: Route, deadline: float | None):
+        """Try the route's targets by its policy; (response, None) or (None, last error)."""
+        targets = self.health.order(route.targets) if route.health else list(route.targets)
+        if route.health and route.fallback is not None:
+            # a fallback serves while targets are down: do not wait on them
+            targets = [t for t in targets if t not in self.health.down]
+        attempt = route.attempt_timeout_ms / 1000 if route.attempt_timeout_ms else None
+
+        def timeout() -> float | None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if attempt is None:
+                return left
+            return attempt if left is None else min(attempt, left)
+
+        if route.policy == "hedge":
+            return self._hedge(msg, targets, route.hedge_ms / 1000, timeout)
+        last = None
+        for n, target in enumerate(targets):
+            t = timeout()
+            if t is not None and t <= 0:
+                break
+            try:
+                resp = self._attempt(target, msg, t, watch=route.health is not None)
+                if n:
+                    with self.lock:
+                        self.stats["failovers"] += 1
+                return resp, None
+            except grpc.RpcError as e:
+                last = e
+        return None, last
+
+    def _attempt(self, target: str, msg, timeout: float | None, watch: bool):
+        """One call; with health checks on, abandoned as soon as the target is marked down
+        (in-flight requests move to the survivor instead of waiting out their timeout)."""
+        if not watch:
+            return self.stub(target).ModelInfer(msg, timeout=timeout)
+        fut = self.stub(target).ModelInfer.future(msg, timeout=timeout)
+        done = threading.Event()
+        fut.add_done_callback(lambda _f: done.set())
+        while not done.wait(0.01):
+            if target in self.health.down:
+                fut.cancel()
+                raise TargetDown(target)
+        return fut.result()
+
+    def _hedge(self, msg, targets: list[str], hedge_s: float, timeout):
+        """Ask the first target, then the next ones (at once or after hedge_s); first wins."""
+        lock = threading.Lock()
+        done = threading.Event()
+        state: dict[str, Any] = {"resp": None, "err": None, "failed": 0, "launched": 0}
+        futs = []
+
+        def finished(f) -> None:
+            with lock:
+                if f.cancelled():
+                    return
+                if f.exception() is None and state["resp"] is None:
+                    state["resp"] = f.result()
+                    done.set()
+                elif f.exception() is not None:
+                    state["err"] = f.exception()
+                    state["failed"] += 1
+                    if state["failed"] == len(targets):
+                        done.set()
+
+        for n, target in enumerate(targets):
+            t = timeout()
+            if n and (done.wait(hedge_s) or state["resp"] is not None):
+                break
+            f = self.stub(target).ModelInfer.future(msg, timeout=t)
+            futs.append(f)
+            f.add_done_callback(finished)
+        t = timeout()
+        done.wait(t)
+        for f in futs:
+            f.cancel()
+        return state["resp"], state["err"]
+
+    def forward(self, request, outputs: dict[str, np.ndarray], route: Route, context):
+        remaining = context.time_remaining()
+        if remaining is not None and remaining > 1e8:
+            # the caller set no deadline: gRPC reports ~9.2e18 s, which as a timeout
+            # overflows the deadline and fails at once with DEADLINE_EXCEEDED
+            remaining = None
+        elif remaining is not None:
+            # give up a little before the caller does, so its error names this hop
+            remaining = max(0.0, remaining - min(0.05, 0.1 * remaining))
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            resp, err = self.call(self.next_request(request, outputs, route), route, deadline)
+            degraded = False
+            if resp is None and route.fallback is not None:
+                fb = route.fallback
+                resp, err2 = self.call(self.next_request(request, outputs, fb), fb, deadline)
+                err = err2 or err
+                degraded = resp is not None
+        except KeyError as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{self.hop}: {e}")
+        if resp is None:
+            with self.lock:
+                self.stats["errors"] += 1
+            if err is None:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"{self.hop} -> {route.model}: no time left")
+            context.abort(err.code(), f"{self.hop} -> {route.model}: {err.details()}")
+        with self.lock:
+            self.stats["forwarded"] += 1
+            self.stats["degraded"] += int(degraded or route.degraded)
+        resp.parameters["path"].string_param = (
+            f"{self.hop}>{resp.parameters['path'].string_param}")
+        if degraded or route.degraded:
+            resp.parameters["degraded"].bool_param = True
+        return resp
+
+    # harness.StageControl (JSON over the same port)
+    def control(self, method: str, body: dict) -> dict:
+        if method == "SetRoute":
+            try:
+                self.route = Route.from_json(body.get("route") if isinstance(body, dict)
+                                             else body)
+            except ValueError as e:
+                return {"ok": False, "error": str(e)}
+            return {"ok": True}
+        if method == "Stats":
+            return {"ok": True, "name": self.name, "node": self.node, **self.stats,
+                    "providers": self.runner.providers}
+        return {"ok": False, "error": f"unknown method {method}"}
+
+

@@ -1,0 +1,86 @@
+"""Where a stage sends its result, and how it survives a next stage that fails.
+
+A route names the next model, its targets (replicas, in order of preference)
+and a policy: `ordered` tries healthy targets one after another within a
+per-attempt timeout (failover), `hedge` sends to several at once or after
+`hedge_ms` and takes the first answer (active-active / hedged requests). A
+`fallback` route (e.g. straight to the tail over the skip connection, with
+zeros for the missing tensor) serves when every target has failed. With
+`health` set, the stage probes every target (KServe ServerLive) on a period
+and skips targets marked down; transitions are recorded as events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+POLICIES = ("ordered", "hedge")
+
+
+@dataclass
+class Health:
+    period_ms: float = 50.0
+    timeout_ms: float = 50.0
+    failures: int = 1  # consecutive failed probes before a target is marked down
+
+
+@dataclass
+class Route:
+    model: str = ""
+    targets: list[str] = field(default_factory=list)  # host:port, in order of preference
+    inputs: list[str] = field(default_factory=list)  # tensors the next model takes
+    policy: str = "ordered"
+    attempt_timeout_ms: float = 0.0  # 0 = the caller's whole deadline
+    hedge_ms: float = 0.0  # hedge: delay before the next target is also asked
+    health: Health | None = None
+    zeros: dict[str, list[int]] = field(default_factory=dict)  # missing tensors -> shape
+    fallback: Route | None = None
+    degraded: bool = False  # answers through this route are marked degraded
+
+    @classmethod
+    def from_json(cls, data: Any) -> Route | None:
+        """ValueError (one line) for anything but a well-formed route."""
+        if not data:
+            return None
+        if not isinstance(data, dict):
+            raise ValueError("a route is an object with model, targets and inputs")
+        model, targets, inputs = data.get("model"), data.get("targets"), data.get("inputs")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"route.model={model!r}: must be a model name")
+        if (not isinstance(targets, list) or not targets
+                or not all(isinstance(t, str) and ":" in t for t in targets)):
+            raise ValueError(f"route.targets={targets!r}: must be a non-empty list of host:port")
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise ValueError(f"route.inputs={inputs!r}: must be a list of tensor names")
+        policy = data.get("policy", "ordered")
+        if policy not in POLICIES:
+            raise ValueError(f"route.policy={policy!r}: one of {', '.join(POLICIES)}")
+        known = {"model", "targets", "inputs", "policy", "attempt_timeout_ms", "hedge_ms",
+                 "health", "zeros", "fallback", "degraded"}
+        extra = set(data) - known
+        if extra:
+            raise ValueError(f"route.{sorted(extra)[0]}: unknown key")
+        health = data.get("health")
+        return cls(model=model, targets=targets, inputs=inputs, policy=policy,
+                   attempt_timeout_ms=float(data.get("attempt_timeout_ms", 0.0)),
+                   hedge_ms=float(data.get("hedge_ms", 0.0)),
+                   health=Health(**health) if health else None,
+                   zeros={k: [int(d) for d in v] for k, v in (data.get("zeros") or {}).items()},
+                   fallback=cls.from_json(data.get("fallback")),
+                   degraded=bool(data.get("degraded", False)))
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"model": self.model, "targets": self.targets,
+                               "inputs": self.inputs, "policy": self.policy,
+                               "attempt_timeout_ms": self.attempt_timeout_ms,
+                               "hedge_ms": self.hedge_ms, "zeros": self.zeros,
+                               "degraded": self.degraded}
+        if self.health:
+            out["health"] = self.health.__dict__
+        if self.fallback:
+            out["fallback"] = self.fallback.to_json()
+        return out
+
+    def all_targets(self) -> list[str]:
+        return self.targets + (self.fallback.all_targets() if self.fallback else [])

@@ -1,0 +1,1 @@
+"""Turning runs into answers: the benchmark and its report."""

@@ -1,0 +1,1 @@
+"""One run of the harness: the validated experiment, its phases, its event log."""

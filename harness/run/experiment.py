@@ -1,0 +1,173 @@
+"""From a composed Hydra config to a validated `Experiment`, or a one-line ConfigError.
+
+Nothing here touches the network: every check a config can fail runs first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+
+from harness.core.config import MODES, ConfigError, FidelityConfig, NetworkConfig, RunConfig, fail
+from harness.core.config import from_dict as to_dataclass
+from harness.core.paths import CONF_DIR
+from harness.emulation.topology import Topology
+from harness.faults.actions import FaultsConfig
+from harness.pipeline.config import PipelineConfig
+from harness.workload.schedule import WorkloadConfig
+
+
+@dataclass
+class Experiment:
+    mode: str
+    seed: int
+    topology: Topology
+    topology_name: str
+    network: NetworkConfig
+    faults: FaultsConfig
+    faults_name: str
+    backend: dict[str, Any]  # `_target_` + kwargs, instantiated when the run starts
+    shaper: dict[str, Any]  # `_target_` + kwargs, instantiated when the run starts
+    run: RunConfig
+    fidelity: FidelityConfig
+    config: dict[str, Any]  # the whole resolved config, for summary.json
+    workload: WorkloadConfig | None = None  # None: emulation and faults only
+    pipeline: PipelineConfig | None = None
+    technique: Any = None  # a harness.techniques.base.Technique
+    technique_name: str = "baseline"
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _call_target(group: str, node: dict[str, Any]) -> Any:
+    target = node.pop("_target_", None)
+    if not target:
+        fail(f"{group}._target_", None, "missing")
+    try:
+        fn = get_method(target)
+    except Exception:
+        fail(f"{group}._target_", target, "cannot be imported")
+    try:
+        return fn(**node)
+    except TypeError as e:
+        msg = str(e).split(")", 1)[-1].strip() or str(e)
+        raise ConfigError(f"{group}: {msg}") from None
+
+
+def plugin(group: str, node: Any) -> dict[str, Any]:
+    """A plug-in's config (`_target_` + kwargs), checked to import; built when the run starts
+    (building may probe the kernel)."""
+    node = dict(node or {})
+    target = node.get("_target_")
+    if not target:
+        fail(f"{group}._target_", None, "missing")
+    try:
+        get_method(target)
+    except Exception:
+        fail(f"{group}._target_", target, "cannot be imported")
+    return node
+
+
+def sensors_of(workload: WorkloadConfig, topo: Topology) -> list[str]:
+    return workload.sensors or [n.name for n in topo.nodes if n.role == "sensor"]
+
+
+def build_topology(node: dict[str, Any]) -> Topology:
+    topo = _call_target("topology", dict(node))
+    if not isinstance(topo, Topology):
+        fail("topology._target_", node.get("_target_"), "did not return a Topology")
+    topo.validate("topology")
+    return topo
+
+
+def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> Experiment:
+    raw: dict[str, Any] = {}
+    for k in cfg:
+        if k == "hydra":  # Hydra's own settings are not the experiment's
+            continue
+        try:
+            v = cfg[k]
+            raw[str(k)] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        except Exception as e:  # interpolation errors name their key
+            raise ConfigError(f"{k}: {str(e).splitlines()[0]}") from None
+    choices = choices or {}
+    known = {"mode", "seed", "run", "fidelity", "topology", "network", "shaper", "faults",
+             "backend", "workload", "pipeline", "technique"}
+    for k in raw:
+        if k not in known:
+            fail(k, raw[k], f"unknown key (known: {', '.join(sorted(known))})")
+    mode = raw.get("mode", "run")
+    if mode not in MODES:
+        fail("mode", mode, f"one of {', '.join(MODES)}")
+    seed = raw.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("seed", seed, "must be a non-negative integer")
+    if isinstance(raw.get("network"), dict) and "shaper" in raw["network"]:
+        fail("network.shaper", raw["network"]["shaper"],
+             "the shaper is its own config group now: shaper=auto|netem|userspace")
+    network = to_dataclass(NetworkConfig, raw.get("network"), "network")
+    topology = build_topology(raw.get("topology") or {})
+    for i, link in enumerate(topology.links):
+        jitter = link.props.over(network.defaults())
+        if (jitter.jitter_ms or 0) > (jitter.delay_ms or 0):
+            fail(f"topology.links[{i}].jitter_ms", jitter.jitter_ms, "must be <= delay_ms")
+    faults = to_dataclass(FaultsConfig, raw.get("faults"), "faults")
+    faults.check_against(topology)
+    backend = plugin("backend", raw.get("backend"))
+    shaper = plugin("shaper", raw.get("shaper")
+                    or {"_target_": "harness.emulation.shapers.auto.auto"})
+    fidelity = to_dataclass(FidelityConfig, raw.get("fidelity"), "fidelity")
+    links = {lk.name for lk in topology.links}
+    for i, name in enumerate(fidelity.links):
+        if name not in links:
+            fail(f"fidelity.links[{i}]", name, f"unknown link (links: {', '.join(sorted(links))})")
+    workload = pipeline = technique = None
+    if raw.get("workload"):
+        workload = to_dataclass(WorkloadConfig, raw["workload"], "workload")
+        for i, s in enumerate(workload.sensors):
+            if s not in {n.name for n in topology.nodes}:
+                fail(f"workload.sensors[{i}]", s, "unknown node")
+        if not sensors_of(workload, topology):
+            fail("workload.sensors", [], f"topology {topology.name} has no sensor node")
+        pipeline = to_dataclass(PipelineConfig, raw.get("pipeline"), "pipeline")
+        pipeline.check_against(topology)
+        technique = _call_target("technique", dict(raw.get("technique") or {}))
+        technique.check(pipeline, topology)
+    faults.check_sensors(sensors_of(workload, topology) if workload else None)
+    return Experiment(
+        mode=mode,
+        seed=seed,
+        topology=topology,
+        topology_name=choices.get("topology", topology.name),
+        network=network,
+        faults=faults,
+        faults_name=choices.get("faults", "custom"),
+        backend=backend,
+        shaper=shaper,
+        run=to_dataclass(RunConfig, raw.get("run"), "run"),
+        fidelity=fidelity,
+        config=raw,
+        workload=workload,
+        pipeline=pipeline,
+        technique=technique,
+        technique_name=choices.get("technique", "baseline"),
+    )
+
+
+def compose_experiment(*overrides: str) -> Experiment:
+    """The experiment `python -m harness <overrides>` would run (for the bench and tests)."""
+
+    from hydra import compose, initialize_config_dir
+
+    conf = str(CONF_DIR)
+    with initialize_config_dir(conf, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    return load_experiment(cfg, dict(cfg.hydra.runtime.choices))

@@ -1,0 +1,144 @@
+"""What a run drives on its network: nothing (emulation and faults only) or an inference
+pipeline (stages, sensors, a technique). One interface, so the run's phases need no
+`if there is a pipeline` branches.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from harness.core.files import write_parquet_df
+from harness.emulation.network import Emulation
+from harness.faults.actions import FaultInjector
+from harness.measure.metrics import summarize
+from harness.measure.resilience import breakdown_ms, overheads, resilience
+from harness.pipeline.deployment import Deployment
+from harness.run.events import EventLog
+from harness.run.experiment import Experiment, sensors_of
+from harness.workload.replay import Replay, reference_accuracy
+from harness.workload.schedule import make_schedule
+
+
+class NoLoad:
+    """Emulation and faults only: the run lasts `run.duration_s` from when the network is up."""
+
+    def prepare(self) -> None:
+        """Files only, before the network exists."""
+
+    def deploy(self, emu: Emulation, summary: dict) -> float:
+        """Start what runs on the network; returns t0, when the schedule starts."""
+        self.t0 = time.monotonic()
+        return self.t0
+
+    def attach(self, injector: FaultInjector) -> None:
+        """Give fault actions what they act on beyond the network."""
+
+    def run(self, duration_s: float, interactive: bool, emu: Emulation) -> None:
+        if interactive:
+            emu.backend.cli()
+        else:
+            time.sleep(max(0.0, self.t0 + duration_s - time.monotonic()))
+
+    def stop(self, summary: dict) -> list[str]:
+        """Stop what runs on the network; reasons the run is INVALID."""
+        return []
+
+    def account(self, summary: dict, events: EventLog, emu: Emulation | None) -> list[str]:
+        """Write the request table and fill the summary, whatever happened."""
+        return []
+
+
+class Inference(NoLoad):
+    """A pipeline of stages placed by a technique, fed by sensors replaying a schedule."""
+
+    def __init__(self, exp: Experiment, out_dir: Path, events: EventLog) -> None:
+        assert exp.workload is not None and exp.pipeline is not None
+        self.exp, self.out_dir, self.events = exp, out_dir, events
+        self.technique = exp.technique
+        self.sensors = sensors_of(exp.workload, exp.topology)
+        self.redundant = exp.technique.observations
+        # redundant sensing: one request per observation, sent by every sensor
+        self.schedule = make_schedule(exp.workload,
+                                      ["+".join(self.sensors)] if self.redundant
+                                      else self.sensors, exp.run.duration_s, exp.seed)
+        self.deployment = Deployment(None, exp.pipeline, out_dir, events.record)
+        self.replay: Replay | None = None
+        self.usage0: tuple | None = None
+        self.technique_events: list[dict] = []
+
+    def prepare(self) -> None:
+        self.deployment.prepare()
+
+    def deploy(self, emu: Emulation, summary: dict) -> float:
+        exp = self.exp
+        self.emu = emu
+        self.deployment.emu = emu
+        self.deployment.start(self.technique.instances(exp.pipeline, self.deployment.files,
+                                                       emu.ips))
+        summary["providers"] = self.deployment.providers()
+        self.replay = Replay(emu, exp.workload, exp.pipeline, self.sensors, self.schedule,
+                             exp.run.duration_s, self.out_dir, self.redundant)
+        t0 = self.replay.start()
+        self.usage0 = (self.deployment.cpu_s(), emu.shaper.stats())
+        return t0
+
+    def attach(self, injector: FaultInjector) -> None:
+        injector.on_restore.append(self.deployment.reboot)
+        assert self.replay is not None
+        injector.on_sensor.append(self.replay.sensor_fault)
+
+    def run(self, duration_s: float, interactive: bool, emu: Emulation) -> None:
+        self.technique.start(emu, self.deployment, self.events.record)
+        if interactive:
+            emu.backend.cli()
+        else:
+            assert self.replay is not None
+            self.replay.wait()
+
+    def stop(self, summary: dict) -> list[str]:
+        reasons: list[str] = []
+        self.technique.stop()
+        if self.usage0 is not None:
+            usage1 = (self.deployment.cpu_s(), self.emu.shaper.stats())
+            summary.update(overheads(self.usage0, usage1, len(self.deployment.instances),
+                                     len(self.exp.pipeline.stages)))
+        if self.replay is not None:
+            self.replay.stop()
+            reasons += self.replay.sensor_errors()
+        self.deployment.stop()
+        return reasons
+
+    def account(self, summary: dict, events: EventLog, emu: Emulation | None) -> list[str]:
+        reasons = self._merge_technique_events(events, emu)
+        if self.replay is None:
+            return reasons
+        exp = self.exp
+        df = self.replay.outcomes()  # whatever happened, every scheduled request
+        write_parquet_df(self.out_dir / "requests.parquet", df)
+        summary.update(summarize(df))
+        fault_at = exp.faults.first_fault_s()
+        summary.update(resilience(df, events.rows, fault_at, exp.run.duration_s))
+        summary["recovery_breakdown_ms"] = breakdown_ms(
+            self.technique.recovery_breakdown_from(self.technique_events), events.t0, fault_at,
+            summary.get("mttr_ms"))
+        summary["reference_accuracy"] = None if self.redundant else reference_accuracy(
+            exp.workload.model, exp.pipeline, df, self.sensors, exp.workload.noise_seed)
+        if (summary["lateness_ms"]["p99"] or 0) > 1.0:
+            summary["warnings"].append(
+                f"load generator lateness p99 {summary['lateness_ms']['p99']:.2f} ms > 1 ms")
+        return reasons
+
+    def _merge_technique_events(self, events: EventLog, emu: Emulation | None) -> list[str]:
+        """Events the stages and the controller recorded join the run's event log."""
+        if emu is None:
+            return []
+        by_ip = {ip: n for n, ip in emu.ips.items()}
+        self.technique_events = self.deployment.technique_events()
+        for ev in self.technique_events:
+            detail = {k: v for k, v in ev.items() if k not in ("t", "kind", "target")}
+            host = ev["target"].rsplit(":", 1)[0]
+            events.record(ev["kind"], by_ip.get(host, ev["target"]), detail, at=ev["t"])
+        return [f"{e['kind']} on {e['target']}: {json.loads(e['detail']).get('error')}"
+                for e in events.rows if e["kind"] in ("technique.error", "stage.error")]

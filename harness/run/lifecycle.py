@@ -1,0 +1,94 @@
+"""The emulated network's lifetime: up inside a `with`, torn down however the block exits.
+
+Teardown runs on every exit path: normal end, exception, Ctrl-C, SIGTERM and
+SIGHUP (turned into SystemExit so `finally` runs), with signals held off while
+it runs. A run killed with -9 is cleaned up afterwards by `python -m harness.clean`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+from hydra.utils import get_method
+
+from harness.core.config import ConfigError
+from harness.emulation.ledger import Ledger, remove_run
+from harness.emulation.network import Emulation
+from harness.emulation.shapers.base import Shaper
+from harness.run.experiment import Experiment
+
+
+@contextlib.contextmanager
+def exit_on_signals() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise SystemExit in the main thread so teardown runs."""
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (teardown must finish)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN)
+           for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def make_plugin(group: str, node: dict):
+    """Build a plug-in from its config (`_target_` + kwargs)."""
+    kwargs = dict(node)
+    target = kwargs.pop("_target_")
+    try:
+        return get_method(target)(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{group}: {e}") from None
+
+
+def make_shaper(exp: Experiment) -> Shaper:
+    """The configured shaper; ConfigError (e.g. netem on a kernel without it) before the
+    network is touched."""
+    shaper = make_plugin("shaper", exp.shaper)
+    if not isinstance(shaper, Shaper):
+        raise ConfigError(f"shaper._target_={exp.shaper['_target_']!r}: did not return a Shaper")
+    return shaper
+
+
+@contextlib.contextmanager
+def emulated(exp: Experiment, shaper: Shaper | None = None) -> Iterator[Emulation]:
+    """The experiment's network, up; torn down (signals held off) however the block exits."""
+    shaper = shaper or make_shaper(exp)
+    ledger = Ledger.new()
+    emu: Emulation | None = None
+    try:
+        backend = make_plugin("backend", exp.backend)
+        emu = Emulation(exp.topology, exp.network, backend, shaper, ledger, exp.seed)
+        emu.start()
+        yield emu
+    finally:
+        with signals_held():
+            t = time.monotonic()
+            if emu is not None:
+                emu.stop()
+                emu.timings["teardown_s"] = time.monotonic() - t
+            else:
+                remove_run(ledger.prefix)

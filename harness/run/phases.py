@@ -1,0 +1,136 @@
+"""One run, as phases: prepare, bring up, deploy, replay with faults, tear down, account.
+
+Each phase is a method with one job; they share the run's state on `Run`.
+What runs on the network (nothing, or an inference pipeline) is one object with
+the same interface either way (`harness.run.inference`). The network is torn
+down on every exit path (`harness.run.lifecycle.emulated`), and `account`
+writes the outputs whatever happened before it: summary.json says VALID only
+when nothing went wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from harness.core.files import SCHEMA_VERSION, write_json, write_parquet
+from harness.emulation.network import Emulation
+from harness.faults.actions import FaultInjector
+from harness.measure.fidelity import check_links
+from harness.measure.metrics import clean_json
+from harness.run.events import EVENT_COLUMNS, EventLog
+from harness.run.experiment import Experiment
+from harness.run.inference import Inference, NoLoad
+from harness.run.lifecycle import emulated, exit_on_signals, make_shaper
+
+log = logging.getLogger("harness")
+VALID, INVALID = "VALID", "INVALID"
+
+
+class Run:
+    def __init__(self, exp: Experiment, out_dir: Path, interactive: bool = False) -> None:
+        self.exp, self.out_dir, self.interactive = exp, out_dir, interactive
+        self.events = EventLog()
+        self.reasons: list[str] = []  # why the run is INVALID; empty = VALID
+        self.emu: Emulation | None = None
+        self.load: NoLoad = (Inference(exp, out_dir, self.events) if exp.workload
+                             else NoLoad())
+        self.summary: dict = {}
+
+    def execute(self) -> str:
+        """All phases; returns the verdict. Exceptions propagate after `account`."""
+        self.prepare()
+        try:
+            with exit_on_signals(), emulated(self.exp, self.shaper) as emu:
+                self.emu = emu
+                self.bring_up()
+                t0 = self.deploy()
+                self.replay_with_faults(t0)
+            # leaving `emulated` tore the network down
+        except KeyboardInterrupt:
+            self.reasons.append("interrupted")
+            raise
+        except SystemExit as e:
+            self.reasons.append(f"terminated by signal ({e.code})")
+            raise
+        except Exception as e:
+            self.reasons.append(f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            self.account()
+        return self.summary["verdict"]
+
+    def prepare(self) -> None:
+        """Everything that needs no network: the shaper (a ConfigError stops the run before
+        anything changes), the summary's header, partitions and the request schedule."""
+        exp = self.exp
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.shaper = make_shaper(exp)
+        self.summary = {
+            "schema_version": SCHEMA_VERSION, "verdict": INVALID, "verdict_reasons": [],
+            "warnings": [], "mode": exp.mode, "topology": exp.topology_name,
+            "faults": exp.faults_name, "backend": exp.backend.get("_target_"),
+            "seed": exp.seed, "duration_s": exp.run.duration_s, "shaper": self.shaper.name,
+            "config_hash": exp.config_hash, "config": exp.config,
+            "technique": exp.technique_name if exp.workload else None,
+            "workload": exp.config.get("workload", {}).get("model") if exp.workload else None,
+            "slo_ms": exp.workload.slo_ms if exp.workload else None,
+            "faults_schedule": [dataclasses.asdict(a) for a in exp.faults.schedule()],
+        }
+        self.load.prepare()
+
+    def bring_up(self) -> None:
+        """Record the network that came up; measure its links if asked to."""
+        emu = self.emu
+        assert emu is not None
+        self.summary["prefix"] = emu.ledger.prefix
+        self.summary["network"] = emu.describe()
+        log.info("network up in %.2fs (shaper=%s, prefix=%s)", emu.timings["up_s"],
+                 emu.shaper.name, emu.ledger.prefix)
+        if self.exp.fidelity.enabled:
+            fid = check_links(emu, self.exp.fidelity)
+            write_json(self.out_dir / "fidelity.json", fid)
+            for n in fid["out_of_tolerance"]:
+                self.summary["warnings"].append(f"link {n} outside fidelity tolerance")
+                log.warning("link %s outside fidelity tolerance: %s", n, fid["links"][n])
+
+    def deploy(self) -> float:
+        """Start stages and sensors until all are ready; returns t0, the schedule's start."""
+        assert self.emu is not None
+        t0 = self.load.deploy(self.emu, self.summary)
+        self.events.t0 = t0
+        self.events.record("run.start", "", {"up_s": self.emu.timings["up_s"]}, at=t0)
+        return t0
+
+    def replay_with_faults(self, t0: float) -> None:
+        """The schedule runs: requests, faults and the technique, until the run's end."""
+        emu = self.emu
+        assert emu is not None
+        injector = FaultInjector(emu, self.exp.faults, self.events.record)
+        self.load.attach(injector)
+        injector.start(t0)
+        try:
+            self.load.run(self.exp.run.duration_s, self.interactive, emu)
+        finally:
+            injector.stop()
+            self.reasons += self.load.stop(self.summary)
+        self.reasons += injector.errors + emu.trace_errors()
+        self.summary["link_stats"] = emu.shaper.stats()
+        self.events.record("run.end", "", {})
+
+    def account(self) -> None:
+        """Outputs, whatever happened: requests, metrics, events, the verdict."""
+        if self.emu is not None:
+            self.summary["timings"] = self.emu.timings
+        self.reasons += self.load.account(self.summary, self.events, self.emu)
+        self.summary["verdict_reasons"] = self.reasons
+        self.summary["verdict"] = INVALID if self.reasons else VALID
+        write_parquet(self.out_dir / "events.parquet", self.events.rows, EVENT_COLUMNS)
+        write_json(self.out_dir / "summary.json", clean_json(self.summary))
+        log.info("verdict %s %s -> %s", self.summary["verdict"], self.reasons, self.out_dir)
+
+
+def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
+    """Run `exp` writing into `out_dir`; the exit code: 0 VALID, 1 INVALID."""
+    return 0 if Run(exp, out_dir, interactive).execute() == VALID else 1

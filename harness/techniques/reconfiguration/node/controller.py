@@ -1,0 +1,82 @@
+"""The reconfiguration controller: a process on a chosen node that watches stage health
+over the emulated network and, when a stage's node fails, has the stage re-placed on a
+surviving node and pushes the new route upstream.
+
+Started by the harness in the controller's node as
+`python -m harness.techniques.reconfiguration.node.controller PLAN.json EVENTS.jsonl`.
+Starting a process on another node is the one thing it cannot do from inside its
+namespace, so it asks the harness (its parent, standing in for a node
+agent) on stdout, `{"op": "start", "stage": ..., "node": ...}`, and reads the reply on
+stdin. Everything else, detection and the route push, crosses the emulated network.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import grpc
+
+from harness.pipeline.client import control_call, live_fresh
+from harness.pipeline.node.health import EventSink
+
+
+def ask(msg: dict) -> dict:
+    print(json.dumps(msg), flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(0)  # the harness is gone
+    return json.loads(line)
+
+
+def run(plan: dict, events: EventSink) -> None:
+    """plan: watch [{stage, addr, upstream_addr, route (the upstream's route)}], replace
+    {stage: node}, period_ms, timeout_ms, failures."""
+    period, timeout = plan["period_ms"] / 1000, plan["timeout_ms"] / 1000
+    watch = {w["stage"]: w for w in plan["watch"]}
+    fails = dict.fromkeys(watch, 0)
+    seen_up: set[str] = set()
+    while watch:
+        t0 = time.monotonic()
+        for stage, w in list(watch.items()):
+            if live_fresh(w["addr"], timeout):
+                fails[stage] = 0
+                seen_up.add(stage)
+                continue
+            fails[stage] += 1
+            if stage not in seen_up or fails[stage] < plan["failures"]:
+                continue
+            events("detect", w["addr"], stage=stage)
+            node = plan["replace"][stage]
+            reply = ask({"op": "start", "stage": stage, "node": node})
+            if not reply.get("ok"):
+                events("reconfigure.error", w["addr"], stage=stage, error=reply.get("error"))
+                del watch[stage]
+                continue
+            route = dict(w["route"], targets=[reply["addr"]])
+            for _ in range(50):  # the upstream stage may itself be busy; retry briefly
+                try:
+                    control_call(w["upstream_addr"], "SetRoute", {"route": route}, timeout=1)
+                    break
+                except grpc.RpcError:
+                    time.sleep(0.02)
+            events("reconfigure", reply["addr"], stage=stage, node=node,
+                   upstream=w["upstream_addr"])
+            del watch[stage]
+        time.sleep(max(0.0, t0 + period - time.monotonic()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 2:
+        print(f"usage: python -m {__spec__.name} PLAN.json EVENTS.jsonl", file=sys.stderr)
+        return 2
+    with open(args[0]) as f:
+        plan = json.load(f)
+    run(plan, EventSink(args[1], f"{plan['node']}:controller"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

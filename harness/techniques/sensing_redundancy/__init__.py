@@ -1,0 +1,52 @@
+"""Sensing redundancy: several sensors observe the same phenomenon; fuse what arrives.
+
+Every sensor sends every request (one observation, its own noise: two cameras
+seeing the same digit), each through the pipeline; a fusion stage after the last
+stage averages the logits of the observations that arrive within `wait_ms` of the
+first. A crashed, cut off or noisy sensor costs accuracy, not availability.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.core.config import fail
+from harness.emulation.topology import Topology
+from harness.pipeline.config import PipelineConfig
+from harness.pipeline.deployment import Instance, primaries, routes
+from harness.pipeline.routing import Route
+from harness.techniques.base import Technique
+
+FUSER = "harness.techniques.sensing_redundancy.node.fusion:Fuser"  # runs in the stage
+
+
+class SensingRedundancy(Technique):
+    name = "sensing_redundancy"
+    observations = True
+
+    def __init__(self, fusion_node: str | None = None, wait_ms: float = 20.0) -> None:
+        if wait_ms <= 0:
+            fail("technique.wait_ms", wait_ms, "must be > 0")
+        self.fusion_node, self.wait_ms = fusion_node, wait_ms
+
+    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+        sensors = [n.name for n in topo.nodes if n.role == "sensor"]
+        if len(sensors) < 2:
+            fail("technique", self.name, f"needs at least two sensors (topology has "
+                                         f"{len(sensors)})")
+        if self.fusion_node is not None and self.fusion_node not in {n.name for n in topo.nodes}:
+            fail("technique.fusion_node", self.fusion_node, "unknown node")
+        self.n_sensors = len(sensors)
+
+    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+                  ips: dict[str, str]) -> list[Instance]:
+        base = routes(pipe, ips)
+        last = pipe.stages[-1]
+        node = self.fusion_node or last.node
+        port = pipe.port + 1 if any(s.node == node for s in pipe.stages) else pipe.port
+        base[last.name] = Route("fusion", [f"{ips[node]}:{port}"], [pipe.output])
+        return primaries(pipe, files, base) + [
+            Instance("fusion", node, None, None, port=port, null=pipe.output,
+                     args=["--join", FUSER, "--join-args",
+                           json.dumps({"expected": self.n_sensors, "wait_ms": self.wait_ms})])]

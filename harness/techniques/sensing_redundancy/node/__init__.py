@@ -1,0 +1,1 @@
+"""Runs inside a node: the fusion a stage applies to redundant observations."""

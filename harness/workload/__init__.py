@@ -1,0 +1,1 @@
+"""The workload: sample libraries, the request schedule, replaying it through sensors."""

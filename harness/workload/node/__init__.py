@@ -1,0 +1,1 @@
+"""Runs inside a sensor node: the open-loop load generator."""

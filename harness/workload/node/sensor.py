@@ -1,0 +1,186 @@
+"""A sensor: replays its part of the schedule open loop against the first stage.
+
+Run inside a sensor node by the harness:
+`python -m harness.workload.node.sensor PLAN.json OUT.jsonl`.
+It builds its payloads, warms the chain up with one unrecorded request, prints
+`{"ready": true}` and reads `{"t0": ...}` from stdin. Each request then leaves at its scheduled
+time whatever earlier requests are doing (open loop: a stalled pipeline must not
+slow the load), and every answer or error is appended to OUT.jsonl as it
+arrives, so a run that dies keeps what was recorded. Times are seconds since
+run start, measured on CLOCK_MONOTONIC, which every namespace shares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from harness.pipeline.client import CHANNEL_OPTIONS
+from harness.pipeline.codec import decode_outputs, infer_request
+
+SPIN_S = 0.0004  # sleep until this close to the send time, then spin
+
+
+def payload(plan: dict, sample_id: int) -> dict[str, np.ndarray]:
+    from harness.workload import datasets
+
+    if plan["dataset"] == "digits":
+        return {plan["input"]: datasets.digits_frame(sample_id, plan.get("camera", 0),
+                                                     plan.get("noise_seed", 0))}
+    raise ValueError(f"unknown dataset {plan['dataset']}")
+
+
+def sleep_until(t: float) -> None:
+    left = t - time.monotonic()
+    if left > SPIN_S:
+        time.sleep(left - SPIN_S)
+    while time.monotonic() < t:
+        pass
+
+
+class Recorder:
+    """Appends one JSON line per outcome; line-buffered so a crash loses nothing written."""
+
+    def __init__(self, path: str) -> None:
+        self.f = open(path, "a", buffering=1)
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.done = threading.Condition(self.lock)
+
+    def write(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec)
+        with self.lock:
+            self.f.write(line + "\n")
+            self.pending -= 1
+            self.done.notify_all()
+
+
+def warm_up(stub: pb_grpc.GRPCInferenceServiceStub, plan: dict, sample_id: int) -> None:
+    """One unrecorded request through the whole chain: connections exist before t0."""
+    msg = infer_request(plan["model"], payload(plan, sample_id), "warmup")
+    for _ in range(100):
+        try:
+            stub.ModelInfer(msg, timeout=2)
+            return
+        except grpc.RpcError:
+            time.sleep(0.1)
+    raise RuntimeError(f"warm-up request to {plan['target']} failed for 10 s")
+
+
+class SensorFault:
+    """Noisy or stuck output, switched by the harness: SIGUSR1 re-reads OUT.fault.json."""
+
+    def __init__(self, path: str, seed: int) -> None:
+        self.path, self.mode = path, {}
+        self.rng = np.random.default_rng(seed)
+        self.last: pb.ModelInferRequest | None = None
+
+    def reload(self, *_: object) -> None:
+        try:
+            with open(self.path) as f:
+                self.mode = json.load(f)
+        except (OSError, ValueError):
+            self.mode = {}
+
+    def apply(self, msg, plan: dict, sample_id: int, rid: int, sched: float):
+        """The request as the faulty sensor would send it."""
+        if not self.mode:
+            self.last = msg
+            return msg
+        if self.mode.get("stuck") and self.last is not None:
+            stuck = pb.ModelInferRequest()
+            stuck.CopyFrom(self.last)
+            stuck.id = str(rid)
+            stuck.parameters["scheduled_s"].double_param = float(sched)
+            return stuck
+        frame = payload(plan, sample_id)[plan["input"]]
+        noisy = np.clip(frame + self.rng.normal(0, self.mode.get("noise_sigma", 0.5),
+                                                frame.shape), 0, 1).astype(np.float32)
+        return infer_request(plan["model"], {plan["input"]: noisy}, str(rid),
+                             {"sensor": plan["sensor"], "scheduled_s": float(sched),
+                              "slo_ms": float(plan["slo_ms"]), "noisy": True})
+
+
+def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
+    """Prepare, warm up, say ready, read t0 from `start`, then replay."""
+    requests = plan["requests"]  # [request_id, sample_id, scheduled_s]
+    # Each request names its sensor, schedule slot and deadline (the SLO) for the stages.
+    msgs = [infer_request(plan["model"], payload(plan, sample), str(rid),
+                          {"sensor": plan["sensor"], "scheduled_s": float(sched),
+                           "slo_ms": float(plan["slo_ms"])})
+            for rid, sample, sched in requests]
+    channel = grpc.insecure_channel(plan["target"], options=CHANNEL_OPTIONS)
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    if requests:
+        warm_up(stub, plan, requests[0][1])
+    fault = SensorFault(out[:-len(".jsonl")] + ".fault.json" if out.endswith(".jsonl")
+                        else out + ".fault.json", seed=len(requests))
+    signal.signal(signal.SIGUSR1, fault.reload)
+    print(json.dumps({"ready": True}), flush=True)
+    t0 = float(json.loads(start.readline())["t0"])
+    rec = Recorder(out)
+    deadline = t0 + plan["deadline_s"]
+    output = plan["output"]
+
+    def finish(rid: int, sent_s: float, fut: grpc.Future) -> None:
+        done_s = time.monotonic() - t0
+        r: dict[str, Any] = {"request_id": rid, "sent_s": sent_s}
+        try:
+            resp = fut.result()
+            logits = decode_outputs(resp)[output]
+            r.update(outcome="answer", completed_s=done_s,
+                     prediction=int(np.argmax(logits.reshape(-1))),
+                     path=resp.parameters["path"].string_param,
+                     degraded=bool(resp.parameters["degraded"].bool_param)
+                     if "degraded" in resp.parameters else False)
+        except grpc.RpcError as e:
+            lost = e.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+            r.update(outcome="lost" if lost else "error", completed_s=done_s,
+                     error=f"{e.code().name}: {e.details()}"[:300])
+        except Exception as e:  # a malformed answer is an error, not a crash of the sensor
+            r.update(outcome="error", completed_s=done_s, error=f"{type(e).__name__}: {e}")
+        rec.write(r)
+
+    for (rid, sample, sched), msg in zip(requests, msgs, strict=True):
+        msg = fault.apply(msg, plan, sample, rid, sched)
+        sleep_until(t0 + sched)
+        now = time.monotonic()
+        with rec.lock:
+            rec.pending += 1
+        fut = stub.ModelInfer.future(msg, timeout=max(0.001, deadline - now))
+        sent_s = now - t0
+        fut.add_done_callback(lambda f, rid=rid, s=sent_s: finish(rid, s, f))
+    with rec.lock:
+        rec.done.wait_for(lambda: rec.pending == 0,
+                          timeout=max(0.0, deadline - time.monotonic()) + 5)
+    rec.f.close()
+    channel.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 2:
+        print("usage: python -m harness.workload.node.sensor PLAN.json OUT.jsonl", file=sys.stderr)
+        return 2
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(3))  # send on time
+    except (OSError, AttributeError):
+        pass
+    with open(args[0]) as f:
+        plan = json.load(f)
+    return run(plan, args[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

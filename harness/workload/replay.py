@@ -1,0 +1,144 @@
+"""Running the schedule: one sensor process per sensor node, then every request accounted for.
+
+The harness hands each sensor its slice of the schedule (ids only; the sensor
+builds payloads from the sample library) and a common start time t0 on the
+shared monotonic clock; fault times and scheduled times count from the same t0.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.files import write_json
+from harness.measure.metrics import outcomes, read_records
+from harness.pipeline.config import PipelineConfig
+from harness.workload.schedule import Scheduled, WorkloadConfig
+
+
+def labels_for(model: str, sample_ids: set[int]) -> dict[int, int]:
+    from harness.workload import datasets
+
+    if model == "digits":
+        return {i: datasets.digits_label(i) for i in sample_ids}
+    raise ValueError(model)
+
+
+class Replay:
+    def __init__(self, emu, workload: WorkloadConfig, pipe: PipelineConfig, sensors: list[str],
+                 schedule: list[Scheduled], duration_s: float, run_dir: Path,
+                 redundant: bool = False) -> None:
+        self.redundant = redundant  # every sensor sends every request
+        self.emu, self.wl, self.pipe = emu, workload, pipe
+        self.sensors, self.schedule, self.duration_s = sensors, schedule, duration_s
+        self.dir = run_dir / "sensors"
+        self.procs: dict[str, object] = {}
+        self.t0 = 0.0
+
+    @property
+    def deadline_s(self) -> float:
+        """Seconds after t0 at which an unanswered request counts as lost."""
+        return self.duration_s + self.wl.grace_s
+
+    def start(self) -> float:
+        """Start every sensor, wait until all are ready, give them t0; returns t0."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        first = self.pipe.stages[0]
+        target = f"{self.emu.ips[first.node]}:{self.pipe.port}"
+        for i, sensor in enumerate(self.sensors):
+            plan = {
+                "sensor": sensor, "deadline_s": self.deadline_s,
+                "target": target, "model": first.name, "input": self.pipe.sensor_inputs()[0],
+                "output": self.pipe.output, "dataset": self.wl.model, "camera": i,
+                "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
+                "requests": [[s.request_id, s.sample_id, s.scheduled_s]
+                             for s in self.schedule if self.redundant or s.sensor == sensor],
+            }
+            plan_file = self.dir / f"{sensor}.plan.json"
+            write_json(plan_file, plan)
+            log = open(self.dir / f"{sensor}.log", "w")
+            self.procs[sensor] = self.emu.nodes[sensor].popen(
+                [sys.executable, "-m", "harness.workload.node.sensor", str(plan_file),
+                 str(self.dir / f"{sensor}.jsonl")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+        for sensor, p in self.procs.items():
+            line = p.stdout.readline()  # blocks until ready (or the sensor died)
+            if "ready" not in line:
+                p.wait()
+                raise RuntimeError(f"sensor {sensor} did not start: "
+                                   f"{self._last_log_line(sensor)}")
+        self.t0 = time.monotonic() + self.wl.start_delay_s
+        for p in self.procs.values():
+            p.stdin.write(json.dumps({"t0": self.t0}) + "\n")
+            p.stdin.close()
+        return self.t0
+
+    def _last_log_line(self, sensor: str) -> str:
+        lines = (self.dir / f"{sensor}.log").read_text().strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def sensor_fault(self, sensor: str, mode: dict | None) -> None:
+        """Make a sensor's output noisy or stuck (mode) or clean again (None)."""
+        import signal
+
+        proc = self.procs.get(sensor)
+        if proc is None or proc.poll() is not None:
+            raise RuntimeError(f"sensor {sensor} is not running")
+        write_json(self.dir / f"{sensor}.fault.json", mode or {})
+        proc.send_signal(signal.SIGUSR1)
+
+    def wait(self) -> None:
+        """Until every sensor is done, or the deadline (plus a margin) has passed."""
+        end = self.t0 + self.deadline_s + 5
+        while time.monotonic() < end:
+            if all(p.poll() is not None for p in self.procs.values()):
+                return
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+    def outcomes(self) -> pd.DataFrame:
+        records = read_records([self.dir / f"{s}.jsonl" for s in self.sensors])
+        labels = labels_for(self.wl.model, {s.sample_id for s in self.schedule})
+        return outcomes(self.schedule, records, labels, self.wl.slo_ms, self.deadline_s)
+
+    def sensor_errors(self) -> list[str]:
+        """Sensors that exited with an error (their log's last line)."""
+        out = []
+        for s, p in self.procs.items():
+            if p.returncode not in (0, None, -9):
+                out.append(f"sensor {s} exited {p.returncode}: {self._last_log_line(s)}")
+        return out
+
+
+def reference_accuracy(model: str, pipe: PipelineConfig, df: pd.DataFrame,
+                       sensors: list[str], noise_seed: int) -> float | None:
+    """The whole model, in process, on the same answered samples and frames: what the
+    pipeline's accuracy must equal when nothing degrades."""
+    import numpy as np
+
+    from harness.pipeline.config import resolve
+    from harness.pipeline.partition import load_session
+    from harness.workload import datasets
+
+    answered = df[df["status"].isin(["ok", "late"])]
+    if answered.empty or model != "digits":
+        return None
+    sess = load_session(resolve(pipe.model_file, "pipeline.model_file"))
+    camera = {s: i for i, s in enumerate(sensors)}
+    correct = 0
+    for sensor, sample, label in zip(answered["sensor"], answered["sample_id"],
+                                     answered["label"], strict=True):
+        x = datasets.digits_frame(int(sample), camera[sensor], noise_seed)
+        pred = int(np.argmax(sess.run(None, {"image": x})[0]))
+        correct += int(pred == label)
+    return correct / len(answered)
