@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.pipeline.partition import load_session
+from harness.pipeline.sessions import load_session
 from harness.workload import datasets
 
 MODELS = Path(__file__).resolve().parent

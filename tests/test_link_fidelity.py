@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.report import bench
+from harness.report import link_bench as bench
 from tests.helpers import root_only
 
 pytestmark = [pytest.mark.needs_root, root_only]

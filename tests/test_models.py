@@ -16,13 +16,8 @@ import numpy as np
 import pytest
 
 from harness.core.config import ConfigError
-from harness.pipeline.partition import (
-    extract_partition,
-    load_session,
-    parse_part,
-    providers_used,
-    split_model,
-)
+from harness.pipeline.partition import extract_partition, parse_part, split_model
+from harness.pipeline.sessions import load_session, providers_used
 from harness.workload import datasets
 from models import evaluate
 

@@ -26,7 +26,7 @@ from harness.measure import overhead
 from harness.measure.overhead import free_port, start_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.codec import decode_outputs, infer_request
-from harness.pipeline.partition import load_session
+from harness.pipeline.sessions import load_session
 from harness.workload import datasets
 
 REPO = Path(__file__).resolve().parent.parent

@@ -144,7 +144,7 @@ def _timed(fn: Callable[[], object], n: int, warmup: int) -> list[float]:
 
 def measure_inprocess(model_path: str | os.PathLike, n: int, warmup: int = 50) -> list[float]:
     """(a) Durations (s) of `session.run` on one intra-op thread."""
-    from harness.pipeline.partition import load_session
+    from harness.pipeline.sessions import load_session
 
     session = load_session(model_path, ["CPUExecutionProvider"], 1)
     x = np.random.default_rng(0).random((1, N_FLOATS), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Cut any ONNX model into partitions at named tensors, and load partitions for serving.
+"""Cut any ONNX model into partitions at named tensors, validated before anything is written.
 
 A pipeline stage (device, edge, cloud) runs one partition: the sub-graph
 between a set of input tensors and a set of output tensors of the full model.
@@ -11,7 +11,7 @@ inputs (found by walking the graph backwards from the outputs ourselves).
 
 CLI (exit 2 with one line on bad input)::
 
-    python -m harness.pipeline.partition models/digits/full.onnx \\
+    python -m harness.partition models/digits/full.onnx \\
         --part head:image:h --part middle:h:m --part tail:m,h:logits --out /tmp/parts
 
 Tensor names containing ':' or ',' cannot be given on the command line; use
@@ -252,39 +252,6 @@ def parse_part(spec: str) -> tuple[str, list[str], list[str]]:
 
 
 # ---------------------------------------------------------------- serving
-
-def load_session(path: str | os.PathLike, providers: Sequence[str] | None = None,
-                 intra_op_threads: int = 1):
-    """An onnxruntime InferenceSession pinned to ``intra_op_threads`` and one inter-op thread.
-
-    Pinning matters: ORT's default spreads one request over every core, which
-    on a node with a CPU quota makes latency depend on scheduling, not on the
-    model. ConfigError (one line) for a missing or unreadable model.
-    """
-    import onnxruntime as ort
-
-    path = Path(path)
-    if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) \
-            or intra_op_threads < 1:
-        fail("intra_op_threads", intra_op_threads, "must be an integer >= 1")
-    if not path.is_file():
-        fail("model", str(path), "cannot read ONNX model (no such file)")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = intra_op_threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3  # errors only: warnings would interleave with run output
-    try:
-        return ort.InferenceSession(str(path), sess_options=so,
-                                    providers=list(providers or ["CPUExecutionProvider"]))
-    except Exception as e:
-        fail("model", str(path), f"cannot read ONNX model ({_first_line(e)})")
-
-
-def providers_used(session) -> list[str]:
-    """The execution providers the session really uses (ORT falls back silently)."""
-    return list(session.get_providers())
-
 
 # ---------------------------------------------------------------- CLI
 

@@ -60,7 +60,7 @@ class Structural(Technique):
 
     def _check_early_exit(self, pipe: PipelineConfig) -> None:
         """The exit model must take what the stage before the skipped one sends on."""
-        from harness.pipeline.partition import load_session
+        from harness.pipeline.sessions import load_session
 
         names = [s.name for s in pipe.stages]
         if self.skip_stage not in names or names.index(self.skip_stage) == 0:

@@ -1,5 +1,9 @@
 """Userspace delay line: netem-like delay, jitter and loss between veth pairs.
 
+One module on purpose (about 420 lines): it is a standalone process in the wire
+namespace that imports nothing from the harness (fast start, no dependencies in
+the hot path), and its timing loop reads best in one place.
+
 The kernel here has no sch_netem, so this process, run inside a dedicated
 "wire" network namespace, bridges pairs of interfaces with AF_PACKET raw
 sockets and holds each frame in a time-ordered heap until its release time.

@@ -19,7 +19,7 @@ class Runner:
             self.outputs = dict(self.inputs)
             self.providers: list[str] = []
             return
-        from harness.pipeline.partition import load_session, providers_used
+        from harness.pipeline.sessions import load_session, providers_used
 
         self.session = load_session(model_path, providers, threads)
         self.providers = providers_used(self.session)

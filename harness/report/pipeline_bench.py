@@ -1,0 +1,87 @@
+"""Every technique under its faults, run as a user runs it (`python -m harness`), the same
+seeds for all: medians over seeds and overheads against the baseline without faults.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+# technique label -> overrides; each runs under the faults listed with it
+MATRIX = [
+    ("baseline", ["technique=baseline"], ["none", "edge_crash"]),
+    ("failover warm", ["technique=failover"], ["none", "edge_crash"]),
+    ("failover active_active", ["technique=failover", "technique.mode=active_active"],
+     ["none", "edge_crash"]),
+    ("failover cold", ["technique=failover", "technique.mode=cold"], ["edge_crash"]),
+    ("failover small variant",
+     ["technique=failover", "technique.variant.middle=models/digits/middle_small.onnx"],
+     ["edge_crash"]),
+    ("structural", ["technique=structural"], ["none", "edge_crash", "edge_crash_recover"]),
+    ("structural early exit",
+     ["technique=structural", "technique.early_exit=models/digits/exit1.onnx"], ["edge_crash"]),
+    ("reconfiguration", ["technique=reconfiguration"], ["none", "edge_crash"]),
+    ("sensing_redundancy", ["technique=sensing_redundancy"],
+     ["none", "sensor_crash", "sensor_noise"]),
+    ("baseline", ["technique=baseline"], ["sensor_crash", "sensor_noise"]),
+]
+PIPELINE_KEYS = ["availability", "availability_after_fault", "availability_after_recovery",
+                 "accuracy", "accuracy_after_fault", "mttd_ms", "mttr_ms", "cpu_s",
+                 "bytes_sent", "replicas"]
+
+
+def run_harness(overrides: list[str], timeout_s: float = 600) -> dict:
+    """`python -m harness <overrides>` as a user runs it; its summary.json."""
+    from harness.core.paths import REPO as repo
+    p = subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=repo,
+                       capture_output=True, text=True, timeout=timeout_s)
+    lines = p.stdout.strip().splitlines()
+    run_dir = Path(lines[-1]) if lines else None  # 0 VALID, 1 INVALID: both have results
+    if p.returncode not in (0, 1) or run_dir is None or not (run_dir / "summary.json").exists():
+        err = (p.stderr + p.stdout).strip().splitlines()
+        raise RuntimeError(f"harness {' '.join(overrides)} failed ({p.returncode}): "
+                           f"{err[-1] if err else ''}")
+    return json.loads((run_dir / "summary.json").read_text()) | {"run_dir": str(run_dir)}
+
+
+def _median(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def pipeline_rows(duration_s: float, seeds: int = 1) -> list[dict]:
+    """Every technique under its faults on device_edge_cloud, the same seeds for all:
+    medians over seeds, and overheads relative to the baseline without faults."""
+    rows = []
+    for label, overrides, faults in MATRIX:
+        for faults_name in faults:
+            runs = [run_harness(["topology=device_edge_cloud", "workload=digits", *overrides,
+                                 f"faults={faults_name}", f"run.duration_s={duration_s}",
+                                 f"seed={seed}"]) for seed in range(1, seeds + 1)]
+            row = {"technique": label, "faults": faults_name, "seeds": seeds,
+                   "valid": sum(r["verdict"] == "VALID" for r in runs),
+                   "p50_ms": _median([r["latency_ms"]["p50"] for r in runs]),
+                   "p99_ms": _median([r["latency_ms"]["p99"] for r in runs]),
+                   "run_dirs": [r["run_dir"] for r in runs]}
+            for k in PIPELINE_KEYS:
+                row[k] = _median([r.get(k) for r in runs])
+            rows.append(row)
+    base = next(r for r in rows if r["technique"] == "baseline" and r["faults"] == "none")
+    for r in rows:
+        r["cpu_vs_baseline"] = (r["cpu_s"] / base["cpu_s"]) if r["cpu_s"] and base["cpu_s"] \
+            else None
+        r["bytes_vs_baseline"] = (r["bytes_sent"] / base["bytes_sent"]) \
+            if r["bytes_sent"] and base["bytes_sent"] else None
+        r["p50_vs_baseline_ms"] = (r["p50_ms"] - base["p50_ms"]) \
+            if r["p50_ms"] is not None else None
+    return rows
+
+
+PIPELINE_COLS = ["technique", "faults", "valid", "availability", "availability_after_fault",
+                 "p50_ms", "p99_ms", "accuracy", "accuracy_after_fault", "mttd_ms", "mttr_ms",
+                 "replicas", "cpu_vs_baseline", "bytes_vs_baseline", "p50_vs_baseline_ms"]
+
+
