@@ -8,7 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, accounting, harness_cmd, machine_state, root_only, run_pipeline
+from tests.helpers import (
+    REPO,
+    accounting,
+    harness_cmd,
+    machine_state,
+    root_only,
+    run_dir,
+    run_outputs,
+    run_pipeline,
+)
 
 pytestmark = [pytest.mark.needs_root, root_only]
 BASE = ["topology=device_edge_cloud", "workload=digits", "technique=baseline"]  # bad input
@@ -102,3 +111,20 @@ def test_corrupt_model_exit_2(tmp_path: Path) -> None:
     p = harness_cmd(*BASE, f"pipeline.model_file={bad}")
     assert p.returncode == 2
     assert "pipeline.model_file" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_run_exits_1_and_says_where_and_why() -> None:
+    """A run that cannot do what it was asked (here: stages not ready in time) is INVALID:
+    exit 1, its directory on the last stdout line, the reason in summary.json, error.txt,
+    every request still accounted for, nothing left on the machine."""
+    before = machine_state()
+    p = harness_cmd(*BASE, "pipeline.ready_timeout_s=0.001", "run.duration_s=2", timeout=120)
+    assert p.returncode == 1, p.stderr[-2000:]
+    s, df, _ = run_outputs(run_dir(p.stdout))
+    assert s["verdict"] == "INVALID"
+    assert any("not ready" in r for r in s["verdict_reasons"]), s["verdict_reasons"]
+    assert (run_dir(p.stdout) / "error.txt").read_text().strip()
+    assert df is not None and len(df) == s["n_scheduled"] > 0  # never sent: lost, not dropped
+    assert (df["status"] == "lost").all()
+    accounting(s, df)
+    assert machine_state() == before

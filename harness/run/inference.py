@@ -12,12 +12,13 @@ from pathlib import Path
 from harness.core.files import write_parquet_df
 from harness.emulation.network import Emulation
 from harness.faults.actions import FaultInjector
-from harness.measure.metrics import summarize
+from harness.measure.metrics import outcomes, read_records, summarize
+from harness.measure.reference import reference_accuracy
 from harness.measure.resilience import breakdown_ms, overheads, resilience
 from harness.pipeline.deployment import Deployment
 from harness.run.events import EventLog
 from harness.run.experiment import Experiment, sensors_of
-from harness.workload.replay import Replay, reference_accuracy
+from harness.workload.replay import Replay
 from harness.workload.schedule import make_schedule
 
 
@@ -57,6 +58,7 @@ class Inference(NoLoad):
         assert exp.workload is not None and exp.pipeline is not None
         self.exp, self.out_dir, self.events = exp, out_dir, events
         self.technique = exp.technique
+        self.library = exp.workload.library()
         self.sensors = sensors_of(exp.workload, exp.topology)
         self.redundant = exp.technique.observations
         # redundant sensing: one request per observation, sent by every sensor
@@ -112,10 +114,13 @@ class Inference(NoLoad):
 
     def account(self, summary: dict, events: EventLog, emu: Emulation | None) -> list[str]:
         reasons = self._merge_technique_events(events, emu)
-        if self.replay is None:
-            return reasons
         exp = self.exp
-        df = self.replay.outcomes()  # whatever happened, every scheduled request
+        wl = exp.workload
+        # whatever happened, every scheduled request gets one outcome (never sent: lost)
+        records = read_records(self.replay.record_files()) if self.replay else {}
+        labels = self.library.labels({s.sample_id for s in self.schedule})
+        df = outcomes(self.schedule, records, labels, wl.slo_ms,
+                      exp.run.duration_s + wl.grace_s)
         write_parquet_df(self.out_dir / "requests.parquet", df)
         summary.update(summarize(df))
         fault_at = exp.faults.first_fault_s()
@@ -124,7 +129,7 @@ class Inference(NoLoad):
             self.technique.recovery_breakdown_from(self.technique_events), events.t0, fault_at,
             summary.get("mttr_ms"))
         summary["reference_accuracy"] = None if self.redundant else reference_accuracy(
-            exp.workload.model, exp.pipeline, df, self.sensors, exp.workload.noise_seed)
+            self.library, exp.pipeline, df, self.sensors, wl.noise_seed)
         if (summary["lateness_ms"]["p99"] or 0) > 1.0:
             summary["warnings"].append(
                 f"load generator lateness p99 {summary['lateness_ms']['p99']:.2f} ms > 1 ms")

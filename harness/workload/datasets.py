@@ -1,4 +1,4 @@
-"""The sample library: deterministic sensor data the load generator replays.
+"""The data sets behind the sample libraries (`samples/`): deterministic sensor data.
 
 Two data sets that ship inside installed packages (nothing is downloaded):
 

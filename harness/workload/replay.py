@@ -13,20 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from harness.core.files import write_json
-from harness.measure.metrics import outcomes, read_records
 from harness.pipeline.config import PipelineConfig
 from harness.workload.schedule import Scheduled, WorkloadConfig
-
-
-def labels_for(model: str, sample_ids: set[int]) -> dict[int, int]:
-    from harness.workload import datasets
-
-    if model == "digits":
-        return {i: datasets.digits_label(i) for i in sample_ids}
-    raise ValueError(model)
 
 
 class Replay:
@@ -50,11 +39,12 @@ class Replay:
         self.dir.mkdir(parents=True, exist_ok=True)
         first = self.pipe.stages[0]
         target = f"{self.emu.ips[first.node]}:{self.pipe.port}"
+        self.check_inputs()
         for i, sensor in enumerate(self.sensors):
             plan = {
                 "sensor": sensor, "deadline_s": self.deadline_s,
-                "target": target, "model": first.name, "input": self.pipe.sensor_inputs()[0],
-                "output": self.pipe.output, "dataset": self.wl.model, "camera": i,
+                "target": target, "model": first.name, "output": self.pipe.output,
+                "samples": self.wl.samples, "sensor_index": i,
                 "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
                 "requests": [[s.request_id, s.sample_id, s.scheduled_s]
                              for s in self.schedule if self.redundant or s.sensor == sensor],
@@ -77,6 +67,19 @@ class Replay:
             p.stdin.write(json.dumps({"t0": self.t0}) + "\n")
             p.stdin.close()
         return self.t0
+
+    def check_inputs(self) -> None:
+        """Every sensor feeds inputs the first stage takes (before any process starts)."""
+        lib, takes = self.wl.library(), set(self.pipe.sensor_inputs())
+        for i, sensor in enumerate(self.sensors):
+            try:
+                names = lib.input_names(i)
+            except ValueError as e:
+                raise RuntimeError(f"sensor {sensor}: {e}") from None
+            if not set(names) <= takes:
+                raise RuntimeError(
+                    f"sensor {sensor} ({lib.name}) sends {', '.join(names)} but the first "
+                    f"stage takes {', '.join(sorted(takes))}")
 
     def _last_log_line(self, sensor: str) -> str:
         lines = (self.dir / f"{sensor}.log").read_text().strip().splitlines()
@@ -106,10 +109,9 @@ class Replay:
                 p.kill()
             p.wait()
 
-    def outcomes(self) -> pd.DataFrame:
-        records = read_records([self.dir / f"{s}.jsonl" for s in self.sensors])
-        labels = labels_for(self.wl.model, {s.sample_id for s in self.schedule})
-        return outcomes(self.schedule, records, labels, self.wl.slo_ms, self.deadline_s)
+    def record_files(self) -> list[Path]:
+        """Each sensor's JSONL record of answers and errors (appended as they arrive)."""
+        return [self.dir / f"{s}.jsonl" for s in self.sensors]
 
     def sensor_errors(self) -> list[str]:
         """Sensors that exited with an error (their log's last line)."""
@@ -118,27 +120,3 @@ class Replay:
             if p.returncode not in (0, None, -9):
                 out.append(f"sensor {s} exited {p.returncode}: {self._last_log_line(s)}")
         return out
-
-
-def reference_accuracy(model: str, pipe: PipelineConfig, df: pd.DataFrame,
-                       sensors: list[str], noise_seed: int) -> float | None:
-    """The whole model, in process, on the same answered samples and frames: what the
-    pipeline's accuracy must equal when nothing degrades."""
-    import numpy as np
-
-    from harness.pipeline.config import resolve
-    from harness.pipeline.partition import load_session
-    from harness.workload import datasets
-
-    answered = df[df["status"].isin(["ok", "late"])]
-    if answered.empty or model != "digits":
-        return None
-    sess = load_session(resolve(pipe.model_file, "pipeline.model_file"))
-    camera = {s: i for i, s in enumerate(sensors)}
-    correct = 0
-    for sensor, sample, label in zip(answered["sensor"], answered["sample_id"],
-                                     answered["label"], strict=True):
-        x = datasets.digits_frame(int(sample), camera[sensor], noise_seed)
-        pred = int(np.argmax(sess.run(None, {"image": x})[0]))
-        correct += int(pred == label)
-    return correct / len(answered)

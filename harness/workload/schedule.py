@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from harness.core.config import check_range, fail
+from harness.core.config import ConfigError, check_range, fail
+from harness.workload.samples.base import SampleLibrary, build, resolve
 
-MODELS = ("digits",)
+DEFAULT_SAMPLES = "harness.workload.samples.digits.Digits"
 ARRIVALS = ("fixed", "poisson", "recorded")
 
 
@@ -31,7 +33,9 @@ class RateStep:
 
 @dataclass
 class WorkloadConfig:
-    model: str = "digits"  # sample library and model family
+    model: str = "digits"  # the model family's name (summary.json's `workload`)
+    # the sample library (QSL): `_target_` (a SampleLibrary class) + its kwargs
+    samples: dict[str, Any] = field(default_factory=lambda: {"_target_": DEFAULT_SAMPLES})
     sensors: list[str] = field(default_factory=list)  # empty = every node with role sensor
     rate_hz: float = 10.0  # per sensor
     arrival: str = "fixed"  # fixed | poisson | recorded
@@ -41,10 +45,14 @@ class WorkloadConfig:
     grace_s: float = 2.0  # after the run, how long answers are still awaited
     noise_seed: int = 0  # camera noise seed (the model card's evaluation uses 0)
     start_delay_s: float = 0.5  # from all sensors ready to the first scheduled request
+    _library: SampleLibrary | None = field(default=None, init=False, repr=False,
+                                           compare=False)
 
     def validate(self, key: str) -> None:
-        if self.model not in MODELS:
-            fail(f"{key}.model", self.model, f"one of {', '.join(MODELS)}")
+        if not self.model:
+            fail(f"{key}.model", self.model, "must be a non-empty name")
+        self._library = None
+        self.library(key)
         if self.arrival not in ARRIVALS:
             fail(f"{key}.arrival", self.arrival, f"one of {', '.join(ARRIVALS)}")
         if self.rate_hz <= 0:
@@ -58,6 +66,27 @@ class WorkloadConfig:
             if not self.timestamps_file:
                 fail(f"{key}.timestamps_file", None, "needed with arrival=recorded")
             load_timestamps(self.timestamps_file, f"{key}.timestamps_file")
+
+    def library(self, key: str = "workload") -> SampleLibrary:
+        """The sample library `samples` names, built once; a bad one is a one-line
+        ConfigError naming its key."""
+        if self._library is not None:
+            return self._library
+        target = self.samples.get("_target_")
+        if not target:
+            fail(f"{key}.samples._target_", target, "missing")
+        try:
+            resolve(target)
+        except Exception:
+            fail(f"{key}.samples._target_", target, "cannot be imported")
+        try:
+            self._library = build(self.samples)
+        except ValueError as e:  # a bad kwarg: "<kwarg>=<value>: why"
+            raise ConfigError(f"{key}.samples.{str(e).splitlines()[0]}") from None
+        except TypeError as e:  # an unknown or missing kwarg, or not a SampleLibrary
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"{key}.samples: {msg}") from None
+        return self._library
 
 
 @dataclass(frozen=True)
@@ -117,19 +146,10 @@ def arrival_times(cfg: WorkloadConfig, duration_s: float, rng: np.random.Generat
         out.append(t)
 
 
-def sample_ids(model: str) -> np.ndarray:
-    """The samples sensors replay: the model's test split (never seen in training)."""
-    from harness.workload import datasets
-
-    if model == "digits":
-        return np.asarray(datasets.digits_split()[1])
-    raise ValueError(model)
-
-
 def make_schedule(cfg: WorkloadConfig, sensors: list[str], duration_s: float,
                   seed: int) -> list[Scheduled]:
     """Every request of the run, ordered by time; ids are 0..n-1 in that order."""
-    ids = sample_ids(cfg.model)
+    ids = cfg.library().sample_ids()  # the library's test split, sorted
     rows: list[tuple[float, int, str, int]] = []
     for i, sensor in enumerate(sensors):
         arrivals_rng = np.random.default_rng([seed, 1, i])

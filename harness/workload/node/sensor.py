@@ -2,7 +2,9 @@
 
 Run inside a sensor node by the harness:
 `python -m harness.workload.node.sensor PLAN.json OUT.jsonl`.
-It builds its payloads, warms the chain up with one unrecorded request, prints
+It builds its payloads through the sample library its plan names (`samples`:
+`_target_` + kwargs; `sensor_index` says which sensor of the library it is), so
+it knows no data set. It warms the chain up with one unrecorded request, prints
 `{"ready": true}` and reads `{"t0": ...}` from stdin. Each request then leaves at its scheduled
 time whatever earlier requests are doing (open loop: a stalled pipeline must not
 slow the load), and every answer or error is appended to OUT.jsonl as it
@@ -27,17 +29,14 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.pipeline.client import CHANNEL_OPTIONS
 from harness.pipeline.codec import decode_outputs, infer_request
+from harness.workload.samples.base import SampleLibrary, build
 
 SPIN_S = 0.0004  # sleep until this close to the send time, then spin
 
 
-def payload(plan: dict, sample_id: int) -> dict[str, np.ndarray]:
-    from harness.workload import datasets
-
-    if plan["dataset"] == "digits":
-        return {plan["input"]: datasets.digits_frame(sample_id, plan.get("camera", 0),
-                                                     plan.get("noise_seed", 0))}
-    raise ValueError(f"unknown dataset {plan['dataset']}")
+def payload(lib: SampleLibrary, plan: dict, sample_id: int) -> dict[str, np.ndarray]:
+    """What this sensor observes of a sample (the library knows the data set)."""
+    return lib.payload(sample_id, plan["sensor_index"], plan.get("noise_seed", 0))
 
 
 def sleep_until(t: float) -> None:
@@ -65,9 +64,10 @@ class Recorder:
             self.done.notify_all()
 
 
-def warm_up(stub: pb_grpc.GRPCInferenceServiceStub, plan: dict, sample_id: int) -> None:
+def warm_up(stub: pb_grpc.GRPCInferenceServiceStub, lib: SampleLibrary, plan: dict,
+            sample_id: int) -> None:
     """One unrecorded request through the whole chain: connections exist before t0."""
-    msg = infer_request(plan["model"], payload(plan, sample_id), "warmup")
+    msg = infer_request(plan["model"], payload(lib, plan, sample_id), "warmup")
     for _ in range(100):
         try:
             stub.ModelInfer(msg, timeout=2)
@@ -80,8 +80,8 @@ def warm_up(stub: pb_grpc.GRPCInferenceServiceStub, plan: dict, sample_id: int) 
 class SensorFault:
     """Noisy or stuck output, switched by the harness: SIGUSR1 re-reads OUT.fault.json."""
 
-    def __init__(self, path: str, seed: int) -> None:
-        self.path, self.mode = path, {}
+    def __init__(self, path: str, seed: int, lib: SampleLibrary) -> None:
+        self.path, self.mode, self.lib = path, {}, lib
         self.rng = np.random.default_rng(seed)
         self.last: pb.ModelInferRequest | None = None
 
@@ -103,10 +103,10 @@ class SensorFault:
             stuck.id = str(rid)
             stuck.parameters["scheduled_s"].double_param = float(sched)
             return stuck
-        frame = payload(plan, sample_id)[plan["input"]]
-        noisy = np.clip(frame + self.rng.normal(0, self.mode.get("noise_sigma", 0.5),
-                                                frame.shape), 0, 1).astype(np.float32)
-        return infer_request(plan["model"], {plan["input"]: noisy}, str(rid),
+        sigma = self.mode.get("noise_sigma", 0.5)
+        noisy = {name: self.lib.noisy(x, self.rng, sigma)
+                 for name, x in payload(self.lib, plan, sample_id).items()}
+        return infer_request(plan["model"], noisy, str(rid),
                              {"sensor": plan["sensor"], "scheduled_s": float(sched),
                               "slo_ms": float(plan["slo_ms"]), "noisy": True})
 
@@ -114,17 +114,18 @@ class SensorFault:
 def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     """Prepare, warm up, say ready, read t0 from `start`, then replay."""
     requests = plan["requests"]  # [request_id, sample_id, scheduled_s]
+    lib = build(plan["samples"])
     # Each request names its sensor, schedule slot and deadline (the SLO) for the stages.
-    msgs = [infer_request(plan["model"], payload(plan, sample), str(rid),
+    msgs = [infer_request(plan["model"], payload(lib, plan, sample), str(rid),
                           {"sensor": plan["sensor"], "scheduled_s": float(sched),
                            "slo_ms": float(plan["slo_ms"])})
             for rid, sample, sched in requests]
     channel = grpc.insecure_channel(plan["target"], options=CHANNEL_OPTIONS)
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     if requests:
-        warm_up(stub, plan, requests[0][1])
+        warm_up(stub, lib, plan, requests[0][1])
     fault = SensorFault(out[:-len(".jsonl")] + ".fault.json" if out.endswith(".jsonl")
-                        else out + ".fault.json", seed=len(requests))
+                        else out + ".fault.json", seed=len(requests), lib=lib)
     signal.signal(signal.SIGUSR1, fault.reload)
     print(json.dumps({"ready": True}), flush=True)
     t0 = float(json.loads(start.readline())["t0"])
