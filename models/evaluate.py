@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.pipeline.sessions import load_session
-from harness.workload import datasets
+from harness.workload.samples import datasets
 
 MODELS = Path(__file__).resolve().parent
 DIGITS_DIR = MODELS / "digits"

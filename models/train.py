@@ -3,7 +3,7 @@
     .venv/bin/python -m models.train [digits|har|all]
 
 Everything is trained here, on CPU in a few minutes, from data shipped inside
-installed packages (``harness.workload.datasets``): nothing is downloaded. Seeds are
+installed packages (``harness.workload.samples.datasets``): nothing is downloaded. Seeds are
 fixed; no model selection is done on the test split (fixed epochs).
 
 digits: a 3-partition CNN (head on the device, middle on the edge, tail in
@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness.pipeline.partition import split_model
-from harness.workload import datasets
+from harness.workload.samples import datasets
 from models import evaluate
 
 SEED = 0
@@ -475,7 +475,7 @@ def build_har(log) -> dict:
         "data": {
             "source": "BasicMotions (UEA/UCR archive), the .ts files shipped inside the "
                       "sktime package (sktime/datasets/data/BasicMotions), read by "
-                      "harness.workload.datasets",
+                      "harness.workload.samples.datasets",
             "n_train": len(train_ids), "n_test": len(test_ids),
             "ids": "train cases 0..39, test cases 40..79 (file order)",
             "channels": "0-2 accelerometer (acc), 3-5 gyroscope (gyro); 100 steps at 10 Hz",

@@ -18,7 +18,7 @@ import pytest
 from harness.core.config import ConfigError
 from harness.pipeline.partition import extract_partition, parse_part, split_model
 from harness.pipeline.sessions import load_session, providers_used
-from harness.workload import datasets
+from harness.workload.samples import datasets
 from models import evaluate
 
 REPO = Path(__file__).resolve().parent.parent

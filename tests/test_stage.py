@@ -27,7 +27,7 @@ from harness.measure.overhead import free_port, start_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.codec import decode_outputs, infer_request
 from harness.pipeline.sessions import load_session
-from harness.workload import datasets
+from harness.workload.samples import datasets
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "models" / "digits"

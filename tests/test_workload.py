@@ -12,7 +12,7 @@ import pytest
 from harness.core.config import ConfigError, from_dict
 from harness.measure.metrics import outcomes, summarize
 from harness.measure.reference import reference_accuracy
-from harness.workload import datasets
+from harness.workload.samples import datasets
 from harness.workload.samples.digits import Digits
 from harness.workload.samples.har import Har
 from harness.workload.schedule import RateStep, Scheduled, WorkloadConfig, make_schedule

@@ -1,6 +1,6 @@
 """Camera frames of handwritten digits: every sensor is a camera on the same scene.
 
-Frames come from `harness.workload.datasets.digits_frame` (the generation the
+Frames come from `harness.workload.samples.datasets.digits_frame` (the generation the
 model card evaluates); sensor `i` is camera `i`, so cameras see the same digit
 with independent noise. Input "image", (1, 1, 32, 32) in [0, 1].
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.workload import datasets
+from harness.workload.samples import datasets
 from harness.workload.samples.base import SampleLibrary
 
 

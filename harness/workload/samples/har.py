@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.workload import datasets
+from harness.workload.samples import datasets
 from harness.workload.samples.base import SampleLibrary
 
 
