@@ -27,7 +27,15 @@ def test_every_topology_builds(topology: str) -> None:
 @pytest.mark.parametrize("network", options("network"))
 def test_every_network_validates(network: str) -> None:
     exp = exp_for(f"network={network}")
-    assert exp.network.shaper in ("auto", "netem", "userspace")
+    assert exp.network.congestion_control() in ("cubic", "reno", exp.network.tcp_cc)
+
+
+@pytest.mark.parametrize("shaper", options("shaper"))
+def test_every_shaper_target_resolves(shaper: str) -> None:
+    from hydra.utils import get_method
+
+    exp = exp_for(f"shaper={shaper}")
+    assert callable(get_method(exp.shaper["_target_"]))
 
 
 @pytest.mark.parametrize("faults", options("faults"))
@@ -72,7 +80,11 @@ def test_link_overrides_network_default() -> None:
 @pytest.mark.parametrize("overrides,key", [
     (["network.bw_mbit=-5"], "network.bw_mbit"),
     (["network.loss_pct=150"], "network.loss_pct"),
-    (["network.shaper=warp"], "network.shaper"),
+    (["+network.shaper=userspace"], "network.shaper"),
+    (["shaper._target_=harness.nowhere.Shaper"], "shaper._target_"),
+    (["fidelity.links=[d1-e1]"], "fidelity.links[0]"),
+    (["fidelity.delay_tol_ms=-1"], "fidelity.delay_tol_ms"),
+    (["fidelity.bw_tol_pct=-5"], "fidelity.bw_tol_pct"),
     (["network.delay_ms=1", "network.jitter_ms=2"], "network.jitter_ms"),
     (["topology=custom_example", "topology.links.1.b=nowhere"], "topology.links[1].b"),
     (["topology=device_edge_cloud", "faults=pair_crash"], "faults.actions[0].target"),
@@ -91,7 +103,8 @@ BAD_CLI = [
     ["network.loss_pct=101"],
     ["topology=custom_example", "topology.links.0.a=ghost"],
     ["topology=device_edge_cloud", "faults=pair_crash"],
-    ["network.shaper=bogus"],
+    ["shaper=bogus"],
+    ["fidelity.links=[nolink]"],
     ["topology=nope"],
     ["network.no_such_key=1"],
 ]
@@ -122,6 +135,6 @@ def test_netem_requested_without_netem_is_a_config_error() -> None:
 
     if netem_available()[0]:
         pytest.skip("this kernel has netem; the error path cannot be exercised")
-    p = harness_cmd("network.shaper=netem")
+    p = harness_cmd("shaper=netem")
     assert p.returncode == 2
-    assert "network.shaper='netem'" in p.stderr
+    assert "shaper=netem" in p.stderr

@@ -49,6 +49,8 @@ class PipelineConfig:
             if n in names[:i]:
                 fail(f"{key}.stages[{i}].name", n, "duplicate stage name")
         check_range(f"{key}.port", self.port, 1024, 65535)
+        if not 0 < self.ready_timeout_s <= 3600:
+            fail(f"{key}.ready_timeout_s", self.ready_timeout_s, "must be in (0, 3600]")
 
     def check_against(self, topo: Topology, key: str = "pipeline") -> None:
         """Nodes exist, cuts are valid cuts of the model, the chain carries what it needs."""
