@@ -1,0 +1,111 @@
+"""The folder tree is the architecture: these checks keep it so (no root, no network).
+
+- Layers import only downwards (`LAYERS`), so a change lands in one obvious place.
+- Code that runs inside an emulated node (folders named `node/`, and the delay
+  line in the wire namespace) imports nothing host-side, even lazily.
+- The top level holds only thin entry points and `run/`.
+- No module is much over 300 lines without a stated reason at its top.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+PKG = REPO / "harness"
+# lower layers first; a layer may import itself, `core` and any layer before it
+LAYERS = ["core", "emulation", "faults", "pipeline", "workload", "techniques", "measure",
+          "run", "report"]
+ENTRIES = {"__init__", "__main__", "bench", "clean", "doctor", "overhead", "partition",
+           "probe", "stage"}
+HOST_SIDE = ("harness.emulation", "harness.run", "harness.faults", "harness.report",
+             "harness.measure", "harness.techniques", "mininet", "hydra")
+IN_NODE_OK = ("harness.measure.node", "harness.emulation.shapers.delayline")
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for f in PKG.rglob("*.py"):
+        parts = list(f.relative_to(REPO).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports, at the top or inside functions."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out
+
+
+def layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else None
+
+
+def test_layers_import_only_downwards() -> None:
+    wrong = []
+    for name, path in modules().items():
+        src = layer(name)
+        if src is None:
+            continue
+        for imp in imports(path):
+            dst = layer(imp) if imp.startswith("harness.") else None
+            if dst is None or dst == src or dst == "core":
+                continue
+            if LAYERS.index(dst) > LAYERS.index(src):
+                wrong.append(f"{name} imports {imp} ({src} -> {dst})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def in_node_modules() -> list[str]:
+    return sorted(n for n in modules() if ".node." in f"{n}." or n.endswith(".delayline"))
+
+
+def test_in_node_code_imports_nothing_host_side() -> None:
+    mods = modules()
+    assert "harness.workload.node.sensor" in in_node_modules()
+    wrong = []
+    for name in in_node_modules():
+        seen, todo = set(), [name]
+        while todo:  # transitively, through the harness modules it uses
+            m = todo.pop()
+            if m in seen or m not in mods:
+                continue
+            seen.add(m)
+            for imp in imports(mods[m]):
+                if imp.startswith(HOST_SIDE) and not imp.startswith(IN_NODE_OK) \
+                        and not (imp.startswith("harness.techniques.") and ".node" in imp):
+                    wrong.append(f"{name}: {m} imports {imp}")
+                if imp.startswith("harness."):
+                    todo.append(imp)
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_top_level_holds_only_entry_points_and_the_run() -> None:
+    top = {p.stem for p in PKG.glob("*.py")}
+    assert top <= ENTRIES, top - ENTRIES
+    dirs = {p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert dirs == set(LAYERS) | {"techniques"}, dirs
+    for stem in ENTRIES - {"__init__", "__main__"}:
+        lines = (PKG / f"{stem}.py").read_text().splitlines()
+        assert len(lines) <= 15, f"harness/{stem}.py is not a thin entry point"
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_modules_are_small_or_say_why(path: Path) -> None:
+    text = path.read_text()
+    if len(text.splitlines()) > 320:
+        assert "One module on purpose" in text[:2000], \
+            f"{path.relative_to(REPO)}: {len(text.splitlines())} lines and no reason stated"
