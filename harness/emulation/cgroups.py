@@ -11,7 +11,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.emulation.ledger import CGROUP_ROOT
+from harness.emulation.inventory import CGROUP_ROOT
+from harness.emulation.resources import NodeResources
 
 PERIOD_US = 100_000
 
@@ -24,8 +25,8 @@ def cgroup_version() -> int | None:
     return None
 
 
-class NodeCgroup:
-    """The cgroup(s) named `<prefix>-<node>`."""
+class NodeCgroup(NodeResources):
+    """The cgroup(s) named `<prefix>-<node>`: a node's resources (Mininet backend)."""
 
     def __init__(self, name: str) -> None:
         self.name = name

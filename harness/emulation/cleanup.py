@@ -1,42 +1,42 @@
 """`python -m harness.clean`: remove the leftovers of harness runs whose process is gone.
 
 Touches only what carries a run prefix (`hx` + 6 hex digits) and belongs to no
-live run: never `mn -c`, never killing by name. Live runs are left alone.
+live run: never `mn -c`, never killing by name. Live runs are left alone. What
+is looked for is every resource kind in the registry (`harness.emulation.inventory`):
+the built-in ones and those the backend modules register when imported.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
-import re
+import pkgutil
 import sys
 
-from harness.emulation.ledger import (
-    PREFIX_RE,
-    cgroup_dirs,
-    load_ledgers,
-    named_netns,
-    nft_tables,
-    remove_run,
-    root_links,
-    run_marks,
-    state_dir,
-)
+from harness.emulation import backends
+from harness.emulation.inventory import seen_prefixes
+from harness.emulation.ledger import load_ledgers, remove_run, state_dir
 
-FULL_PREFIX = re.compile(r"hx[0-9a-f]{6}")
+
+def load_backend_kinds() -> list[str]:
+    """Import every backend module so the resource kinds it registers are looked for.
+
+    A backend whose dependencies are missing here created nothing here: skipped,
+    and named in the returned list.
+    """
+    skipped = []
+    for mod in pkgutil.iter_modules(backends.__path__):
+        try:
+            importlib.import_module(f"{backends.__name__}.{mod.name}")
+        except ImportError as e:
+            skipped.append(f"{mod.name} ({e})")
+    return skipped
 
 
 def orphan_prefixes() -> set[str]:
-    """Prefixes seen on resources or processes of this machine."""
-    found: set[str] = set()
-    names = named_netns("hx") + root_links("hx") + [t for _, t in nft_tables("hx")]
-    names += [p.name for p in cgroup_dirs("hx")]
-    for n in names:
-        m = FULL_PREFIX.match(n)
-        if m:
-            found.add(m.group(0))
-    found |= {mark for mark in run_marks().values() if PREFIX_RE.fullmatch(mark)}
-    return found
+    """Prefixes seen on resources or processes of this machine (every registered kind)."""
+    return seen_prefixes()
 
 
 def clean(dry_run: bool = False) -> list[tuple[str, str, dict]]:
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print("harness.emulation.cleanup: must run as root (it removes namespaces and cgroups)",
               file=sys.stderr)
         return 2
+    for why in load_backend_kinds():
+        print(f"harness.emulation.cleanup: backend {why} not loaded", file=sys.stderr)
     done = clean(args.dry_run)
     for prefix, why, counts in done:
         what = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing left"

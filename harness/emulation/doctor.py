@@ -38,8 +38,8 @@ def _ok(argv: list[str]) -> tuple[bool, str]:
 def probe() -> dict:
     out: dict = {"root": os.geteuid() == 0}
     out["tools"] = {t: shutil.which(t) for t in
-                    ("mnexec", "ip", "tc", "nft", "ethtool", "iperf3", "ping", "docker",
-                     "nvidia-smi")}
+                    ("mnexec", "nsenter", "ip", "tc", "nft", "ethtool", "iperf3", "ping",
+                     "docker", "nvidia-smi")}
     ns = f"hxdoctor{secrets.token_hex(2)}"
     qd: dict = {}
     nft = False
@@ -80,7 +80,7 @@ def probe() -> dict:
     problems = []
     if not out["root"]:
         problems.append("not root: the harness needs root for namespaces, tc and cgroups")
-    for t in ("mnexec", "ip", "tc", "nft", "ethtool"):
+    for t in ("mnexec", "nsenter", "ip", "tc", "nft", "ethtool"):  # nsenter: util-linux
         if not out["tools"][t]:
             problems.append(f"{t} missing: run `make setup`")
     if out["root"] and qd.get("htb") is not True:

@@ -4,6 +4,9 @@ Addressing: every node has one IPv4 address, set as /32 on each of its
 interfaces; static /32 routes follow the least-delay path, so multi-hop
 topologies route like a small static network. Everything created is named
 with the run's prefix and removed by `Ledger`-driven cleanup on any exit.
+
+Network set-up and changes run host tools in a node's namespace (`EmuNode.net_run`),
+so a node needs no ip/tc/nft/sysctl of its own; its workload runs via `popen`.
 """
 
 from __future__ import annotations
@@ -154,8 +157,9 @@ class Emulation:
         return "ip -batch - <<'EOF'\n" + "\n".join(cmds) + "\nEOF"
 
     def _parallel(self, scripts: dict[str, str]) -> None:
-        procs = {n: self.nodes[n].popen(["sh", "-ec", s], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+        """Run one shell script per node, from the host, in the node's network namespace."""
+        procs = {n: self.nodes[n].net_popen(["sh", "-ec", s], stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True)
                  for n, s in scripts.items()}
         errors = []
         for n, p in procs.items():
@@ -196,7 +200,7 @@ class Emulation:
         for d, ds, node, dev in self._dirs(st, direction):
             new = change.over(ds.props)
             if new.bw_mbit != ds.props.bw_mbit:
-                node.run(["tc", *rate_cmd(dev, new.bw_mbit or 0)])
+                node.net_run(["tc", *rate_cmd(dev, new.bw_mbit or 0)])
             old = ds.props
             ds.props = new
             if (new.delay_ms, new.jitter_ms, new.loss_pct, new.queue_pkts) != (
@@ -210,7 +214,7 @@ class Emulation:
         self.set_link(name, st.configured)
         if had_trace:  # a trace moves the htb rate without recording it in ds.props
             for _d, ds, node, dev in self._dirs(st, "both"):
-                node.run(["tc", *rate_cmd(dev, ds.props.bw_mbit or 0)])
+                node.net_run(["tc", *rate_cmd(dev, ds.props.bw_mbit or 0)])
 
     def _refresh_up(self, st: LinkState) -> None:
         for d, ds, node, dev in self._dirs(st, "both"):
@@ -240,7 +244,7 @@ class Emulation:
         rates = rates_mbit(load_mahimahi(path), TRACE_WINDOW_MS)
         for _d, _ds, node, dev in self._dirs(st, direction):
             def apply(rate: float, node: EmuNode = node, dev: str = dev) -> None:
-                node.run(["tc", *rate_cmd(dev, rate)])
+                node.net_run(["tc", *rate_cmd(dev, rate)])
             tf = TraceFollower(f"{name}-{_d}", rates, TRACE_WINDOW_MS, apply)
             st.traces.append(tf)
             tf.start_now()
@@ -278,7 +282,7 @@ class Emulation:
                 "}\n"
             )
             for n in group:
-                self.nodes[n].run(["nft", "-f", "-"], input=rules)
+                self.nodes[n].net_run(["nft", "-f", "-"], input=rules)
                 self.partitioned.add(n)
         return table
 
@@ -286,10 +290,10 @@ class Emulation:
         """Remove every partition."""
         for name in sorted(self.partitioned):
             node = self.nodes[name]
-            for line in node.run(["nft", "list", "tables"]).splitlines():
+            for line in node.net_run(["nft", "list", "tables"]).splitlines():
                 parts = line.split()
                 if len(parts) == 3 and parts[2].startswith(f"{self.ledger.prefix}p"):
-                    node.run(["nft", "delete", "table", parts[1], parts[2]])
+                    node.net_run(["nft", "delete", "table", parts[1], parts[2]])
         self.partitioned.clear()
 
     # -- introspection ---------------------------------------------------------------------

@@ -187,9 +187,9 @@ class Deployment:
         return out
 
     def cpu_s(self) -> dict[str, float]:
-        """CPU seconds used so far by each node hosting a stage (its cgroup)."""
+        """CPU seconds used so far by each node hosting a stage (its resources: cgroup)."""
         nodes = {i.node for i in self.instances.values()}
-        return {n: self.emu.nodes[n].cgroup.cpu_usage_s() for n in sorted(nodes)}
+        return {n: self.emu.nodes[n].resources.cpu_usage_s() for n in sorted(nodes)}
 
     def stop(self) -> None:
         for p in self.procs.values():

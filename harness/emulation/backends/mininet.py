@@ -61,13 +61,15 @@ class MininetNode(EmuNode):
         self.host = host
         self.name = host.name
         self.ip = ip
-        self.cgroup = cgroup
+        self.resources = cgroup
 
     @property
     def ns_pid(self) -> int:
         return self.host.pid
 
     def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
+        # `mnexec -da PID argv`: setsid, join PID's namespaces, exec argv in place (no
+        # fork, as the child does not lead its process group): Popen.pid is argv's pid.
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
         return self.host.popen(argv, **kwargs)

@@ -26,7 +26,7 @@ class NetemShaper(Shaper):
 
     def apply(self, link: str, direction: str, state: DirState, end_dev: tuple) -> None:
         node, dev = end_dev
-        node.run(["tc", *leaf_cmd("change", dev, state, netem=True)])
+        node.net_run(["tc", *leaf_cmd("change", dev, state, netem=True)])
 
 def netem_available() -> tuple[bool, str]:
     """Probe sch_netem in a throwaway namespace (the module may be loadable but absent)."""

@@ -1,0 +1,247 @@
+"""The seams between the emulation core and a node backend: node resources, network
+changes made from the host (`net_run`), processes that signals reach, and the
+registry of resource kinds cleanup goes through.
+
+The first tests need no root (a fake backend records what the core asks of it);
+the last ones bring up `pair` and check the real Mininet backend.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from harness.core.config import LinkProps
+from harness.emulation import cleanup, inventory
+from harness.emulation.backends.base import Backend, EmuNode
+from harness.emulation.cgroups import NodeCgroup
+from harness.emulation.inventory import ResourceKind
+from harness.emulation.ledger import Ledger, leftovers, remove_run, state_dir
+from harness.emulation.network import Emulation
+from harness.emulation.resources import NodeResources
+from harness.emulation.shapers.netem import NetemShaper
+from harness.emulation.topology import Node
+from tests.helpers import exp_for, root_only
+
+# ---------------------------------------------------------------- a fake backend
+
+
+class FakeResources(NodeResources):
+    def __init__(self) -> None:
+        self.name, self.cpu, self.mem = "fake", 0.0, 0
+
+    def set_cpu(self, cores: float) -> None:
+        self.cpu = cores
+
+    def set_memory(self, mb: int) -> None:
+        self.mem = mb
+
+    def cpu_usage_s(self) -> float:
+        return 1.5
+
+    def pids(self) -> list[int]:
+        return []
+
+    def add(self, pid: int) -> None:
+        pass
+
+
+class FakeNode(EmuNode):
+    """Records every network command; in-node processes are not allowed for set-up."""
+
+    def __init__(self, name: str, ip: str, pid: int, calls: list) -> None:
+        self.name, self.ip, self._pid, self.calls = name, ip, pid, calls
+        self.resources = FakeResources()
+
+    @property
+    def ns_pid(self) -> int:
+        return self._pid
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
+        raise AssertionError(f"network set-up ran inside node {self.name}: {argv}")
+
+    def net_popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
+        self.calls.append((self.name, argv, None))
+        return subprocess.Popen(["true"], **kwargs)
+
+    def net_run(self, argv: list[str], input: str | None = None, timeout: float = 30) -> str:
+        self.calls.append((self.name, argv, input))
+        return ""
+
+    def keep_pids(self) -> set[int]:
+        return set()
+
+
+class FakeBackend(Backend):
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def start_node(self, spec: Node, ip: str, ledger: Ledger) -> EmuNode:
+        return FakeNode(spec.name, ip, 4000 + len(self.calls), self.calls)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+# ---------------------------------------------------------------- no root
+
+
+def test_cgroup_is_the_node_resources_and_cgroup_is_an_alias() -> None:
+    assert issubclass(NodeCgroup, NodeResources)
+    node = FakeNode("h1", "10.0.0.1", 1234, [])
+    assert node.cgroup is node.resources
+    node.cgroup.set_cpu(0.5)
+    assert node.resources.cpu == 0.5
+
+
+def test_net_commands_enter_the_node_namespace_by_pid() -> None:
+    node = FakeNode("h1", "10.0.0.1", 1234, [])
+    assert EmuNode.net_argv(node, ["tc", "qdisc", "show"]) == [
+        "nsenter", "--net=/proc/1234/ns/net", "--", "tc", "qdisc", "show"]
+
+
+def test_every_network_change_runs_from_the_host(state, tmp_path) -> None:
+    """Set-up, rate changes, netem changes, traces and partitions: all via net_*."""
+    exp = exp_for("topology=pair", "network.delay_ms=2")
+    backend = FakeBackend()
+    emu = Emulation(exp.topology, exp.network, backend, NetemShaper(check=False),
+                    Ledger.new(), exp.seed)
+    emu.start()
+    setup = [argv for _, argv, _ in backend.calls]
+    assert setup and all(argv[:2] == ["sh", "-ec"] for argv in setup)
+    assert any("sysctl" in argv[2] and "tc -batch" in argv[2] for argv in setup)
+    link = next(iter(emu.links))
+    backend.calls.clear()
+    emu.set_link(link, LinkProps(bw_mbit=5, delay_ms=7))
+    emu.partition([["h1"], ["h2"]])
+    emu.heal()
+    trace = tmp_path / "t.down"
+    trace.write_text("".join(f"{ms}\n" for ms in range(0, 100, 2)))
+    emu.follow_trace(link, "fwd", str(trace))
+    time.sleep(0.05)
+    emu.restore_link(link)
+    cmds = [" ".join(argv) for _, argv, _ in backend.calls]
+    assert any(c.startswith("tc class change") and "5000kbit" in c for c in cmds)
+    assert any(c.startswith("tc qdisc change") and "delay 7" in c for c in cmds)
+    assert [c for c in cmds if c == "nft -f -"] and "nft list tables" in cmds
+    assert any(c.startswith("tc class change") and "10000000kbit" in c for c in cmds[-3:])
+    emu.stop()
+    assert not list(state.glob("hx*.json"))
+
+
+def test_registry_order_and_names() -> None:
+    names = [k.name for k in inventory.kinds()]
+    assert names[:5] == ["processes", "netns", "links", "nft_tables", "cgroups"]
+    assert names[0] == "processes" and names[-1] == "cgroups"
+
+
+def test_a_registered_kind_is_found_cleaned_and_ordered(state, monkeypatch) -> None:
+    prefix = "hx0e0f0a"
+    items = {f"{prefix}-c1", f"{prefix}-c2", "hxzzzzzz-x", "other"}
+    removed: list[str] = []
+
+    def remove(item: str) -> bool:
+        removed.append(item)
+        items.discard(item)
+        return True
+
+    def find(p: str) -> list[str]:
+        return sorted(i for i in items if i.startswith(p))
+
+    # before processes and after cgroups: the order is the registry's, not the file's
+    monkeypatch.setitem(inventory._KINDS, "first", ResourceKind(
+        "first", lambda p: [f"{p}-first"] if p == prefix else [], lambda i: removed.append(i),
+        order=1))
+    monkeypatch.setitem(inventory._KINDS, "containers", ResourceKind(
+        "containers", find, remove, order=95))
+    names = [k.name for k in inventory.kinds()]
+    assert names[0] == "first" and names[-1] == "containers"
+    assert leftovers(prefix)["containers"] == [f"{prefix}-c1", f"{prefix}-c2"]
+    assert prefix in cleanup.orphan_prefixes()  # found through the new kind alone
+    assert "hxzzzzzz" not in cleanup.orphan_prefixes()
+    state_dir().mkdir(parents=True, exist_ok=True)
+    (state_dir() / f"{prefix}.json").write_text("{}")
+    counts = remove_run(prefix)
+    assert counts["containers"] == 2 and counts["first"] == 0  # remove() said None
+    assert removed == [f"{prefix}-first", f"{prefix}-c1", f"{prefix}-c2"]
+    assert not leftovers(prefix)["containers"]
+    assert not (state_dir() / f"{prefix}.json").exists()
+    with pytest.raises(ValueError):
+        remove_run("other")
+
+
+def test_clean_imports_the_backends_so_their_kinds_register() -> None:
+    skipped = cleanup.load_backend_kinds()  # backends whose dependencies are missing here
+    assert "harness.emulation.backends.mininet" in sys.modules, skipped
+
+
+# ---------------------------------------------------------------- root: the Mininet backend
+
+
+@pytest.fixture(scope="module")
+def pair():
+    from harness.run.lifecycle import emulated
+
+    with emulated(exp_for("topology=pair", "network.delay_ms=1")) as emu:
+        yield emu
+    assert not any(leftovers(emu.ledger.prefix).values())
+
+
+@pytest.mark.needs_root
+@root_only
+def test_popen_pid_is_the_process_and_sigterm_reaches_it(pair) -> None:
+    node = pair.nodes["h1"]
+    p = node.popen(["sleep", "30"])
+    try:
+        assert p.pid in node.resources.pids()
+        assert p.pid in node.processes()
+        with open(f"/proc/{p.pid}/comm") as f:
+            assert f.read().strip() == "sleep"  # mnexec exec'd in place: no launcher
+        assert os.readlink(f"/proc/{p.pid}/ns/net") == os.readlink(
+            f"/proc/{node.ns_pid}/ns/net")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=5) == -signal.SIGTERM
+        assert p.pid not in node.resources.pids()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.needs_root
+@root_only
+def test_net_run_sees_the_node_namespace_and_its_sysctls(pair) -> None:
+    node = pair.nodes["h2"]
+    ns = node.net_run(["readlink", "/proc/self/ns/net"]).strip()
+    assert ns == os.readlink(f"/proc/{node.ns_pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert node.ip in node.net_run(["ip", "-o", "addr", "show"])
+    # per-namespace sysctls set from the host read back the same from inside the node
+    for key in ("net.ipv4.ip_forward", "net.ipv4.tcp_congestion_control",
+                "net.ipv6.conf.all.disable_ipv6"):
+        path = "/proc/sys/" + key.replace(".", "/")
+        assert node.net_run(["sysctl", "-n", key]) == node.run(["cat", path])
+    assert node.net_run(["sysctl", "-n", "net.ipv4.ip_forward"]).strip() == "1"
+    cc = pair.network.congestion_control()
+    assert node.run(["cat", "/proc/sys/net/ipv4/tcp_congestion_control"]).strip() == cc
+
+
+@pytest.mark.needs_root
+@root_only
+def test_leftovers_of_a_live_run_by_kind(pair) -> None:
+    left = leftovers(pair.ledger.prefix)
+    assert left["processes"] and left["cgroups"]
+    assert {pair.nodes["h1"].ns_pid, pair.nodes["h2"].ns_pid} <= set(left["processes"])
