@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults.actions import FaultAction, FaultInjector, FaultsConfig
+from harness.faults.injector import FaultInjector
+from harness.faults.schedule import FaultAction, FaultsConfig, parse_action
 from harness.run.experiment import compose_experiment as exp_for
 from tests.helpers import PY, SHARED_TRACES
 
@@ -227,9 +228,7 @@ def injector(emu, record) -> FaultInjector:
 
 
 def act(action: str, target: str | None = None, **kw) -> FaultAction:
-    a = FaultAction(at_s=0, action=action, target=target, **kw)
-    a.validate("test")
-    return a
+    return parse_action({"at_s": 0, "action": action, "target": target, **kw}, "test")
 
 
 # ---------------------------------------------------------------- node faults
@@ -445,8 +444,8 @@ def test_link_degrade_real_trace_runs_clean(emu, record) -> None:
 
 
 def test_schedule_for_s_records_fault_and_inverse(emu, record) -> None:
-    faults = FaultsConfig(actions=[FaultAction(at_s=0.2, action="link_down", target="d1-e1",
-                                               for_s=0.3)])
+    faults = FaultsConfig.parse({"actions": [{"at_s": 0.2, "action": "link_down",
+                                              "target": "d1-e1", "for_s": 0.3}]})
     faults.check_against(emu.topo)
     inj = FaultInjector(emu, faults, record)
     t0 = time.monotonic()

@@ -17,7 +17,7 @@ from harness.core.config import MODES, ConfigError, FidelityConfig, NetworkConfi
 from harness.core.config import from_dict as to_dataclass
 from harness.core.paths import CONF_DIR
 from harness.emulation.topology import Topology
-from harness.faults.actions import FaultsConfig
+from harness.faults.schedule import FaultsConfig
 from harness.pipeline.config import PipelineConfig
 from harness.workload.schedule import WorkloadConfig
 
@@ -119,7 +119,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         jitter = link.props.over(network.defaults())
         if (jitter.jitter_ms or 0) > (jitter.delay_ms or 0):
             fail(f"topology.links[{i}].jitter_ms", jitter.jitter_ms, "must be <= delay_ms")
-    faults = to_dataclass(FaultsConfig, raw.get("faults"), "faults")
+    faults = FaultsConfig.parse(raw.get("faults"), "faults")
     faults.check_against(topology)
     backend = plugin("backend", raw.get("backend"))
     shaper = plugin("shaper", raw.get("shaper")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.core.files import write_parquet_df
 from harness.emulation.network import Emulation
-from harness.faults.actions import FaultInjector
+from harness.faults.injector import FaultInjector
 from harness.measure.metrics import outcomes, read_records, summarize
 from harness.measure.reference import reference_accuracy
 from harness.measure.resilience import breakdown_ms, overheads, resilience

@@ -10,13 +10,12 @@ when nothing went wrong.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 from harness.core.files import SCHEMA_VERSION, write_json, write_parquet
 from harness.emulation.network import Emulation
-from harness.faults.actions import FaultInjector
+from harness.faults.injector import FaultInjector
 from harness.measure.fidelity import check_links
 from harness.measure.metrics import clean_json
 from harness.run.events import EVENT_COLUMNS, EventLog
@@ -76,7 +75,7 @@ class Run:
             "technique": exp.technique_name if exp.workload else None,
             "workload": exp.config.get("workload", {}).get("model") if exp.workload else None,
             "slo_ms": exp.workload.slo_ms if exp.workload else None,
-            "faults_schedule": [dataclasses.asdict(a) for a in exp.faults.schedule()],
+            "faults_schedule": [a.to_dict() for a in exp.faults.schedule()],
         }
         self.load.prepare()
 
