@@ -31,6 +31,30 @@ def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]
     return out
 
 
+class EventFiles:
+    """The stages' `*.events.jsonl` files, read incrementally: every complete line once,
+    whichever file it was appended to (several files grow at once)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.offsets: dict[Path, int] = {}
+
+    def read_new(self) -> list[dict]:
+        out = []
+        for f in sorted(self.folder.glob("*.events.jsonl")):
+            with open(f, "rb") as fh:
+                fh.seek(self.offsets.get(f, 0))
+                data = fh.read()
+            end = data.rfind(b"\n") + 1  # a line still being written waits for next time
+            self.offsets[f] = self.offsets.get(f, 0) + end
+            for line in data[:end].splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+
 @dataclass
 class Instance:
     """One stage process: a stage's partition served on a node (primary or replica)."""
@@ -176,15 +200,12 @@ class Deployment:
         return {k: i.get("providers", []) for k, i in self.info.items() if "providers" in i}
 
     def technique_events(self) -> list[dict]:
-        """Health transitions etc. the stages recorded (monotonic `t`)."""
-        out = []
-        for f in sorted(self.dir.glob("*.events.jsonl")):
-            for line in f.read_text().splitlines():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
+        """Health transitions etc. the stages recorded (monotonic `t`), all of them."""
+        return EventFiles(self.dir).read_new()
+
+    def event_reader(self) -> EventFiles:
+        """For following the stages' events as they are written (each returned once)."""
+        return EventFiles(self.dir)
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds used so far by each node hosting a stage (its resources: cgroup)."""

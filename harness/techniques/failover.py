@@ -88,10 +88,9 @@ class Failover(Technique):
         """On the first detection of a protected node, start its cold replica."""
         protected = {f"{self.ips[deployment.spec(i.stage).node]}:{deployment.pipe.port}": i
                      for i in self.cold}
-        seen = 0
+        reader = deployment.event_reader()
         while not self.stopped.is_set() and protected:
-            events = deployment.technique_events()
-            for ev in events[seen:]:
+            for ev in reader.read_new():
                 inst = protected.pop(ev["target"], None) if ev["kind"] == "detect" else None
                 if inst is None:
                     continue
@@ -105,7 +104,6 @@ class Failover(Technique):
                 self.breakdown = startup_phases(info, t_detect)
                 record("recover.start_replica", inst.node,
                        {"stage": inst.stage, **self.breakdown}, at=info["t_ready"])
-            seen = len(events)
             self.stopped.wait(0.005)
 
     def stop(self) -> None:
