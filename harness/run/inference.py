@@ -146,4 +146,5 @@ class Inference(NoLoad):
             host = ev["target"].rsplit(":", 1)[0]
             events.record(ev["kind"], by_ip.get(host, ev["target"]), detail, at=ev["t"])
         return [f"{e['kind']} on {e['target']}: {json.loads(e['detail']).get('error')}"
-                for e in events.rows if e["kind"] in ("technique.error", "stage.error")]
+                for e in events.rows
+                if e["kind"] in ("technique.error", "stage.error", "reconfigure.error")]

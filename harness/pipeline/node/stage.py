@@ -296,7 +296,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             return {"ok": True}
         if method == "Stats":
             return {"ok": True, "name": self.name, "node": self.node, **self.stats,
-                    "providers": self.runner.providers}
+                    "providers": self.runner.providers,
+                    "route": self.route.to_json() if self.route else None}
         return {"ok": False, "error": f"unknown method {method}"}
 
 

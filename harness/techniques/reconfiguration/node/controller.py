@@ -30,9 +30,27 @@ def ask(msg: dict) -> dict:
     return json.loads(line)
 
 
+def push_route(upstream: str, route: dict, attempts: int, timeout_s: float) -> str | None:
+    """SetRoute on the upstream stage, retried briefly (it may be busy); the last error,
+    or None once the stage took the route."""
+    error = "no attempt"
+    for _ in range(attempts):
+        try:
+            reply = control_call(upstream, "SetRoute", {"route": route}, timeout=timeout_s)
+        except grpc.RpcError as e:
+            error = f"{e.code().name}: {e.details()}"
+            time.sleep(0.02)
+            continue
+        if reply.get("ok"):
+            return None
+        return f"SetRoute refused: {reply.get('error')}"  # a bad route stays bad
+    return error
+
+
 def run(plan: dict, events: EventSink) -> None:
     """plan: watch [{stage, addr, upstream_addr, route (the upstream's route)}], replace
-    {stage: node}, period_ms, timeout_ms, failures."""
+    {stage: node}, period_ms, timeout_ms, failures; optional route_attempts (50) and
+    route_timeout_s (1) for pushing the new route."""
     period, timeout = plan["period_ms"] / 1000, plan["timeout_ms"] / 1000
     watch = {w["stage"]: w for w in plan["watch"]}
     fails = dict.fromkeys(watch, 0)
@@ -55,14 +73,14 @@ def run(plan: dict, events: EventSink) -> None:
                 del watch[stage]
                 continue
             route = dict(w["route"], targets=[reply["addr"]])
-            for _ in range(50):  # the upstream stage may itself be busy; retry briefly
-                try:
-                    control_call(w["upstream_addr"], "SetRoute", {"route": route}, timeout=1)
-                    break
-                except grpc.RpcError:
-                    time.sleep(0.02)
-            events("reconfigure", reply["addr"], stage=stage, node=node,
-                   upstream=w["upstream_addr"])
+            error = push_route(w["upstream_addr"], route, plan.get("route_attempts", 50),
+                               plan.get("route_timeout_s", 1.0))
+            if error:
+                events("reconfigure.error", reply["addr"], stage=stage, node=node,
+                       upstream=w["upstream_addr"], error=error)
+            else:
+                events("reconfigure", reply["addr"], stage=stage, node=node,
+                       upstream=w["upstream_addr"])
             del watch[stage]
         time.sleep(max(0.0, t0 + period - time.monotonic()))
 
