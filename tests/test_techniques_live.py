@@ -7,17 +7,35 @@ import json
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, accounting, harness_cmd, root_only
+from tests.helpers import REPO, fault_events, harness_cmd, root_only
 from tests.helpers import run_pipeline as run
 
 CARD = json.loads((REPO / "models" / "digits" / "card.json").read_text())
 pytestmark = [pytest.mark.needs_root, root_only]
+FULL = "d1:head>e1:middle>c1:tail"
+
+
+def crashed(ev: pd.DataFrame, node: str) -> None:
+    """The fault really ran: one crash of `node`, no fault that failed."""
+    assert list(fault_events(ev, "crash")["target"]) == [node], ev["kind"].tolist()
+    assert "fault.error" not in set(ev["kind"])
+
+
+def served_before_and_after(s: dict, df: pd.DataFrame, before: str, after: set[str],
+                            also_before: set[str] = frozenset()) -> None:
+    """Requests went the full way before the fault (or, hedged, also `also_before`) and
+    only another way after it."""
+    t = s["fault_at_s"]
+    paths = set(df[df["scheduled_s"] < t - 0.1]["path"].dropna())
+    assert paths and paths <= {before} | also_before, paths
+    assert also_before or before in paths, paths
+    late = df[df["scheduled_s"] > t + 0.5]
+    assert len(late) and set(late["path"].dropna()) == after
 
 
 def test_failover_warm_recovers_fast() -> None:
     s, df, ev = run("technique=failover", "faults=edge_crash", "run.duration_s=9")
-    assert s["verdict"] == "VALID", s["verdict_reasons"]
-    accounting(s, df)
+    crashed(ev, "e1")
     assert s["availability_after_fault"] >= 0.95
     assert s["mttd_ms"] is not None and s["mttr_ms"] <= 150, (s["mttd_ms"], s["mttr_ms"])
     assert s["replicas"] == 1 and s["cpu_s"] > 0 and s["bytes_sent"] > 0
@@ -27,9 +45,11 @@ def test_failover_warm_recovers_fast() -> None:
 
 
 def test_failover_active_active() -> None:
-    s, df, _ = run("technique=failover", "technique.mode=active_active", "faults=edge_crash",
-                   "run.duration_s=6")
-    accounting(s, df)
+    s, df, ev = run("technique=failover", "technique.mode=active_active", "faults=edge_crash",
+                    "run.duration_s=6")
+    crashed(ev, "e1")
+    e2 = "d1:head>e2:middle>c1:tail"  # both answer before the fault: the first one wins
+    served_before_and_after(s, df, FULL, {e2}, also_before={e2})
     assert s["availability_after_fault"] >= 0.95
     assert s["mttr_ms"] <= 50, s["mttr_ms"]
 
@@ -37,28 +57,33 @@ def test_failover_active_active() -> None:
 def test_failover_cold_reports_its_breakdown() -> None:
     s, df, ev = run("technique=failover", "technique.mode=cold", "faults=edge_crash",
                     "run.duration_s=9")
-    accounting(s, df)
+    crashed(ev, "e1")
+    served_before_and_after(s, df, FULL, {"d1:head>e2:middle>c1:tail"})
     b = s["recovery_breakdown_ms"]
-    for k in ("detection_ms", "process_start_ms", "model_load_ms", "first_inference_ms",
-              "reroute_ms"):
-        assert b[k] is not None and b[k] >= 0, b
-    assert sum(b.values()) == pytest.approx(s["mttr_ms"], rel=0.10)
-    assert "recover.start_replica" in set(ev["kind"])
+    # each phase happened and is plausible (their sum is MTTR by construction)
+    assert 0 < b["detection_ms"] <= 50 + 25 + 250, b  # health timeout + period + noise
+    for k in ("process_start_ms", "model_load_ms", "first_inference_ms"):
+        assert b[k] > 0, b
+    assert b["detect_to_spawn_ms"] >= 0 and b["reroute_ms"] >= 0, b
+    assert s["mttr_ms"] >= b["detection_ms"] + b["process_start_ms"] + b["model_load_ms"]
+    assert len(ev[ev["kind"] == "recover.start_replica"]) == 1
     assert s["availability_after_fault"] >= 0.8
 
 
 def test_failover_small_variant_serves_after_crash() -> None:
-    s, df, _ = run("technique=failover", "technique.variant.middle=models/digits/middle_small.onnx",
-                   "faults=edge_crash", "run.duration_s=6")
-    accounting(s, df)
+    s, df, ev = run("technique=failover",
+                    "technique.variant.middle=models/digits/middle_small.onnx",
+                    "faults=edge_crash", "run.duration_s=6")
+    crashed(ev, "e1")
+    served_before_and_after(s, df, FULL, {"d1:head>e2:middle>c1:tail"})
     assert s["availability_after_fault"] >= 0.95
     assert s["accuracy_after_fault"] >= CARD["test_accuracy"]["small_middle"] - 0.05
 
 
 def test_structural_skip_path_then_full_path_again() -> None:
-    s, df, _ = run("technique=structural", "faults=edge_crash_recover", "run.duration_s=12")
-    assert s["verdict"] == "VALID", s["verdict_reasons"]
-    accounting(s, df)
+    s, df, ev = run("technique=structural", "faults=edge_crash_recover", "run.duration_s=12")
+    crashed(ev, "e1")
+    assert list(fault_events(ev, "restore")["target"]) == ["e1"]
     t_crash, t_back = 4.0, 8.0
     during = df[(df["scheduled_s"] > t_crash + 0.2) & (df["scheduled_s"] < t_back)]
     assert (during["status"] == "ok").mean() >= 0.95
@@ -90,48 +115,43 @@ def test_bad_technique_cli_exit_2() -> None:
 
 def test_reconfiguration_replaces_the_stage() -> None:
     s, df, ev = run("technique=reconfiguration", "faults=edge_crash", "run.duration_s=9")
-    assert s["verdict"] == "VALID", s["verdict_reasons"]
-    accounting(s, df)
+    crashed(ev, "e1")
     assert s["mttr_ms"] is not None and s["mttr_ms"] <= 3000
     assert s["availability_after_recovery"] >= 0.95
     b = s["recovery_breakdown_ms"]
-    for k in ("detection_ms", "process_start_ms", "model_load_ms", "first_inference_ms",
-              "route_push_ms"):
-        assert b[k] >= 0, b
-    assert sum(b.values()) == pytest.approx(s["mttr_ms"], rel=0.10)
-    assert {"detect", "reconfigure"} <= set(ev["kind"])
+    # failures=2 probes, period 50, timeout 100 ms: detected within ~250 ms (+ noise)
+    assert 0 < b["detection_ms"] <= 1000, b
+    for k in ("process_start_ms", "model_load_ms", "first_inference_ms", "route_push_ms"):
+        assert b[k] > 0, b
+    assert b["reroute_ms"] >= 0, b
+    assert len(ev[ev["kind"] == "reconfigure"]) == 1 and "detect" in set(ev["kind"])
     later = df[df["scheduled_s"] > s["fault_at_s"] + s["mttr_ms"] / 1000 + 0.1]
     assert set(later["path"].dropna()) == {"d1:head>c1:middle>c1:tail"}
 
 
 def test_sensing_redundancy_survives_a_camera_crash() -> None:
     s, df, ev = run("technique=sensing_redundancy", "faults=sensor_crash", "run.duration_s=9")
-    assert s["verdict"] == "VALID", s["verdict_reasons"]
-    accounting(s, df)
+    crashed(ev, "s2")
     assert set(df["sensor"]) == {"s1+s2"}  # one request per observation
     assert s["availability"] >= 0.99
     assert s["accuracy_after_fault"] >= CARD["test_accuracy"]["single_camera"] - 0.01 - 0.05
-    assert list(ev[ev["kind"] == "fault.crash"]["target"]) == ["s2"]
     assert (df["path"].dropna().str.endswith(">c1:fusion")).all()
 
 
 def test_sensor_noise_degrades_accuracy_not_availability() -> None:
     s, df, ev = run("technique=baseline", "faults=sensor_noise", "run.duration_s=9")
-    assert s["verdict"] == "VALID", s["verdict_reasons"]
-    accounting(s, df)
+    assert list(fault_events(ev, "sensor_noise")["target"]) == ["s2"]
     assert s["availability"] >= 0.99
     after = df[df["scheduled_s"] >= s["fault_at_s"]]
     noisy = after[after["sensor"] == "s2"]["correct"].mean()
     clean = after[after["sensor"] == "s1"]["correct"].mean()
     assert clean - noisy >= 0.2, (clean, noisy)
-    assert "fault.sensor_noise" in set(ev["kind"])
 
 
 def test_structural_early_exit_on_the_device() -> None:
-    s, df, _ = run("technique=structural", "technique.early_exit=models/digits/exit1.onnx",
-                   "faults=edge_crash", "run.duration_s=6")
-    assert s["verdict"] == "VALID", s["verdict_reasons"]
-    accounting(s, df)
+    s, df, ev = run("technique=structural", "technique.early_exit=models/digits/exit1.onnx",
+                    "faults=edge_crash", "run.duration_s=6")
+    crashed(ev, "e1")
     assert s["availability_after_fault"] >= 0.95
     after = df[df["scheduled_s"] > s["fault_at_s"] + 0.2]
     assert set(after["path"].dropna()) == {"d1:head>d1:early_exit"}
