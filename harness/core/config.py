@@ -8,6 +8,7 @@ touches the network (the caller exits 2 on ConfigError).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,20 @@ class ConfigError(ValueError):
 
 def fail(key: str, value: Any, why: str) -> typing.NoReturn:
     raise ConfigError(f"{key}={value!r}: {why}")
+
+
+def target_of(key: str, node: Any) -> Any:
+    """The object a plug-in's `_target_` (a dotted path) names; a one-line ConfigError
+    (`<key>._target_=...`) when it is missing or cannot be imported. Plain importlib,
+    not Hydra: processes inside nodes resolve plug-ins too."""
+    target = node.get("_target_") if isinstance(node, dict) else None
+    if not target:
+        fail(f"{key}._target_", target, "missing")
+    module, _, attr = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        fail(f"{key}._target_", target, "cannot be imported")
 
 
 def check_range(key: str, value: float | None, lo: float | None = None,

@@ -10,10 +10,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from harness.core.config import MODES, ConfigError, FidelityConfig, NetworkConfig, RunConfig, fail
+from harness.core.config import (
+    MODES,
+    ConfigError,
+    FidelityConfig,
+    NetworkConfig,
+    RunConfig,
+    fail,
+    target_of,
+)
 from harness.core.config import from_dict as to_dataclass
 from harness.core.paths import CONF_DIR
 from harness.emulation.topology import Topology
@@ -48,13 +55,8 @@ class Experiment:
 
 
 def _call_target(group: str, node: dict[str, Any]) -> Any:
-    target = node.pop("_target_", None)
-    if not target:
-        fail(f"{group}._target_", None, "missing")
-    try:
-        fn = get_method(target)
-    except Exception:
-        fail(f"{group}._target_", target, "cannot be imported")
+    fn = target_of(group, node)
+    node.pop("_target_")
     try:
         return fn(**node)
     except TypeError as e:
@@ -66,13 +68,7 @@ def plugin(group: str, node: Any) -> dict[str, Any]:
     """A plug-in's config (`_target_` + kwargs), checked to import; built when the run starts
     (building may probe the kernel)."""
     node = dict(node or {})
-    target = node.get("_target_")
-    if not target:
-        fail(f"{group}._target_", None, "missing")
-    try:
-        get_method(target)
-    except Exception:
-        fail(f"{group}._target_", target, "cannot be imported")
+    target_of(group, node)
     return node
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.config import ConfigError, check_range, fail
-from harness.workload.samples.base import SampleLibrary, build, resolve
+from harness.core.config import ConfigError, check_range, fail, target_of
+from harness.workload.samples.base import SampleLibrary, build
 
 DEFAULT_SAMPLES = "harness.workload.samples.digits.Digits"
 ARRIVALS = ("fixed", "poisson", "recorded")
@@ -72,13 +72,7 @@ class WorkloadConfig:
         ConfigError naming its key."""
         if self._library is not None:
             return self._library
-        target = self.samples.get("_target_")
-        if not target:
-            fail(f"{key}.samples._target_", target, "missing")
-        try:
-            resolve(target)
-        except Exception:
-            fail(f"{key}.samples._target_", target, "cannot be imported")
+        target_of(f"{key}.samples", self.samples)
         try:
             self._library = build(self.samples)
         except ValueError as e:  # a bad kwarg: "<kwarg>=<value>: why"

@@ -8,12 +8,13 @@ emulated node, where host-side packages are not imported.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from harness.core.config import target_of
 
 
 class SampleLibrary(ABC):
@@ -55,18 +56,12 @@ class SampleLibrary(ABC):
         return out.astype(array.dtype)
 
 
-def resolve(target: str) -> type:
-    """`package.module.Name` -> the object; ImportError/AttributeError if it is not there."""
-    module, _, attr = str(target).rpartition(".")
-    if not module:
-        raise ImportError(f"{target!r} is not a dotted path")
-    return getattr(importlib.import_module(module), attr)
-
-
 def build(spec: dict[str, Any]) -> SampleLibrary:
     """A library from its config node (`_target_` + kwargs)."""
     kwargs = dict(spec)
-    lib = resolve(kwargs.pop("_target_"))(**kwargs)
+    cls = target_of("samples", kwargs)
+    del kwargs["_target_"]
+    lib = cls(**kwargs)
     if not isinstance(lib, SampleLibrary):
         raise TypeError(f"{spec['_target_']} is not a SampleLibrary")
     return lib
