@@ -58,8 +58,12 @@ def test_loss_per_direction() -> None:
 
 @pytest.mark.parametrize("bw", [10, 50, 100])
 def test_bandwidth(bw: float) -> None:
-    r = bench.tcp_scenario(bw, duration_s=3)
-    assert abs(r["error_pct"]) <= 5, r
+    def check(r: dict) -> None:
+        # TCP goodput is ~95.6 % of the L2 rate: -4.4 % on a quiet machine; a busy
+        # neighbour starves the delay line (lower, once); a wrong rate misses twice
+        assert abs(r["error_pct"]) <= 5, r
+
+    measured(check, bench.tcp_scenario, bw, duration_s=3)
 
 
 def test_uncapped_delay_line_throughput() -> None:

@@ -164,3 +164,103 @@ def test_read_records_keeps_the_best_and_skips_a_torn_line(tmp_path: Path) -> No
     assert got[1]["outcome"] == "answer"  # an answer beats an error
     assert got[4]["completed_s"] == 0.35  # the earliest answer wins
     assert got[5]["outcome"] == "lost"
+
+
+def test_accounting_identity_whatever_the_records(df) -> None:
+    # every scheduled request exactly once, one status each; a record for an id that was
+    # never scheduled (99) is ignored, a request no sensor recorded (5) is lost
+    stray = dict(RECORDS, **{99: answer(99, 0.5, 0)})
+    d = outcomes(SCHEDULE, stray, LABELS, slo_ms=100.0, answer_by_s=2.0)
+    assert list(d["request_id"]) == list(range(10))
+    assert d["status"].isin(["ok", "late", "failed", "lost"]).all()
+    s = summarize(d)
+    assert s["n_ok"] + s["n_late"] + s["n_failed"] + s["n_lost"] == s["n_scheduled"] == 10
+    assert d.loc[5, "status"] == "lost" and pd.isna(d.loc[5, "sent_s"])  # never sent
+    pd.testing.assert_frame_equal(d, df)
+
+
+def test_latency_from_the_scheduled_time_and_the_boundaries() -> None:
+    # binary-exact times so the boundaries are exact; SLO 125 ms, answers awaited to 2.0 s
+    sched = [Scheduled(0, "s1", 0, 1.0), Scheduled(1, "s1", 1, 0.5),
+             Scheduled(2, "s1", 2, 1.75), Scheduled(3, "s1", 0, 1.5)]
+    recs = {
+        # a stalled load generator sent it 62.5 ms late; answered 62.5 ms after sending:
+        # 125 ms from the scheduled time + 62.5 = 187.5 ms -> late (from the send: ok)
+        0: {"request_id": 0, "sent_s": 1.0625, "outcome": "answer", "completed_s": 1.1875,
+            "prediction": 0},
+        # exactly at the SLO: ok
+        1: {"request_id": 1, "sent_s": 0.5, "outcome": "answer", "completed_s": 0.625,
+            "prediction": 1},
+        # exactly at the end of the wait: still answered (late, 250 ms)
+        2: {"request_id": 2, "sent_s": 1.75, "outcome": "answer", "completed_s": 2.0,
+            "prediction": 0},
+        # an error keeps no prediction, path or latency
+        3: {"request_id": 3, "sent_s": 1.5, "outcome": "error", "completed_s": 1.5625,
+            "prediction": 0, "path": "d1:head", "error": "INVALID_ARGUMENT: x"},
+    }
+    d = outcomes(sched, recs, {0: 0, 1: 1, 2: 2}, slo_ms=125.0, answer_by_s=2.0)
+    assert list(d["status"]) == ["late", "ok", "late", "failed"]
+    assert d["latency_ms"].tolist()[:3] == [187.5, 125.0, 250.0]
+    assert pd.isna(d.loc[3, "latency_ms"]) and pd.isna(d.loc[3, "prediction"])
+    assert pd.isna(d.loc[3, "correct"]) and d.loc[3, "path"] is None
+    assert d.loc[3, "error"] == "INVALID_ARGUMENT: x"
+    assert d["correct"].tolist()[:3] == [True, True, False]  # sample 2's label is 2
+    s = summarize(d)
+    assert s["lateness_ms"]["max"] == 62.5 and s["lateness_ms"]["p50"] == 0.0
+    assert s["latency_ms"]["p50"] == 187.5 and s["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_detection_at_the_fault_instant_counts(df) -> None:
+    r = resilience(df, [{"t_s": 0.45, "kind": "detect", "target": "e1", "detail": "{}"}],
+                   0.45, 1.0)
+    assert r["mttd_ms"] == 0.0
+    # `detect.up` or a fault event is no detection
+    r = resilience(df, [e for e in EVENTS if e["kind"] != "detect"], 0.45, 1.0)
+    assert r["mttd_ms"] is None
+
+
+def test_mttr_with_requests_scheduled_at_the_same_instant() -> None:
+    """Two cameras replay one recorded timeline: requests in pairs at 0.0, 0.5, 1.0 s.
+
+    fault at 0.25 s; the pair at 0.5 s: s1's answer at 0.58 s, s2's at 0.53 s (both ok)
+    -> recovered at 0.53 s: MTTR 280 ms, whatever the order of the table's rows.
+    """
+    sched = [Scheduled(2 * k + i, s, k, 0.5 * k) for k in range(3)
+             for i, s in enumerate(["s1", "s2"])]
+    recs = {rid: {"request_id": rid, "sent_s": s.scheduled_s, "outcome": "answer",
+                  "completed_s": s.scheduled_s + 0.03, "prediction": 0}
+            for rid, s in enumerate(sched)}
+    recs[2]["completed_s"] = 0.58
+    recs[3]["completed_s"] = 0.53
+    d = outcomes(sched, recs, {0: 0, 1: 0, 2: 0}, slo_ms=100.0, answer_by_s=2.0)
+    for table in (d, d.iloc[::-1]):
+        r = resilience(table, [], 0.25, 1.5)
+        assert r["mttr_ms"] == pytest.approx(280), table["request_id"].tolist()
+        # from 0.53 s on: the pair at 1.0 s, both ok
+        assert r["availability_after_recovery"] == 1.0
+        assert r["availability_after_fault"] == 1.0 and r["unavailable_ms"] == 0.0
+
+
+def test_redundant_sensing_the_best_record_of_each_request(tmp_path: Path) -> None:
+    """Both cameras send every observation (sensor `s1+s2`); per request the best of the
+    two records counts: an answer over an error over a loss, then the earliest."""
+    a, b = tmp_path / "s1.jsonl", tmp_path / "s2.jsonl"
+    a.write_text("\n".join(json.dumps(r) for r in [
+        {"request_id": 0, "outcome": "answer", "completed_s": 0.09, "prediction": 3},
+        {"request_id": 1, "outcome": "lost", "completed_s": 2.0, "error": "DEADLINE"},
+        {"request_id": 2, "outcome": "lost", "completed_s": 2.0, "error": "DEADLINE"},
+    ]) + "\n")
+    b.write_text("\n".join(json.dumps(r) for r in [
+        {"request_id": 0, "outcome": "answer", "completed_s": 0.05, "prediction": 4},
+        {"request_id": 1, "outcome": "error", "completed_s": 0.12, "error": "UNAVAILABLE"},
+        {"request_id": 2, "outcome": "answer", "completed_s": 0.30, "prediction": 5},
+    ]) + "\n")
+    recs = read_records([a, b])
+    sched = [Scheduled(i, "s1+s2", i, 0.1 * i) for i in range(3)]
+    d = outcomes(sched, recs, {0: 4, 1: 1, 2: 5}, slo_ms=100.0, answer_by_s=2.0)
+    # 0: s2's answer at 0.05 s (50 ms, ok, prediction 4 = label); 1: s2's error beats
+    # s1's loss -> failed; 2: s2's answer beats s1's loss: 0.30 - 0.2 = 100 ms -> ok
+    assert list(d["status"]) == ["ok", "failed", "ok"]
+    assert d.loc[0, "prediction"] == 4 and bool(d.loc[0, "correct"])
+    assert d.loc[1, "error"] == "UNAVAILABLE"
+    assert d.loc[2, "latency_ms"] == pytest.approx(100)

@@ -133,7 +133,8 @@ def test_sensing_redundancy_survives_a_camera_crash() -> None:
     s, df, ev = run("technique=sensing_redundancy", "faults=sensor_crash", "run.duration_s=9")
     crashed(ev, "s2")
     assert set(df["sensor"]) == {"s1+s2"}  # one request per observation
-    assert s["availability"] >= 0.99
+    # without redundancy a third of the requests would fail; allow 2 in 90 to noise
+    assert s["availability"] >= 0.97, s["availability"]
     assert s["accuracy_after_fault"] >= CARD["test_accuracy"]["single_camera"] - 0.01 - 0.05
     assert (df["path"].dropna().str.endswith(">c1:fusion")).all()
 
@@ -141,7 +142,8 @@ def test_sensing_redundancy_survives_a_camera_crash() -> None:
 def test_sensor_noise_degrades_accuracy_not_availability() -> None:
     s, df, ev = run("technique=baseline", "faults=sensor_noise", "run.duration_s=9")
     assert list(fault_events(ev, "sensor_noise")["target"]) == ["s2"]
-    assert s["availability"] >= 0.99
+    # without redundancy a third of the requests would fail; allow 2 in 90 to noise
+    assert s["availability"] >= 0.97, s["availability"]
     after = df[df["scheduled_s"] >= s["fault_at_s"]]
     noisy = after[after["sensor"] == "s2"]["correct"].mean()
     clean = after[after["sensor"] == "s1"]["correct"].mean()
