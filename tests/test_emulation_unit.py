@@ -209,8 +209,14 @@ def test_popen_pid_is_the_process_and_sigterm_reaches_it(pair) -> None:
     try:
         assert p.pid in node.resources.pids()
         assert p.pid in node.processes()
-        with open(f"/proc/{p.pid}/comm") as f:
-            assert f.read().strip() == "sleep"  # mnexec exec'd in place: no launcher
+        # mnexec joins the namespace, then execs `sleep` in place: the same pid becomes
+        # sleep (a launcher that forked would stay mnexec); the exec may take a moment
+        comm, deadline = "", time.monotonic() + 5
+        while comm != "sleep" and time.monotonic() < deadline:
+            with open(f"/proc/{p.pid}/comm") as f:
+                comm = f.read().strip()
+            time.sleep(0.01)
+        assert comm == "sleep" and p.poll() is None
         assert os.readlink(f"/proc/{p.pid}/ns/net") == os.readlink(
             f"/proc/{node.ns_pid}/ns/net")
         p.send_signal(signal.SIGTERM)

@@ -169,7 +169,7 @@ def test_read_records_keeps_the_best_and_skips_a_torn_line(tmp_path: Path) -> No
 def test_accounting_identity_whatever_the_records(df) -> None:
     # every scheduled request exactly once, one status each; a record for an id that was
     # never scheduled (99) is ignored, a request no sensor recorded (5) is lost
-    stray = dict(RECORDS, **{99: answer(99, 0.5, 0)})
+    stray = {**RECORDS, 99: answer(99, 0.5, 0)}
     d = outcomes(SCHEDULE, stray, LABELS, slo_ms=100.0, answer_by_s=2.0)
     assert list(d["request_id"]) == list(range(10))
     assert d["status"].isin(["ok", "late", "failed", "lost"]).all()
@@ -252,15 +252,15 @@ def test_redundant_sensing_the_best_record_of_each_request(tmp_path: Path) -> No
     ]) + "\n")
     b.write_text("\n".join(json.dumps(r) for r in [
         {"request_id": 0, "outcome": "answer", "completed_s": 0.05, "prediction": 4},
-        {"request_id": 1, "outcome": "error", "completed_s": 0.12, "error": "UNAVAILABLE"},
-        {"request_id": 2, "outcome": "answer", "completed_s": 0.30, "prediction": 5},
+        {"request_id": 1, "outcome": "error", "completed_s": 0.375, "error": "UNAVAILABLE"},
+        {"request_id": 2, "outcome": "answer", "completed_s": 0.5625, "prediction": 5},
     ]) + "\n")
     recs = read_records([a, b])
-    sched = [Scheduled(i, "s1+s2", i, 0.1 * i) for i in range(3)]
+    sched = [Scheduled(i, "s1+s2", i, 0.25 * i) for i in range(3)]
     d = outcomes(sched, recs, {0: 4, 1: 1, 2: 5}, slo_ms=100.0, answer_by_s=2.0)
     # 0: s2's answer at 0.05 s (50 ms, ok, prediction 4 = label); 1: s2's error beats
-    # s1's loss -> failed; 2: s2's answer beats s1's loss: 0.30 - 0.2 = 100 ms -> ok
+    # s1's loss -> failed; 2: s2's answer beats s1's loss: 0.5625 - 0.5 s = 62.5 ms -> ok
     assert list(d["status"]) == ["ok", "failed", "ok"]
     assert d.loc[0, "prediction"] == 4 and bool(d.loc[0, "correct"])
     assert d.loc[1, "error"] == "UNAVAILABLE"
-    assert d.loc[2, "latency_ms"] == pytest.approx(100)
+    assert d.loc[2, "latency_ms"] == 62.5

@@ -21,6 +21,13 @@ def crashed(ev: pd.DataFrame, node: str) -> None:
     assert "fault.error" not in set(ev["kind"])
 
 
+def detected(s: dict, ev: pd.DataFrame, node: str) -> None:
+    """A health check marked `node` down after the fault: the crash took effect."""
+    t = ev[(ev["kind"] == "detect") & (ev["target"] == node)]["t_s"]
+    assert (t >= s["fault_at_s"]).any(), ev[["t_s", "kind", "target"]].to_string()
+    assert s["mttd_ms"] is not None and s["mttd_ms"] >= 0, s["mttd_ms"]
+
+
 def served_before_and_after(s: dict, df: pd.DataFrame, before: str, after: set[str],
                             also_before: set[str] = frozenset()) -> None:
     """Requests went the full way before the fault (or, hedged, also `also_before`) and
@@ -36,18 +43,20 @@ def served_before_and_after(s: dict, df: pd.DataFrame, before: str, after: set[s
 def test_failover_warm_recovers_fast() -> None:
     s, df, ev = run("technique=failover", "faults=edge_crash", "run.duration_s=9")
     crashed(ev, "e1")
+    detected(s, ev, "e1")
+    served_before_and_after(s, df, FULL, {"d1:head>e2:middle>c1:tail"})
     assert s["availability_after_fault"] >= 0.95
-    assert s["mttd_ms"] is not None and s["mttr_ms"] <= 150, (s["mttd_ms"], s["mttr_ms"])
+    assert s["mttr_ms"] <= 150, (s["mttd_ms"], s["mttr_ms"])
     assert s["replicas"] == 1 and s["cpu_s"] > 0 and s["bytes_sent"] > 0
     after = df[df["scheduled_s"] > s["fault_at_s"] + 0.2]
     assert set(after["path"].dropna()) == {"d1:head>e2:middle>c1:tail"}
-    assert "detect" in set(ev["kind"])
 
 
 def test_failover_active_active() -> None:
     s, df, ev = run("technique=failover", "technique.mode=active_active", "faults=edge_crash",
                     "run.duration_s=6")
     crashed(ev, "e1")
+    detected(s, ev, "e1")
     e2 = "d1:head>e2:middle>c1:tail"  # both answer before the fault: the first one wins
     served_before_and_after(s, df, FULL, {e2}, also_before={e2})
     assert s["availability_after_fault"] >= 0.95
@@ -58,6 +67,7 @@ def test_failover_cold_reports_its_breakdown() -> None:
     s, df, ev = run("technique=failover", "technique.mode=cold", "faults=edge_crash",
                     "run.duration_s=9")
     crashed(ev, "e1")
+    detected(s, ev, "e1")
     served_before_and_after(s, df, FULL, {"d1:head>e2:middle>c1:tail"})
     b = s["recovery_breakdown_ms"]
     # each phase happened and is plausible (their sum is MTTR by construction)
@@ -85,6 +95,7 @@ def test_structural_skip_path_then_full_path_again() -> None:
     crashed(ev, "e1")
     assert list(fault_events(ev, "restore")["target"]) == ["e1"]
     t_crash, t_back = 4.0, 8.0
+    assert set(df[df["scheduled_s"] < t_crash - 0.1]["path"].dropna()) == {FULL}
     during = df[(df["scheduled_s"] > t_crash + 0.2) & (df["scheduled_s"] < t_back)]
     assert (during["status"] == "ok").mean() >= 0.95
     assert during["degraded"].fillna(False).all()
@@ -98,6 +109,8 @@ def test_structural_skip_path_then_full_path_again() -> None:
 def test_same_fault_and_requests_for_two_techniques() -> None:
     a, da, ea = run("technique=baseline", "faults=edge_crash", "run.duration_s=6", "seed=3")
     b, db, eb = run("technique=failover", "faults=edge_crash", "run.duration_s=6", "seed=3")
+    crashed(ea, "e1")
+    crashed(eb, "e1")
     cols = ["request_id", "sensor", "sample_id", "scheduled_s"]
     pd.testing.assert_frame_equal(da[cols], db[cols])
     ta = float(ea[ea["kind"] == "fault.crash"]["t_s"].iloc[0])
@@ -116,15 +129,19 @@ def test_bad_technique_cli_exit_2() -> None:
 def test_reconfiguration_replaces_the_stage() -> None:
     s, df, ev = run("technique=reconfiguration", "faults=edge_crash", "run.duration_s=9")
     crashed(ev, "e1")
+    detected(s, ev, "e1")
     assert s["mttr_ms"] is not None and s["mttr_ms"] <= 3000
     assert s["availability_after_recovery"] >= 0.95
     b = s["recovery_breakdown_ms"]
-    # failures=2 probes, period 50, timeout 100 ms: detected within ~250 ms (+ noise)
+    # failures=2 probes (timeout 100 ms) in a 50 ms loop: about 2 x (100 + 50) ms; the
+    # margin is for a busy CI neighbour (a broken detector never fires at all)
     assert 0 < b["detection_ms"] <= 1000, b
     for k in ("process_start_ms", "model_load_ms", "first_inference_ms", "route_push_ms"):
         assert b[k] > 0, b
     assert b["reroute_ms"] >= 0, b
-    assert len(ev[ev["kind"] == "reconfigure"]) == 1 and "detect" in set(ev["kind"])
+    assert len(ev[ev["kind"] == "reconfigure"]) == 1
+    assert "reconfigure.error" not in set(ev["kind"])
+    assert set(df[df["scheduled_s"] < s["fault_at_s"] - 0.1]["path"].dropna()) == {FULL}
     later = df[df["scheduled_s"] > s["fault_at_s"] + s["mttr_ms"] / 1000 + 0.1]
     assert set(later["path"].dropna()) == {"d1:head>c1:middle>c1:tail"}
 
@@ -137,11 +154,19 @@ def test_sensing_redundancy_survives_a_camera_crash() -> None:
     assert s["availability"] >= 0.97, s["availability"]
     assert s["accuracy_after_fault"] >= CARD["test_accuracy"]["single_camera"] - 0.01 - 0.05
     assert (df["path"].dropna().str.endswith(">c1:fusion")).all()
+    # after the crash the fusion stage waits `wait_ms` for the second camera in vain
+    wait = s["config"]["technique"]["wait_ms"]
+    t = s["fault_at_s"]
+    before = df[df["scheduled_s"] < t - 0.1]["latency_ms"].dropna()
+    after = df[df["scheduled_s"] > t + 0.5]["latency_ms"].dropna()
+    assert len(after) and after.min() >= wait, after.describe()
+    assert before.median() < after.median(), (before.median(), after.median())
 
 
 def test_sensor_noise_degrades_accuracy_not_availability() -> None:
     s, df, ev = run("technique=baseline", "faults=sensor_noise", "run.duration_s=9")
     assert list(fault_events(ev, "sensor_noise")["target"]) == ["s2"]
+    assert "fault.error" not in set(ev["kind"])
     # without redundancy a third of the requests would fail; allow 2 in 90 to noise
     assert s["availability"] >= 0.97, s["availability"]
     after = df[df["scheduled_s"] >= s["fault_at_s"]]
@@ -155,6 +180,7 @@ def test_structural_early_exit_on_the_device() -> None:
                     "faults=edge_crash", "run.duration_s=6")
     crashed(ev, "e1")
     assert s["availability_after_fault"] >= 0.95
+    assert set(df[df["scheduled_s"] < s["fault_at_s"] - 0.1]["path"].dropna()) == {FULL}
     after = df[df["scheduled_s"] > s["fault_at_s"] + 0.2]
     assert set(after["path"].dropna()) == {"d1:head>d1:early_exit"}
     assert abs(after["correct"].mean() - CARD["test_accuracy"]["early_exit"]) <= 0.08

@@ -16,7 +16,9 @@ def resilience(df: pd.DataFrame, events: list[dict], fault_at_s: float | None,
 
     mttd_ms: fault to the technique's first detection event (null if it has none);
     mttr_ms: fault to the completion of the first request scheduled after it that
-    ends ok; availability_after_recovery: of the requests scheduled from then on;
+    ends ok (of several scheduled at that same instant, e.g. by sensors replaying one
+    recorded timeline, the first answered: independent of the table's row order);
+    availability_after_recovery: of the requests scheduled from then on;
     unavailable_ms: the share of post-fault requests not ok, times the
     post-fault time (the expected time users saw no timely answer).
     """
@@ -28,7 +30,8 @@ def resilience(df: pd.DataFrame, events: list[dict], fault_at_s: float | None,
     answered = part[part["status"].isin(["ok", "late"])]
     ok = part[part["status"] == "ok"]
     detect = [e["t_s"] for e in events if e["kind"] == "detect" and e["t_s"] >= fault_at_s]
-    mttr_ms = (float(ok["completed_s"].iloc[0]) - fault_at_s) * 1000 if len(ok) else None
+    first_ok = ok[ok["scheduled_s"] == ok["scheduled_s"].min()]
+    mttr_ms = (float(first_ok["completed_s"].min()) - fault_at_s) * 1000 if len(ok) else None
     recovered = (part[part["scheduled_s"] >= fault_at_s + mttr_ms / 1000]
                  if mttr_ms is not None else part.iloc[0:0])
     return {
