@@ -31,7 +31,11 @@ def rtt_scenario(delay_ms: float, jitter_ms: float = 0.0, probes: int = 300,
     rtts = r["rtts_ms"]
     return {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "shaper": shaper,
             "expected_rtt_ms": 2 * delay_ms, "median_ms": statistics.median(rtts),
-            "p99_ms": percentile(rtts, 99), "stdev_ms": statistics.pstdev(rtts),
+            "p90_ms": percentile(rtts, 90), "p99_ms": percentile(rtts, 99),
+            "stdev_ms": statistics.pstdev(rtts),
+            "iqr_ms": percentile(rtts, 75) - percentile(rtts, 25),
+            # two U(-J, J) directions: RTT triangular on +-2J, quartiles +-2J(1 - 1/sqrt 2)
+            "expected_iqr_ms": 4 * jitter_ms * (1 - 0.5 ** 0.5),
             "expected_stdev_ms": jitter_ms * (2 / 3) ** 0.5,
             "min_ms": min(rtts), "max_ms": max(rtts), "received": r["received"],
             "sent": r["sent"]}
