@@ -38,8 +38,8 @@ def test_every_kind_has_an_inverse_that_restores() -> None:
 
 
 def test_first_fault_ignores_every_restoration() -> None:
-    # sensor_clean is a restoration: the first fault is the crash at 3 s (the old code,
-    # with its own list of restoring actions, said 1 s)
+    # sensor_clean is a restoration: the first fault is the crash at 3 s (the hand-written
+    # list of restoring actions in harness/run.py before 76bc2a5 lacked it and said 1 s)
     f = FaultsConfig.parse({"actions": [{"at_s": 1, "action": "sensor_clean", "target": "s2"},
                                         {"at_s": 3, "action": "crash", "target": "e1"}]})
     assert f.first_fault_s() == 3
