@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from harness.core.config import ConfigError
 from harness.core.files import write_text_atomic
 from harness.core.paths import CONF_DIR
+from harness.run.experiment import load_experiment  # also registers the config resolvers
 
 EXIT_CONFIG = 2
 JOBS: list[tuple[Path, int]] = []  # (job dir, exit code: 0 VALID, 1 INVALID or failed, 2 bad input)
@@ -34,8 +35,6 @@ SWEEP = {"multirun": False}
 def precheck(overrides: list[str]) -> None:
     """Compose and validate before Hydra creates a run dir: bad input exits 2, one line."""
     from hydra import compose, initialize_config_dir
-
-    from harness.run.experiment import load_experiment
 
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -51,7 +50,6 @@ def precheck(overrides: list[str]) -> None:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def task(cfg: DictConfig) -> None:
-    from harness.run.experiment import load_experiment
     from harness.run.phases import execute
 
     hc = HydraConfig.get()

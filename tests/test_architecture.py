@@ -23,7 +23,7 @@ LAYERS = ["core", "emulation", "faults", "pipeline", "workload", "techniques", "
 ENTRIES = {"__init__", "__main__", "bench", "clean", "doctor", "overhead", "partition",
            "probe", "stage"}
 HOST_SIDE = ("harness.emulation", "harness.run", "harness.faults", "harness.report",
-             "harness.measure", "harness.techniques", "mininet", "hydra")
+             "harness.measure", "harness.techniques", "mininet", "hydra", "omegaconf")
 IN_NODE_OK = ("harness.measure.node", "harness.emulation.shapers.delayline")
 
 

@@ -14,12 +14,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import OmegaConf
-
-# `${div:${run.duration_s},3}`: fault times as a fraction of the run
-OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
-OmegaConf.register_new_resolver("multiply", lambda a, b: float(a) * float(b), replace=True)
-
 
 class ConfigError(ValueError):
     """Bad user input; the message is one line naming the offending key and value."""

@@ -28,6 +28,11 @@ from harness.faults.schedule import FaultsConfig
 from harness.pipeline.config import PipelineConfig
 from harness.workload.schedule import WorkloadConfig
 
+# `${div:${run.duration_s},3}`: fault times as a fraction of the run. Registered here,
+# where configs are composed, so code inside nodes needs no omegaconf.
+OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
+OmegaConf.register_new_resolver("multiply", lambda a, b: float(a) * float(b), replace=True)
+
 
 @dataclass
 class Experiment:
