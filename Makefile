@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # ethtool (offloads off for the delay line), iperf3 (bandwidth fidelity), ping.
 APT_PKGS := mininet iproute2 nftables ethtool iperf3 iputils-ping procps socat
 
-.PHONY: setup sys-deps venv test lint bench clean-runs doctor
+.PHONY: setup sys-deps venv test lint bench clean-runs doctor images
 
 setup: sys-deps venv
 
@@ -44,3 +44,8 @@ doctor: setup
 # Remove leftovers of harness runs whose process is gone (never touches anything else).
 clean-runs: venv
 	$(PY) -m harness.clean
+
+# The Docker backend's images (containers/README.md); not part of setup until the
+# backend lands. GPU=1 also builds the onnxruntime-gpu stage image.
+images: venv
+	bash containers/build.sh
