@@ -29,6 +29,16 @@ def test_device_edge_cloud_shape() -> None:
     assert all(t.find_link(e, "c1") for e in ("e1", "e2", "e3"))
 
 
+def test_device_edge_cloud_resources_per_tier() -> None:
+    t = exp_for("topology=device_edge_cloud", "topology.edge_cpu=0.5", "topology.edge_mem_mb=512",
+                "topology.device_mem_mb=256").topology
+    assert {(n.name, n.cpu, n.mem_mb) for n in t.nodes if n.role in ("device", "edge")} == {
+        ("d1", 0.0, 256), ("e1", 0.5, 512), ("e2", 0.5, 512)}
+    assert t.node("c1").mem_mb == 0 and t.node("s1").mem_mb == 0
+    with pytest.raises(ConfigError, match=r"^topology.edge_mem_mb=-1"):
+        exp_for("topology=device_edge_cloud", "topology.edge_mem_mb=-1")
+
+
 def test_names_fit_linux_limits_and_are_unique() -> None:
     t = dec()
     devs = t.interfaces()

@@ -21,6 +21,8 @@ def build(
     device_cloud: bool = True,
     device_cpu: float = 0.0,
     edge_cpu: float = 0.0,
+    device_mem_mb: int = 0,
+    edge_mem_mb: int = 0,
     sensor_link: dict[str, Any] | None = None,
     device_edge_link: dict[str, Any] | None = None,
     edge_edge_link: dict[str, Any] | None = None,
@@ -30,9 +32,13 @@ def build(
     count("n_sensors", n_sensors, 0)
     count("n_devices", n_devices, 1)
     count("n_edges", n_edges, 2)
+    count("device_mem_mb", device_mem_mb, 0, 10**7)
+    count("edge_mem_mb", edge_mem_mb, 0, 10**7)
     sensors = [Node(f"s{i + 1}", "sensor") for i in range(n_sensors)]
-    devices = [Node(f"d{i + 1}", "device", cpu=device_cpu) for i in range(n_devices)]
-    edges = [Node(f"e{i + 1}", "edge", cpu=edge_cpu) for i in range(n_edges)]
+    devices = [Node(f"d{i + 1}", "device", cpu=device_cpu, mem_mb=device_mem_mb)
+               for i in range(n_devices)]
+    edges = [Node(f"e{i + 1}", "edge", cpu=edge_cpu, mem_mb=edge_mem_mb)
+             for i in range(n_edges)]
     cloud = Node("c1", "cloud")
     links: list[Link] = []
     for i, s in enumerate(sensors):
