@@ -56,11 +56,12 @@ def run_outputs(d: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
             pd.read_parquet(d / "events.parquet"))
 
 
-# A measured RTT median may sit this far below / above what the link is configured for.
-# Asymmetric on purpose: a busy neighbour only ever adds delay (the delay line's own
-# processing adds ~0.2 ms, more on a loaded VM), never removes it; a delay line off by
-# 0.5 ms or more per direction still fails.
-RTT_BELOW_MS, RTT_ABOVE_MS = 0.4, 0.8
+# A measured RTT median may sit this far below / above what the link is configured for,
+# and its p90 this far above. Asymmetric on purpose: a busy neighbour (on CI, other VMs
+# on the host too) only ever adds delay, never removes it; a delay line off by 1 ms or
+# more per direction still fails. The contract's tight figures (median +-0.4, p99 <=
+# +1.5 ms) are `make bench`'s, on a machine it has checked is quiet.
+RTT_BELOW_MS, RTT_ABOVE_MS, RTT_P90_ABOVE_MS = 0.4, 1.5, 2.5
 
 
 def rtt_median_ok(median_ms: float, expected_ms: float) -> bool:

@@ -4,11 +4,11 @@ Targets are the emulator's contract, checked on this machine's shaper (the
 userspace delay line where the kernel has no netem). `make bench` prints the
 full-size figures, p99 included, against their targets.
 
-On a shared 2-core CI machine a busy neighbour only ever adds delay, to a few
-probes: so these tests check the median (two-sided, tight) and the upper tail
-at p90 (one-sided), and measure up to three times on a fresh network. A delay
-line that is wrong (2 ms too long, rounding to 1 ms, unbounded jitter) misses
-every time.
+On a shared 2-core CI machine a busy neighbour only ever adds delay: so these
+tests check the median and the p90 with asymmetric bounds (tests/helpers.py),
+throughput with a lower bound that allows for a starved delay line, and measure
+up to three times on a fresh network. A delay line that is wrong by 1 ms or
+more per direction, or shapes to a wrong rate, misses every time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from harness.report import link_bench as bench
-from tests.helpers import root_only, rtt_median_ok
+from tests.helpers import RTT_P90_ABOVE_MS, root_only, rtt_median_ok
 
 pytestmark = [pytest.mark.needs_root, root_only]
 
@@ -40,7 +40,7 @@ def test_delay(delay_ms: float) -> None:
     def check(r: dict) -> None:
         assert r["received"] == r["sent"]
         assert rtt_median_ok(r["median_ms"], 2 * delay_ms), r
-        assert r["p90_ms"] <= 2 * delay_ms + 1.5, r
+        assert r["p90_ms"] <= 2 * delay_ms + RTT_P90_ABOVE_MS, r
 
     measured(check, bench.rtt_scenario, delay_ms, probes=300, interval_ms=5)
 
@@ -65,9 +65,9 @@ def test_loss_per_direction() -> None:
 @pytest.mark.parametrize("bw", [10, 50, 100])
 def test_bandwidth(bw: float) -> None:
     def check(r: dict) -> None:
-        # TCP goodput is ~95.6 % of the L2 rate: -4.4 % on a quiet machine; a busy
-        # neighbour starves the delay line (lower, once); a wrong rate misses twice
-        assert abs(r["error_pct"]) <= 5, r
+        # TCP goodput is ~95.6 % of the L2 rate: -4.4 % on a quiet machine. A busy
+        # neighbour starves the delay line (lower only); a wrong rate misses either bound
+        assert -8 <= r["error_pct"] <= 5, r
 
     measured(check, bench.tcp_scenario, bw, duration_s=3)
 

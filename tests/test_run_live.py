@@ -13,7 +13,15 @@ import pandas as pd
 import pytest
 
 from harness.emulation.ledger import leftovers, state_dir
-from tests.helpers import PY, REPO, harness_cmd, root_only, rtt_median_ok, run_dir
+from tests.helpers import (
+    PY,
+    REPO,
+    RTT_P90_ABOVE_MS,
+    harness_cmd,
+    root_only,
+    rtt_median_ok,
+    run_dir,
+)
 
 pytestmark = [pytest.mark.needs_root, root_only]
 
@@ -55,7 +63,7 @@ def test_cli_mode_reads_stdin_and_measures_delay() -> None:
     assert rtt["received"] >= 198
     assert rtt_median_ok(rtt["median_ms"], 20), rtt["median_ms"]
     p90 = sorted(rtt["rtts_ms"])[int(0.9 * len(rtt["rtts_ms"])) - 1]
-    assert p90 <= 21.5, (p90, rtt["p99_ms"])  # load only adds delay: p99 is the bench's
+    assert p90 <= 20 + RTT_P90_ABOVE_MS, (p90, rtt["p99_ms"])  # p99 is the bench's
     assert "0% dropped" in text
     summary = json.loads((run_dir(p.stdout) / "summary.json").read_text())
     assert summary["mode"] == "cli" and summary["verdict"] == "VALID"
