@@ -60,7 +60,8 @@ for dist in ("grpcio", "numpy", "protobuf"):
     print(f"{dist}=={version(dist)}")
 print(f"tritonclient[grpc]=={version('tritonclient')}")
 PY
-  h=$( (echo "$BASE"; cat "containers/$name/Dockerfile" "$ctx/wheels/requirements.txt" \
+  # one Dockerfile for both: only the wheelhouse (onnxruntime or onnxruntime-gpu) differs
+  h=$( (echo "$BASE" "$name"; cat containers/stage/Dockerfile "$ctx/wheels/requirements.txt" \
         pyproject.toml; find harness -name '*.py' | sort | xargs sha256sum) | hash12)
   image=hx-$name:$h
   if have "$image"; then echo "$image: present"; rm -rf "$ctx"; return; fi
@@ -68,7 +69,7 @@ PY
   "$PY" -m pip download -q --only-binary=:all: "${PLATFORMS[@]}" -d "$ctx/wheels" \
     -r "$ctx/wheels/requirements.txt" 2> >(grep -v "^WARNING: Location" >&2)
   "$PY" -m pip wheel -q --no-deps -w "$ctx/wheels/project" . 2> >(grep -v "^WARNING: Location" >&2)
-  cp "containers/$name/Dockerfile" "$ctx/"
+  cp containers/stage/Dockerfile "$ctx/"
   # (the legacy builder's deprecation notice is the only thing filtered out)
   docker build -q --build-arg "BASE=$BASE" -t "$image" "$ctx" >/dev/null \
     2> >(grep -v -e "^DEPRECATED: The legacy builder" -e "buildx" -e "^ *$" >&2)

@@ -110,9 +110,15 @@ def test_a_new_kind_is_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             inverse = "steady"
             Params = WobbleParams
 
+            def apply(self, ctx, action):
+                return {"hz": action.params.hz}
+
         class Steady(Fault):
             name = "steady"
             restores = True
+
+            def apply(self, ctx, action):
+                return {}
     '''))
     monkeypatch.setattr(kinds, "__path__", [*kinds.__path__, str(tmp_path)])
     base.forget()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,19 +29,19 @@ class NoParams:
     """A fault kind without parameters of its own."""
 
 
-class Fault:
+class Fault(ABC):
     name: ClassVar[str]  # the `action` string in a fault schedule
     inverse: ClassVar[str | None] = None  # the action that undoes it (`for_s` schedules it)
     restores: ClassVar[bool] = False  # a restoration, not a fault (MTTD/MTTR count from faults)
     target: ClassVar[str | None] = "node"
     Params: ClassVar[type] = NoParams
 
-    def check(self, action: FaultAction, topo: Topology, key: str) -> None:
+    def check(self, action: FaultAction, topo: Topology, key: str) -> None:  # noqa: B027
         """Checks against the topology beyond the target's existence (ConfigError)."""
 
+    @abstractmethod
     def apply(self, ctx: FaultInjector, action: FaultAction) -> dict[str, Any]:
         """Do it; returns the event's detail. An exception makes the run INVALID."""
-        raise NotImplementedError
 
 
 _REGISTRY: dict[str, Fault] = {}

@@ -13,9 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from hydra.utils import get_method
-
-from harness.core.config import ConfigError
+from harness.core.config import ConfigError, target_of
 from harness.emulation.ledger import Ledger, remove_run
 from harness.emulation.network import Emulation
 from harness.emulation.shapers.base import Shaper
@@ -57,9 +55,10 @@ def signals_held() -> Iterator[None]:
 def make_plugin(group: str, node: dict):
     """Build a plug-in from its config (`_target_` + kwargs)."""
     kwargs = dict(node)
-    target = kwargs.pop("_target_")
+    fn = target_of(group, kwargs)
+    del kwargs["_target_"]
     try:
-        return get_method(target)(**kwargs)
+        return fn(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{group}: {e}") from None
 
