@@ -68,6 +68,16 @@ def rtt_median_ok(median_ms: float, expected_ms: float) -> bool:
     return -RTT_BELOW_MS <= median_ms - expected_ms <= RTT_ABOVE_MS
 
 
+# A scheduled action (fault, restore) may start late by the injector thread's wake-up on a
+# busy machine, never early: 100 ms late is far beyond a sleeping thread's delay and far below
+# any schedule a defect would produce (a wrong clock or unit is off by seconds).
+FAULT_LATE_S = 0.100
+
+
+def on_time(t_s: float, planned_s: float) -> bool:
+    return -0.001 <= t_s - planned_s <= FAULT_LATE_S
+
+
 PIPELINE = ["topology=device_edge_cloud", "workload=digits", "technique=baseline"]
 
 

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, fault_events, harness_cmd, root_only
+from tests.helpers import REPO, fault_events, harness_cmd, on_time, root_only
 from tests.helpers import run_pipeline as run
 
 CARD = json.loads((REPO / "models" / "digits" / "card.json").read_text())
@@ -113,9 +113,14 @@ def test_same_fault_and_requests_for_two_techniques() -> None:
     crashed(eb, "e1")
     cols = ["request_id", "sensor", "sample_id", "scheduled_s"]
     pd.testing.assert_frame_equal(da[cols], db[cols])
-    ta = float(ea[ea["kind"] == "fault.crash"]["t_s"].iloc[0])
-    tb = float(eb[eb["kind"] == "fault.crash"]["t_s"].iloc[0])
-    assert abs(ta - tb) <= 0.010
+    # One schedule: the same planned instant in both runs. When it really ran can differ by
+    # the injector thread's wake-up on a busy machine, so each is checked against its plan
+    # (a fault fired at the wrong time, or not on the shared clock, still fails).
+    fa, fb = (json.loads(e[e["kind"] == "fault.crash"]["detail"].iloc[0]) for e in (ea, eb))
+    assert fa["scheduled_s"] == fb["scheduled_s"] == pytest.approx(2.0)
+    for e, f in ((ea, fa), (eb, fb)):
+        t = float(e[e["kind"] == "fault.crash"]["t_s"].iloc[0])
+        assert on_time(t, f["scheduled_s"]), (t, f["scheduled_s"])
 
 
 def test_bad_technique_cli_exit_2() -> None:
