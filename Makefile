@@ -10,7 +10,7 @@ APT_PKGS := mininet iproute2 nftables ethtool iperf3 iputils-ping procps socat
 
 .PHONY: setup sys-deps venv test lint bench clean-runs doctor images
 
-setup: sys-deps venv
+setup: sys-deps venv images
 
 sys-deps:
 	@missing=""; for p in $(APT_PKGS); do \
@@ -45,7 +45,7 @@ doctor: setup
 clean-runs: venv
 	$(PY) -m harness.clean
 
-# The Docker backend's images (containers/README.md); not part of setup until the
-# backend lands. GPU=1 also builds the onnxruntime-gpu stage image.
+# The Docker backend's images (containers/README.md): installs and starts Docker if
+# needed, builds what is missing. GPU=1 also builds the onnxruntime-gpu stage image.
 images: venv
 	bash containers/build.sh

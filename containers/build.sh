@@ -47,38 +47,39 @@ build_base() {
 }
 
 build_stage() {  # $1: stage | stage-gpu
-  local name=$1 ctx=$WORK/$1 h image
-  rm -rf "$ctx"
-  mkdir -p "$ctx/wheels/project"
-  # the host venv's versions, so a stage in a container computes what a process stage does
-  "$PY" - "$name" >"$ctx/wheels/requirements.txt" <<'PY'
-import sys
-from importlib.metadata import version
-gpu = sys.argv[1] == "stage-gpu"
-print("onnxruntime-gpu" if gpu else f"onnxruntime=={version('onnxruntime')}")
-for dist in ("grpcio", "numpy", "protobuf"):
-    print(f"{dist}=={version(dist)}")
-print(f"tritonclient[grpc]=={version('tritonclient')}")
-PY
-  # one Dockerfile for both: only the wheelhouse (onnxruntime or onnxruntime-gpu) differs
-  h=$( (echo "$BASE" "$name"; cat containers/stage/Dockerfile "$ctx/wheels/requirements.txt" \
-        pyproject.toml; find harness -name '*.py' | sort | xargs sha256sum) | hash12)
+  local name=$1 ctx=$WORK/$1 h image reqs deps source
+  # the host venv's versions (harness.emulation.backends.docker.images is the one definition)
+  reqs=$("$PY" -m harness.emulation.backends.docker.images requirements "$name")
+  source=$("$PY" -m harness.emulation.backends.docker.images source-hash)
+  h=$( (echo "$BASE" "$name" "$source" "$reqs"; cat containers/stage/Dockerfile) | hash12)
   image=hx-$name:$h
-  if have "$image"; then echo "$image: present"; rm -rf "$ctx"; return; fi
-  echo "$image: wheelhouse and build"
-  "$PY" -m pip download -q --only-binary=:all: "${PLATFORMS[@]}" -d "$ctx/wheels" \
-    -r "$ctx/wheels/requirements.txt" 2> >(grep -v "^WARNING: Location" >&2)
-  "$PY" -m pip wheel -q --no-deps -w "$ctx/wheels/project" . 2> >(grep -v "^WARNING: Location" >&2)
+  if have "$image"; then echo "$image: present"; return; fi
+  echo "$image: build"
+  # the dependency wheelhouse is kept between builds, per set of requirements
+  deps=$WORK/deps-$(echo "$reqs" | hash12)
+  if [ ! -f "$deps/requirements.txt" ]; then
+    rm -rf "$deps.tmp" && mkdir -p "$deps.tmp"
+    echo "$reqs" >"$deps.tmp/requirements.txt"
+    "$PY" -m pip download -q --only-binary=:all: "${PLATFORMS[@]}" -d "$deps.tmp" \
+      -r "$deps.tmp/requirements.txt" 2> >(grep -v "^WARNING: Location" >&2)
+    mv "$deps.tmp" "$deps"
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx/project"
+  cp -r "$deps" "$ctx/deps"
+  "$PY" -m pip wheel -q --no-deps -w "$ctx/project" . 2> >(grep -v "^WARNING: Location" >&2)
   cp containers/stage/Dockerfile "$ctx/"
   # (the legacy builder's deprecation notice is the only thing filtered out)
-  docker build -q --build-arg "BASE=$BASE" -t "$image" "$ctx" >/dev/null \
-    2> >(grep -v -e "^DEPRECATED: The legacy builder" -e "buildx" -e "^ *$" >&2)
+  docker build -q --build-arg "BASE=$BASE" --build-arg "SOURCE=$source" -t "$image" "$ctx" \
+    >/dev/null 2> >(grep -v -e "^DEPRECATED: The legacy builder" -e "buildx" -e "^ *$" >&2)
   docker tag "$image" "hx-$name:latest"
   # it must run what a stage runs, with no network at all
   docker run --rm --network none "$image" python -c \
     "import onnxruntime, grpc, tritonclient.grpc, harness.pipeline.node.server" \
     || { echo "$image: the stage code does not import" >&2; exit 1; }
   rm -rf "$ctx"
+  # older builds of this image are ours and superseded (nothing else is touched)
+  docker images --format '{{.Repository}}:{{.Tag}}' "hx-$name" \
+    | grep -v -e ":latest$" -e ":$h$" | xargs -r docker rmi -f >/dev/null 2>&1 || true
 }
 
 docker_up

@@ -45,6 +45,9 @@ class FakeResources(NodeResources):
     def cpu_usage_s(self) -> float:
         return 1.5
 
+    def oom_kills(self) -> int:
+        return 0
+
     def pids(self) -> list[int]:
         return []
 
@@ -144,9 +147,12 @@ def test_every_network_change_runs_from_the_host(state, tmp_path) -> None:
 
 
 def test_registry_order_and_names() -> None:
+    import harness.emulation.backends.docker  # noqa: F401 - registers "containers"
+
     names = [k.name for k in inventory.kinds()]
-    assert names[:5] == ["processes", "netns", "links", "nft_tables", "cgroups"]
-    assert names[0] == "processes" and names[-1] == "cgroups"
+    # containers first (removing one kills its processes), cgroups last (once empty)
+    assert names[:6] == ["containers", "processes", "netns", "links", "nft_tables", "cgroups"]
+    assert names[-1] == "cgroups"
 
 
 def test_a_registered_kind_is_found_cleaned_and_ordered(state, monkeypatch) -> None:

@@ -23,6 +23,9 @@ def build(
     edge_cpu: float = 0.0,
     device_mem_mb: int = 0,
     edge_mem_mb: int = 0,
+    device_gpus: int | str = 0,
+    edge_gpus: int | str = 0,
+    cloud_gpus: int | str = 0,
     sensor_link: dict[str, Any] | None = None,
     device_edge_link: dict[str, Any] | None = None,
     edge_edge_link: dict[str, Any] | None = None,
@@ -35,11 +38,12 @@ def build(
     count("device_mem_mb", device_mem_mb, 0, 10**7)
     count("edge_mem_mb", edge_mem_mb, 0, 10**7)
     sensors = [Node(f"s{i + 1}", "sensor") for i in range(n_sensors)]
-    devices = [Node(f"d{i + 1}", "device", cpu=device_cpu, mem_mb=device_mem_mb)
+    devices = [Node(f"d{i + 1}", "device", cpu=device_cpu, mem_mb=device_mem_mb,
+                    gpus=device_gpus)
                for i in range(n_devices)]
-    edges = [Node(f"e{i + 1}", "edge", cpu=edge_cpu, mem_mb=edge_mem_mb)
+    edges = [Node(f"e{i + 1}", "edge", cpu=edge_cpu, mem_mb=edge_mem_mb, gpus=edge_gpus)
              for i in range(n_edges)]
-    cloud = Node("c1", "cloud")
+    cloud = Node("c1", "cloud", gpus=cloud_gpus)
     links: list[Link] = []
     for i, s in enumerate(sensors):
         links.append(Link(s.name, devices[i % n_devices].name,

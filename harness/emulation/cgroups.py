@@ -88,6 +88,15 @@ class NodeCgroup(NodeResources):
         else:
             (d / "memory.max").write_text(str(mb * 2**20) if mb > 0 else "max")
 
+    def oom_kills(self) -> int:
+        d = self.dirs["memory"]
+        f = d / ("memory.oom_control" if self.version == 1 else "memory.events")
+        for line in f.read_text().splitlines():
+            k, _, v = line.partition(" ")
+            if k == "oom_kill":
+                return int(v)
+        return 0
+
     def cpu_usage_s(self) -> float:
         d = self.dirs["cpuacct"]
         if self.version == 1:

@@ -103,9 +103,7 @@ class Emulation:
     def start(self) -> None:
         t0 = time.monotonic()
         self.shaper.setup(self.ledger.prefix, self.ledger.env())
-        for node in self.topo.nodes:
-            self.nodes[node.name] = self.backend.start_node(node, self.ips[node.name],
-                                                            self.ledger)
+        self.nodes.update(self.backend.start_nodes(self.topo.nodes, self.ips, self.ledger))
         t_nodes = time.monotonic()
         for i, link in enumerate(self.topo.links):
             props = link.props.over(self.base)

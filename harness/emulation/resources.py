@@ -31,6 +31,10 @@ class NodeResources(ABC):
         """CPU seconds used by the node's processes so far (monotonic)."""
 
     @abstractmethod
+    def oom_kills(self) -> int:
+        """Processes of the node the kernel's OOM killer has killed so far (monotonic)."""
+
+    @abstractmethod
     def pids(self) -> list[int]:
         """Every process of the node, sorted (the backend's holder process included)."""
 

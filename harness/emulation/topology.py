@@ -20,8 +20,10 @@ class Node:
     role: str = "host"  # sensor | device | edge | cloud | host
     cpu: float = 0.0  # CPU share in cores (0.5 = half a core); 0 = unlimited
     mem_mb: int = 0  # memory limit; 0 = unlimited
-    # ONNX Runtime execution providers for stages on this node, in order of preference
-    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    # ONNX Runtime execution providers for stages on this node, in order of preference;
+    # empty = CPU, or CUDA then CPU on a node with GPUs
+    providers: list[str] = field(default_factory=list)
+    gpus: int | str = 0  # GPUs passed through to the node: a count, or "all"
 
     def validate(self, key: str) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or len(self.name) > 8:
@@ -30,8 +32,15 @@ class Node:
             fail(f"{key}.role", self.role, f"unknown role (one of {', '.join(ROLES)})")
         check_range(f"{key}.cpu", self.cpu, 0, 1024)
         check_range(f"{key}.mem_mb", self.mem_mb, 0, 10**7)
+        if self.gpus != "all" and (isinstance(self.gpus, bool) or not isinstance(self.gpus, int)
+                                   or self.gpus < 0):
+            fail(f"{key}.gpus", self.gpus, "must be a count >= 0 or 'all'")
+        if not isinstance(self.providers, list) or not all(isinstance(p, str)
+                                                           for p in self.providers):
+            fail(f"{key}.providers", self.providers, "must be a list of execution providers")
         if not self.providers:
-            fail(f"{key}.providers", self.providers, "at least one execution provider")
+            self.providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.gpus
+                              else ["CPUExecutionProvider"])
 
 
 @dataclass

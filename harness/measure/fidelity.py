@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import time
 
 from harness.core.config import FidelityConfig
@@ -32,11 +31,13 @@ def _start_ready(node, argv: list[str]) -> subprocess.Popen:
 
 
 def measure_rtt(emu: Emulation, a: str, b: str, count: int, interval_ms: float) -> dict:
-    py = [sys.executable, "-m", "harness.measure.node.probe"]
-    server = _start_ready(emu.nodes[b], py + ["echo", "--port", str(ECHO_PORT),
+    def py(node: str) -> list[str]:
+        return [emu.nodes[node].python, "-m", "harness.measure.node.probe"]
+
+    server = _start_ready(emu.nodes[b], py(b) + ["echo", "--port", str(ECHO_PORT),
                                               "--idle-s", "2"])
     try:
-        out = emu.nodes[a].run(py + ["rtt", emu.ips[b], "--port", str(ECHO_PORT),
+        out = emu.nodes[a].run(py(a) + ["rtt", emu.ips[b], "--port", str(ECHO_PORT),
                                      "--count", str(count), "--interval-ms", str(interval_ms)],
                                timeout=count * interval_ms / 1000 + 30)
     finally:

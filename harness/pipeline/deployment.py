@@ -9,7 +9,6 @@ they recorded.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,11 +138,11 @@ class Deployment:
             inst.port = self.port_for(inst.node)
         what = (["--model", str(inst.model_file)] if inst.model_file is not None
                 else ["--null", inst.null or "x"])
-        argv = [sys.executable, "-m", "harness.pipeline.node.server", *what, *inst.args,
+        argv = [self.emu.nodes[inst.node].python, "-m", "harness.pipeline.node.server",
+                *what, *inst.args,
                 "--name", inst.stage, "--node", inst.node, "--port", str(inst.port),
                 "--threads", str(spec.threads),
-                "--providers", ",".join(spec.providers or
-                                        self.emu.topo.node(inst.node).providers),
+                "--providers", ",".join(self.requested_providers(inst)),
                 "--ready-file", str(self.dir / f"{inst.key}.json"),
                 "--events", str(self.dir / f"{inst.key}.events.jsonl")]
         if inst.route is not None:
@@ -160,8 +159,12 @@ class Deployment:
             proc = self.procs[inst.key]
             if proc.poll() is not None:
                 err = (self.dir / f"{inst.key}.log").read_text().strip().splitlines()
+                why = err[-1] if err else ""
+                if proc.returncode == -9 and self.emu.nodes[inst.node].resources.oom_kills():
+                    why = (f"killed by the OOM killer (memory limit "
+                           f"{self.emu.topo.node(inst.node).mem_mb} MiB)")
                 raise RuntimeError(f"stage {inst.stage} on {inst.node} exited "
-                                   f"({proc.returncode}): {err[-1] if err else ''}")
+                                   f"({proc.returncode}): {why}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"stage {inst.stage} on {inst.node} not ready after "
                                    f"{self.pipe.ready_timeout_s}s")
@@ -195,6 +198,19 @@ class Deployment:
             self.wait_ready(inst)
         except RuntimeError as e:
             self.record("stage.error", inst.node, {"stage": inst.stage, "error": str(e)})
+
+    def requested_providers(self, inst: Instance) -> list[str]:
+        return self.spec(inst.stage).providers or self.emu.topo.node(inst.node).providers
+
+    def provider_fallbacks(self) -> list[str]:
+        """Instances whose first-choice execution provider is not in use: ONNX Runtime
+        falls back to CPU silently, so the run says so (and is not VALID)."""
+        out = []
+        for key, used in self.providers().items():
+            want = self.requested_providers(self.instances[key])[0]
+            if want not in used:
+                out.append(f"stage {key} asked for {want} but runs on {', '.join(used)}")
+        return out
 
     def providers(self) -> dict[str, list[str]]:
         return {k: i.get("providers", []) for k, i in self.info.items() if "providers" in i}

@@ -109,6 +109,7 @@ class Inference(NoLoad):
         if self.replay is not None:
             self.replay.stop()
             reasons += self.replay.sensor_errors()
+        reasons += self.deployment.provider_fallbacks()
         self.deployment.stop()
         return reasons
 

@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from harness.core.config import ConfigError, target_of
+from harness.core.config import ConfigError, fail, target_of
+from harness.emulation.backends.base import Backend
 from harness.emulation.ledger import Ledger, remove_run
 from harness.emulation.network import Emulation
 from harness.emulation.shapers.base import Shaper
@@ -72,14 +73,25 @@ def make_shaper(exp: Experiment) -> Shaper:
     return shaper
 
 
+def make_backend(exp: Experiment, warnings: list[str] | None = None) -> Backend:
+    """The configured backend, checked against the topology (ConfigError, e.g. a missing
+    image or GPU runtime, before the network is touched); warnings for the summary."""
+    backend = make_plugin("backend", exp.backend)
+    if not isinstance(backend, Backend):
+        fail("backend._target_", exp.backend["_target_"], "did not return a Backend")
+    backend.validate(exp.topology, warnings if warnings is not None else [])
+    return backend
+
+
 @contextlib.contextmanager
-def emulated(exp: Experiment, shaper: Shaper | None = None) -> Iterator[Emulation]:
+def emulated(exp: Experiment, shaper: Shaper | None = None,
+             backend: Backend | None = None) -> Iterator[Emulation]:
     """The experiment's network, up; torn down (signals held off) however the block exits."""
     shaper = shaper or make_shaper(exp)
+    backend = backend or make_backend(exp)
     ledger = Ledger.new()
     emu: Emulation | None = None
     try:
-        backend = make_plugin("backend", exp.backend)
         emu = Emulation(exp.topology, exp.network, backend, shaper, ledger, exp.seed)
         emu.start()
         yield emu

@@ -21,7 +21,8 @@ from harness.measure.metrics import clean_json
 from harness.run.events import EVENT_COLUMNS, EventLog
 from harness.run.experiment import Experiment
 from harness.run.inference import Inference, NoLoad
-from harness.run.lifecycle import emulated, exit_on_signals, make_shaper
+from harness.run.lifecycle import emulated, exit_on_signals, make_backend, make_shaper
+from harness.run.oom import OomWatch
 
 log = logging.getLogger("harness")
 VALID, INVALID = "VALID", "INVALID"
@@ -41,11 +42,15 @@ class Run:
         """All phases; returns the verdict. Exceptions propagate after `account`."""
         self.prepare()
         try:
-            with exit_on_signals(), emulated(self.exp, self.shaper) as emu:
+            with exit_on_signals(), emulated(self.exp, self.shaper, self.backend) as emu:
                 self.emu = emu
                 self.bring_up()
-                t0 = self.deploy()
-                self.replay_with_faults(t0)
+                oom = OomWatch(emu, self.events.record).start()
+                try:
+                    t0 = self.deploy()
+                    self.replay_with_faults(t0)
+                finally:
+                    oom.stop()
             # leaving `emulated` tore the network down
         except KeyboardInterrupt:
             self.reasons.append("interrupted")
@@ -66,9 +71,12 @@ class Run:
         exp = self.exp
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shaper = make_shaper(exp)
+        warnings: list[str] = []
+        self.backend = make_backend(exp, warnings)
+        self.backend.share(str(self.out_dir.resolve()))
         self.summary = {
             "schema_version": SCHEMA_VERSION, "verdict": INVALID, "verdict_reasons": [],
-            "warnings": [], "mode": exp.mode, "topology": exp.topology_name,
+            "warnings": warnings, "mode": exp.mode, "topology": exp.topology_name,
             "faults": exp.faults_name, "backend": exp.backend.get("_target_"),
             "seed": exp.seed, "duration_s": exp.run.duration_s, "shaper": self.shaper.name,
             "config_hash": exp.config_hash, "config": exp.config,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -52,8 +51,9 @@ class Replay:
             plan_file = self.dir / f"{sensor}.plan.json"
             write_json(plan_file, plan)
             log = open(self.dir / f"{sensor}.log", "w")
-            self.procs[sensor] = self.emu.nodes[sensor].popen(
-                [sys.executable, "-m", "harness.workload.node.sensor", str(plan_file),
+            node = self.emu.nodes[sensor]
+            self.procs[sensor] = node.popen(
+                [node.python, "-m", "harness.workload.node.sensor", str(plan_file),
                  str(self.dir / f"{sensor}.jsonl")],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         for sensor, p in self.procs.items():

@@ -1,11 +1,12 @@
 """The small interface between the emulation core and whatever hosts the nodes.
 
 Links, faults and pipeline stages only use `EmuNode`: a network namespace
-reachable by PID, a way to run processes in the node, and the node's resources
-(`harness.emulation.resources.NodeResources`). A Docker backend provides the
-same with containers: it implements `ns_pid`, `popen`, `keep_pids` and
-`resources`; network set-up and link changes (`net_run`) are done here, from the
-host, so a node needs none of ip, tc, nft, ethtool or sysctl inside it.
+reachable by PID, a way to run processes in the node, the interpreter that runs
+harness code there (`python`), and the node's resources
+(`harness.emulation.resources.NodeResources`). The Docker backend provides the
+same with containers (`backends/docker/`); network set-up and link changes
+(`net_run`) are done here, from the host, so a node needs none of ip, tc, nft,
+ethtool or sysctl inside it.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from harness.core.config import fail
 from harness.emulation.ledger import Ledger
 from harness.emulation.resources import NodeResources
 from harness.emulation.tc import EmulationError
-from harness.emulation.topology import Node
+from harness.emulation.topology import Node, Topology
 
 
 class EmuNode(ABC):
@@ -29,6 +32,7 @@ class EmuNode(ABC):
     name: str
     ip: str
     resources: NodeResources
+    python: str = sys.executable  # the interpreter that runs harness code in this node
 
     @property
     def cgroup(self) -> NodeResources:
@@ -45,13 +49,13 @@ class EmuNode(ABC):
         """Start `argv` as a process of the node: its namespaces, its resources (cgroup),
         the run's env mark.
 
-        The returned Popen's `pid` is the process running `argv` itself, not a
-        launcher that forked it, so `send_signal`/`terminate`/`kill` reach it and
-        the pid is in `resources.pids()`. (Mininet's `mnexec -da PID` joins the
-        namespaces and execs in place; it would fork only if the child led its
-        process group, so do not pass `start_new_session`/`process_group`. A
-        `docker exec` client is not the process: a backend using it must return
-        a wrapper whose signals reach the process in the container.)
+        `send_signal`/`terminate`/`kill` on the returned Popen reach the process
+        running `argv`, its exit status is that process's, and the process is in
+        `resources.pids()`. Mininet's `mnexec -da PID` joins the namespaces and
+        execs in place, so `pid` is the process itself (it would fork only if the
+        child led its process group: do not pass `start_new_session`). A container
+        node's launcher (`nsenter -p`) must fork to enter the PID namespace: its
+        Popen forwards signals to the child and exits with the child's status.
         """
 
     def run(self, argv: list[str], input: str | None = None, timeout: float = 30) -> str:
@@ -129,6 +133,42 @@ class Backend(ABC):
     @abstractmethod
     def start_node(self, spec: Node, ip: str, ledger: Ledger) -> EmuNode:
         """Start one node with its resource limits (cpu, mem_mb) applied."""
+
+    def start_nodes(self, specs: list[Node], ips: dict[str, str],
+                    ledger: Ledger) -> dict[str, EmuNode]:
+        """Start every node (a backend may start them in parallel); a node that started
+        is kept even if a later one fails, so `stop` removes it."""
+        return {s.name: self.start_node(s, ips[s.name], ledger) for s in specs}
+
+    gpu: str = "require"  # nodes asking for GPUs where there are none: require | prefer
+
+    def validate(self, topo: Topology, warnings: list[str]) -> None:
+        """Check, before anything changes, that this backend can host `topo`
+        (ConfigError naming the key otherwise); append warnings for the summary."""
+        if self.gpu not in ("require", "prefer"):
+            fail("backend.gpu", self.gpu, "one of require, prefer")
+        missing = self.gpu_missing([n for n in topo.nodes if n.gpus])
+        for node in topo.nodes:
+            if not node.gpus or missing is None:
+                continue
+            if self.gpu == "require":
+                fail(f"topology node {node.name}: gpus", node.gpus,
+                     f"{missing} (backend.gpu=prefer runs it on CPU)")
+            warnings.append(f"node {node.name} asked for gpus={node.gpus} but {missing}: "
+                            "its stages run on CPU (backend.gpu=prefer)")
+            node.gpus = 0
+            node.providers = [p for p in node.providers if p != "CUDAExecutionProvider"] \
+                or ["CPUExecutionProvider"]
+
+    def gpu_missing(self, nodes: list[Node]) -> str | None:
+        """Why `nodes` (which ask for GPUs) cannot have them here, or None if they can.
+        Processes see the host's devices as they are."""
+        if nodes and not os.path.exists("/dev/nvidiactl"):
+            return "this host has no NVIDIA GPU (/dev/nvidiactl)"
+        return None
+
+    def share(self, path: str) -> None:  # noqa: B027 - most backends share the host's files
+        """A host directory the node processes read and write (the run's folder)."""
 
     @abstractmethod
     def stop(self) -> None:

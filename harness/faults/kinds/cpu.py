@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from harness.core.config import check_range, fail
@@ -53,8 +52,8 @@ class Contention(Fault):
     Params = ContentionParams
 
     def apply(self, ctx, action) -> dict:
-        busy = [sys.executable, "-c", "while True: pass"]
         node = ctx.emu.nodes[action.target]
+        busy = [node.python, "-c", "while True: pass"]
         ctx.stress.setdefault(action.target, []).extend(
             node.popen(busy) for _ in range(action.params.workers))
         return {"workers": action.params.workers}

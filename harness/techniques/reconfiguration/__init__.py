@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -70,8 +69,9 @@ class Reconfiguration(Technique):
         plan_file = deployment.dir / "controller.plan.json"
         write_json(plan_file, plan)
         log = open(deployment.dir / "controller.log", "w")
-        self.proc = emu.nodes[self.controller_node].popen(
-            [sys.executable, "-m", "harness.techniques.reconfiguration.node.controller",
+        node = emu.nodes[self.controller_node]
+        self.proc = node.popen(
+            [node.python, "-m", "harness.techniques.reconfiguration.node.controller",
              str(plan_file), str(deployment.dir / "controller.events.jsonl")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         self.thread = threading.Thread(target=self._serve, args=(deployment, record),

@@ -35,6 +35,7 @@ tests use this module without the training stack.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +60,31 @@ _upscale: np.ndarray | None = None
 
 # ---------------------------------------------------------------- digits
 
+def package_dir(name: str) -> Path | None:
+    """Where an installed package's files are, without importing it. In a container
+    node the host's site-packages are mounted read-only and named by HX_HOST_SITE (the
+    stage image carries no data sets)."""
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    host = os.environ.get("HX_HOST_SITE")
+    if host and (Path(host) / name).is_dir():
+        return Path(host) / name
+    return None
+
+
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's digits, read from its file as `sklearn.datasets.load_digits` does (no
+    sklearn import: it is slow, and absent in the stage image)."""
     global _digits
     if _digits is None:
-        from sklearn.datasets import load_digits  # slow-ish import, only when needed
-
-        d = load_digits()
-        images = (d.images / 16.0).astype(np.float64)
-        _digits = images, d.target.astype(np.int64)
+        root = package_dir("sklearn")
+        path = root / "datasets" / "data" / "digits.csv.gz" if root else None
+        if path is None or not path.is_file():
+            raise FileNotFoundError("sklearn's digits.csv.gz (install scikit-learn)")
+        data = np.loadtxt(path, delimiter=",")
+        images = (data[:, :-1].reshape(-1, 8, 8) / 16.0).astype(np.float64)
+        _digits = images, data[:, -1].astype(np.int64)
     return _digits
 
 
@@ -159,10 +177,9 @@ def digits_labels(sample_ids) -> np.ndarray:
 
 def _basic_motions_file(split: str) -> Path | None:
     """The .ts file inside the installed sktime package, found without importing sktime."""
-    spec = importlib.util.find_spec("sktime")
-    if spec is None or not spec.submodule_search_locations:
+    root = package_dir("sktime")
+    if root is None:
         return None
-    root = Path(next(iter(spec.submodule_search_locations)))
     path = root / "datasets" / "data" / "BasicMotions" / f"BasicMotions_{split.upper()}.ts"
     return path if path.is_file() else None
 

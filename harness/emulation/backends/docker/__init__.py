@@ -1,0 +1,177 @@
+"""Nodes as Docker containers on the harness's own links (Containernet-style).
+
+Each container is created with `network_mode="none"` and joined to the run's
+links through its network namespace, exactly as a process node is (same veth,
+htb, delay line and nft path), so links behave identically on both backends.
+`docker-init` holds the namespace as PID 1 (and reaps); everything the harness
+starts in the node runs inside the container (`container.DockerNode.popen`). Nodes
+not chosen by `containers` stay processes (a Mininet host), as Containernet mixes
+hosts and Docker hosts. Limits are the container's own (`docker update` at run
+time), so `docker inspect` shows what is in force.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from harness.core.config import fail
+from harness.core.paths import REPO
+from harness.emulation.backends.base import Backend, EmuNode
+from harness.emulation.backends.docker import engine
+from harness.emulation.backends.docker.container import PERIOD_US, DockerNode
+from harness.emulation.inventory import ENV_MARK
+from harness.emulation.ledger import Ledger
+from harness.emulation.topology import ROLES, Node, Topology
+
+# What a node's processes may do beyond an unprivileged user: SYS_NICE lets the
+# sensors replay on time (SCHED_FIFO). Nothing else (no NET_ADMIN: links are set up
+# from the host).
+CAPS = ["SYS_NICE"]
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, image: str = "hx-stage:latest", gpu_image: str = "hx-stage-gpu:latest",
+                 gpu: str = "require", containers: str | list[str] = "all",
+                 pids_limit: int = 1024, python: str = "/opt/hx/bin/python") -> None:
+        self.image, self.gpu_image, self.gpu = image, gpu_image, gpu
+        self.containers = containers
+        self.pids_limit, self.python = pids_limit, python
+        self.shared: list[str] = []
+        self.prefix = ""
+        self.nodes: dict[str, DockerNode] = {}
+        self.procs: Any = None  # the Mininet backend for nodes that stay processes
+
+    # -- before anything changes ------------------------------------------------------
+
+    def validate(self, topo: Topology, warnings: list[str]) -> None:
+        if self.containers != "all":
+            if not isinstance(self.containers, list) or not self.containers:
+                fail("backend.containers", self.containers,
+                     "'all' or a list of roles and node names")
+            names = {n.name for n in topo.nodes}
+            for c in self.containers:
+                if c not in names and c not in ROLES:
+                    fail("backend.containers", c,
+                         f"no such role or node (roles: {', '.join(ROLES)})")
+        if isinstance(self.pids_limit, bool) or not isinstance(self.pids_limit, int) \
+                or self.pids_limit < 16:
+            fail("backend.pids_limit", self.pids_limit, "must be an integer >= 16")
+        if not any(self.is_container(n) for n in topo.nodes):
+            return
+        try:
+            engine.client()
+        except engine.DockerUnavailable as e:
+            fail("backend", "docker", str(e))
+        super().validate(topo, warnings)
+        self.check_image("backend.image", self.image)
+        if any(n.gpus and self.is_container(n) for n in topo.nodes):
+            self.check_image("backend.gpu_image", self.gpu_image)
+
+    def check_image(self, key: str, image: str) -> None:
+        import docker.errors
+
+        # (imported here: build.sh runs that module as a script)
+        from harness.emulation.backends.docker.images import SOURCE_LABEL, source_hash
+
+        try:
+            img = engine.client().images.get(image)
+        except docker.errors.ImageNotFound:
+            fail(key, image, "no such image here (there is no registry: `make images` "
+                 "builds hx-stage)")
+        built = (img.labels or {}).get(SOURCE_LABEL)
+        if built is not None and built != source_hash():
+            fail(key, image, "built from other harness code than this checkout: run "
+                 "`make images`")
+
+    def gpu_missing(self, nodes: list[Node]) -> str | None:
+        nodes = [n for n in nodes if self.is_container(n)]
+        if not nodes:
+            return None
+        runtimes = engine.client().info().get("Runtimes", {})
+        if "nvidia" not in runtimes:
+            return (f"Docker has no GPU runtime here (nvidia; runtimes: "
+                    f"{', '.join(sorted(runtimes)) or 'none'})")
+        return None
+
+    def is_container(self, node: Node) -> bool:
+        return self.containers == "all" or node.name in self.containers \
+            or node.role in self.containers
+
+    def share(self, path: str) -> None:
+        self.shared.append(str(path))
+
+    # -- nodes -------------------------------------------------------------------------
+
+    def start_nodes(self, specs: list[Node], ips: dict[str, str],
+                    ledger: Ledger) -> dict[str, EmuNode]:
+        """Containers are created in parallel (the daemon does the work); process nodes
+        come from a Mininet backend."""
+        out: dict[str, EmuNode] = {}
+        self.prefix = ledger.prefix
+        procs = [s for s in specs if not self.is_container(s)]
+        if procs:
+            from harness.emulation.backends.mininet import MininetBackend
+
+            self.procs = MininetBackend()
+            out.update(self.procs.start_nodes(procs, ips, ledger))
+        boxed = [s for s in specs if self.is_container(s)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {s.name: pool.submit(self.start_node, s, ips[s.name], ledger)
+                       for s in boxed}
+        errors = []
+        for name, f in futures.items():
+            try:
+                out[name] = f.result()
+            except Exception as e:
+                errors.append(f"{name}: {e}")
+        if errors:
+            raise RuntimeError("containers did not start: " + "; ".join(errors))
+        return out
+
+    def start_node(self, spec: Node, ip: str, ledger: Ledger) -> EmuNode:
+        import docker.types
+
+        image = self.gpu_image if spec.gpus else self.image
+        env = {ENV_MARK: ledger.prefix, "HX_HOST_SITE": sysconfig.get_paths()["purelib"]}
+        mounts = {str(REPO): {"bind": str(REPO), "mode": "ro"}}
+        site = sysconfig.get_paths()["purelib"]
+        if not site.startswith(str(REPO) + "/"):
+            mounts[site] = {"bind": site, "mode": "ro"}  # the data sets' files
+        for path in self.shared:
+            mounts[path] = {"bind": path, "mode": "rw"}
+        kwargs: dict[str, Any] = {}
+        if spec.gpus:
+            kwargs["device_requests"] = [docker.types.DeviceRequest(
+                count=-1 if spec.gpus == "all" else int(spec.gpus), capabilities=[["gpu"]])]
+        if spec.mem_mb:
+            kwargs["mem_limit"] = kwargs["memswap_limit"] = f"{spec.mem_mb}m"
+        if spec.cpu:
+            kwargs["cpu_period"], kwargs["cpu_quota"] = PERIOD_US, int(spec.cpu * PERIOD_US)
+        container = engine.client().containers.run(
+            image, ["sleep", "infinity"], name=f"{ledger.prefix}-{spec.name}",
+            hostname=spec.name, labels={engine.LABEL_RUN: ledger.prefix,
+                                        engine.LABEL_NODE: spec.name},
+            environment=env, network_mode="none", init=True, detach=True,
+            cap_drop=["ALL"], cap_add=CAPS, security_opt=["no-new-privileges"],
+            pids_limit=self.pids_limit, volumes=mounts, working_dir=str(REPO),
+            stop_signal="SIGKILL", **kwargs)
+        img_env = dict(e.split("=", 1) for e in container.image.attrs["Config"].get("Env", []))
+        node = DockerNode(container, ip, {**img_env, **env, "HOME": "/root"}, CAPS,
+                          self.python, str(REPO))
+        self.nodes[spec.name] = node
+        return node
+
+    def stop(self) -> None:
+        """Remove this run's containers (in parallel: each takes the daemon ~0.2 s)."""
+        try:
+            if self.procs is not None:
+                self.procs.stop()
+        finally:
+            mine = engine.run_containers(self.prefix) if self.prefix else []
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(engine.remove, mine))
+            self.nodes.clear()

@@ -1,0 +1,84 @@
+"""The Docker daemon as the harness uses it: one client, the run's labels, and cleanup.
+
+Containers a run creates are named `<prefix>-<node>` and labelled `hx.run=<prefix>`;
+cleanup lists containers by that label and removes only those whose name also
+starts with a run prefix, so a container made by hand (even from the same image)
+is never touched. Registered with the cleanup registry when this module is
+imported (`python -m harness.clean` imports every backend).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from harness.emulation.inventory import PREFIX_RE, ResourceKind, register
+
+LABEL_RUN = "hx.run"
+LABEL_NODE = "hx.node"
+SOCKET = "unix:///var/run/docker.sock"
+
+
+class DockerUnavailable(RuntimeError):
+    pass
+
+
+@functools.cache
+def client() -> Any:
+    """The daemon on its standard socket; DockerUnavailable if none answers."""
+    try:
+        import docker
+    except ImportError as e:  # pragma: no cover - a dependency of the project
+        raise DockerUnavailable(f"the docker SDK is not installed ({e})") from None
+    try:
+        c = docker.DockerClient(base_url=SOCKET, timeout=60)
+        c.ping()
+    except Exception as e:
+        raise DockerUnavailable(f"no Docker daemon answers at {SOCKET} "
+                                f"({type(e).__name__}); `make setup` starts one") from None
+    return c
+
+
+def available() -> bool:
+    try:
+        client()
+        return True
+    except DockerUnavailable:
+        return False
+
+
+def labelled(label: str = LABEL_RUN) -> list[dict]:
+    """Containers carrying `label`, as the daemon lists them (one call, no per-container
+    inspect that a container removed meanwhile would fail): Id, Names, Labels, State."""
+    return client().api.containers(all=True, filters={"label": label})
+
+
+def run_containers(prefix: str) -> list[dict]:
+    """Containers of runs whose prefix starts with `prefix` (label and name both)."""
+    if not available():
+        return []
+    out = []
+    for c in labelled():
+        run = (c.get("Labels") or {}).get(LABEL_RUN, "")
+        names = [n.lstrip("/") for n in c.get("Names") or []]
+        if PREFIX_RE.match(run) and run.startswith(prefix) \
+                and any(n.startswith(run) for n in names):
+            out.append(c)
+    return out
+
+
+def remove(container: dict) -> bool:
+    """Kill and remove one container (its processes and cgroups go with it)."""
+    import docker.errors
+
+    try:
+        client().api.remove_container(container["Id"], force=True)
+        return True
+    except docker.errors.NotFound:
+        return False
+
+
+# Containers go first: removing one kills every process in it, so nothing in it holds
+# a namespace or cgroup the later kinds remove.
+register(ResourceKind("containers", run_containers, remove, order=5,
+                      label=lambda c: (c.get("Labels") or {}).get(LABEL_RUN, "")))

@@ -1,0 +1,271 @@
+"""The Docker backend end to end: containers on the harness's links (root + Docker).
+
+`make test` installs and starts Docker and builds the images first (make setup),
+so Docker missing here is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.helpers import (
+    PY,
+    REPO,
+    RTT_ABOVE_MS,
+    accounting,
+    fault_events,
+    harness_cmd,
+    machine_state,
+    root_only,
+    run_dir,
+    run_outputs,
+    run_pipeline,
+)
+
+pytestmark = [pytest.mark.needs_root, root_only]
+DOCKER = ("backend=docker",)
+
+
+def docker_client():
+    from harness.emulation.backends.docker import engine
+
+    try:
+        return engine.client()
+    except engine.DockerUnavailable as e:
+        pytest.fail(f"{e} (make setup / make images installs and starts Docker)")
+
+
+def containers(prefix: str = "hx") -> list[str]:
+    """Names of containers carrying the run label whose run starts with `prefix`."""
+    from harness.emulation.backends.docker import engine
+
+    docker_client()
+    return sorted(c["Names"][0].lstrip("/") for c in engine.labelled()
+                  if c["Labels"]["hx.run"].startswith(prefix))
+
+
+def watch_containers(stop: threading.Event, seen: dict) -> None:
+    """While a run goes: every container of a run, with its limits, as docker shows them."""
+    import docker.errors
+
+    from harness.emulation.backends.docker import engine
+
+    api = docker_client().api
+    while not stop.is_set():
+        for c in engine.labelled():
+            try:
+                a = api.inspect_container(c["Id"])
+            except docker.errors.NotFound:  # removed meanwhile
+                continue
+            if not a["State"]["Running"]:
+                continue
+            hc = a["HostConfig"]
+            seen.setdefault(a["Name"].lstrip("/"), set()).add(
+                (a["Config"]["Labels"].get("hx.node"), hc["CpuQuota"], hc["CpuPeriod"],
+                 hc["Memory"], hc["MemorySwap"], hc["PidsLimit"], hc["NetworkMode"]))
+        time.sleep(0.2)
+
+
+def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
+    docker_client()
+    before = containers()
+    stop, seen = threading.Event(), {}
+    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
+    t.start()
+    try:
+        s, df, ev = run_pipeline(*DOCKER, "faults=none", "run.duration_s=8", "seed=1")
+    finally:
+        stop.set()
+        t.join()
+    assert s["backend"].endswith("DockerBackend")
+    # every request answered; one may miss the SLO when a neighbour steals the CPU
+    assert s["n_failed"] == s["n_lost"] == 0 and s["availability"] >= 0.98, s
+    nodes = {v[0] for states in seen.values() for v in states}
+    assert nodes == {"s1", "s2", "d1", "e1", "e2", "c1"}, seen
+    assert all(name.startswith(s["prefix"]) for name in seen)
+    assert all(v[6] == "none" for states in seen.values() for v in states)  # no docker net
+    assert containers() == before  # removed at teardown
+    p, dp, _ = run_pipeline("backend=mininet", "faults=none", "run.duration_s=8", "seed=1")
+    assert abs(s["accuracy"] - p["accuracy"]) <= 0.01
+    assert list(df["sample_id"]) == list(dp["sample_id"])
+    assert s["providers"] == {k: ["CPUExecutionProvider"] for k in s["providers"]}
+
+
+def test_limits_are_the_containers_and_thermal_updates_them_in_place() -> None:
+    stop, seen = threading.Event(), {}
+    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
+    t.start()
+    try:
+        s, _, ev = run_pipeline(*DOCKER, "faults=thermal", "run.duration_s=8",
+                                "topology.edge_cpu=0.5", "topology.edge_mem_mb=512")
+    finally:
+        stop.set()
+        t.join()
+    by_node = {}
+    for states in seen.values():
+        for node, quota, period, mem, swap, pids, _ in states:
+            by_node.setdefault(node, set()).add((quota, period, mem, swap, pids))
+    mb512 = 512 * 2**20
+    assert by_node["e1"] == by_node["e2"] == {(50_000, 100_000, mb512, mb512, 1024)}
+    # the device container's quota steps down during the run: 60 %, 30 %, 15 %
+    quotas = {q for q, *_ in by_node["d1"]}
+    assert {60_000, 30_000, 15_000} <= quotas, by_node["d1"]
+    assert len(fault_events(ev, "throttle")) == 3
+
+
+def test_node_processes_run_inside_the_container(tmp_path) -> None:
+    from harness.run.lifecycle import emulated
+    from tests.helpers import exp_for
+
+    with emulated(exp_for("topology=pair", "backend=docker", "network.delay_ms=1")) as emu:
+        node = emu.nodes["h1"]
+        c = node.container
+        p = node.popen(["sleep", "30"])
+        try:
+            deadline = time.monotonic() + 5
+            while (p.child_pid() is None or p.child_pid() not in node.resources.pids()) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            child = p.child_pid()
+            assert child in node.resources.pids() and child in node.processes()
+            for ns in ("net", "mnt", "pid", "uts", "ipc"):
+                assert os.readlink(f"/proc/{child}/ns/{ns}") == os.readlink(
+                    f"/proc/{node.ns_pid}/ns/{ns}"), ns
+            status = dict(line.split(":\t", 1) for line in
+                          open(f"/proc/{child}/status").read().splitlines() if ":\t" in line)
+            holder = dict(line.split(":\t", 1) for line in
+                          open(f"/proc/{node.ns_pid}/status").read().splitlines()
+                          if ":\t" in line)
+            assert int(status["CapBnd"], 16) == int(holder["CapBnd"], 16) == 1 << 23  # nice
+            assert status["NoNewPrivs"].strip() == "1"
+            top = c.top()  # the container's own view lists it
+            assert any("sleep 30" in " ".join(row) for row in top["Processes"])
+            p.send_signal(signal.SIGTERM)  # reaches sleep, not just nsenter
+            assert p.wait(timeout=5) == -signal.SIGTERM
+            out = node.run([node.python, "-c", "import socket; print(socket.gethostname())"])
+            assert out.strip() == "h1"
+        finally:
+            if p.poll() is None:
+                p.kill()
+        prefix = emu.ledger.prefix
+    assert containers(prefix) == []
+    assert not any(v for v in machine_state().values() if prefix in str(v))
+
+
+def test_link_delay_and_fidelity_hold_in_containers() -> None:
+    s0, _, _ = run_pipeline(*DOCKER, "faults=none", "run.duration_s=4", "network.delay_ms=0")
+    s10, _, _ = run_pipeline(*DOCKER, "faults=none", "run.duration_s=4", "network.delay_ms=10",
+                             "workload.slo_ms=500", "fidelity.enabled=true")
+    rise = s10["latency_ms"]["p50"] - s0["latency_ms"]["p50"]
+    # s1 -> d1 -> e1 -> c1 and back: 6 link traversals of 10 ms (as on the process backend)
+    assert -2 <= rise - 60 <= 3 * RTT_ABOVE_MS, (s0["latency_ms"], s10["latency_ms"])
+    assert not any("fidelity" in w for w in s10["warnings"]), s10["warnings"]
+
+
+def test_warm_failover_in_containers() -> None:
+    s, df, ev = run_pipeline(*DOCKER, "technique=failover", "faults=edge_crash",
+                             "run.duration_s=9", "seed=2")
+    assert list(fault_events(ev, "crash")["target"]) == ["e1"]
+    assert s["availability_after_fault"] >= 0.95
+    assert s["mttr_ms"] is not None and s["mttr_ms"] < 1000  # the bench reports the figure
+
+
+def test_out_of_memory_is_an_event_and_a_recorded_failure() -> None:
+    p = harness_cmd("topology=device_edge_cloud", "workload=digits", "technique=baseline",
+                    *DOCKER, "faults=none", "run.duration_s=4", "topology.edge_mem_mb=20",
+                    timeout=300)
+    assert p.returncode == 1, p.stderr[-2000:]
+    s, df, ev = run_outputs(run_dir(p.stdout))
+    assert s["verdict"] == "INVALID"
+    assert any("killed by the OOM killer (memory limit 20 MiB)" in r
+               for r in s["verdict_reasons"]), s["verdict_reasons"]
+    oom = ev[ev["kind"] == "node.oom"]
+    assert "e1" in set(oom["target"]), ev["kind"].tolist()
+    assert json.loads(oom["detail"].iloc[0])["mem_mb"] == 20
+    if df is not None:
+        accounting(s, df)
+    assert containers(s["prefix"]) == []
+
+
+def test_gpu_required_exits_2_and_preferred_runs_on_cpu_with_a_warning() -> None:
+    before = machine_state()
+    p = harness_cmd("topology=device_edge_cloud", "workload=digits", "technique=baseline",
+                    *DOCKER, "topology.edge_gpus=1")
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        "config error: topology node e1: gpus=1: Docker has no GPU runtime here (nvidia; "
+        f"runtimes: {', '.join(sorted(docker_client().info()['Runtimes']))}) "
+        "(backend.gpu=prefer runs it on CPU)"]
+    assert machine_state() == before
+    s, _, _ = run_pipeline(*DOCKER, "topology.edge_gpus=all", "backend.gpu=prefer",
+                           "faults=none", "run.duration_s=4")
+    assert any("node e1 asked for gpus=all" in w and "run on CPU" in w for w in s["warnings"])
+    assert s["providers"]["middle@e1"] == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(("override", "line"), [
+    ("backend.image=hx-nosuch:1", "config error: backend.image='hx-nosuch:1': no such image "
+     "here (there is no registry: `make images` builds hx-stage)"),
+    ("topology.edge_gpus=-1", "config error: topology.nodes[3].gpus=-1: must be a count >= 0 "
+     "or 'all'"),
+    ("backend.containers=[edge,gpu]", "config error: backend.containers='gpu': no such role "
+     "or node (roles: sensor, device, edge, cloud, host)"),
+    ("backend.gpu=maybe", "config error: backend.gpu='maybe': one of require, prefer"),
+])
+def test_bad_docker_input_exit_2(override: str, line: str) -> None:
+    before, names = machine_state(), containers()
+    p = harness_cmd("topology=device_edge_cloud", "workload=digits", *DOCKER, override)
+    assert p.returncode == 2, p.stderr[-1000:]
+    assert p.stderr.strip().splitlines() == [line]
+    assert machine_state() == before and containers() == names
+
+
+def test_mixed_run_sensors_stay_processes() -> None:
+    stop, seen = threading.Event(), {}
+    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
+    t.start()
+    try:
+        s, _, _ = run_pipeline(*DOCKER, "backend.containers=[device,edge,cloud]",
+                               "faults=none", "run.duration_s=4")
+    finally:
+        stop.set()
+        t.join()
+    nodes = {v[0] for states in seen.values() for v in states}
+    assert nodes == {"d1", "e1", "e2", "c1"}
+    assert s["n_failed"] == s["n_lost"] == 0
+
+
+def test_kill_9_then_clean_removes_the_run_but_not_a_hand_made_container() -> None:
+    client = docker_client()
+    mine = client.containers.run("hx-stage:latest", ["sleep", "infinity"], detach=True,
+                                 network_mode="none", name=f"handmade{os.getpid()}")
+    try:
+        before = machine_state()
+        proc = subprocess.Popen(
+            [PY, "-m", "harness", "topology=device_edge_cloud", "workload=digits",
+             "technique=failover", "faults=edge_crash", *DOCKER, "run.duration_s=30"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:  # until the run is replaying (stages up, containers live)
+            if "run.start" in line or time.monotonic() > deadline:
+                break
+        assert len(containers()) >= 6
+        proc.kill()
+        proc.wait()
+        out = subprocess.run([PY, "-m", "harness.clean"], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "containers" in out.stdout
+        assert containers() == []
+        assert machine_state() == before
+        mine.reload()
+        assert mine.status == "running"
+    finally:
+        mine.remove(force=True)
