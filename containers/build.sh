@@ -77,9 +77,10 @@ build_stage() {  # $1: stage | stage-gpu
     "import onnxruntime, grpc, tritonclient.grpc, harness.pipeline.node.server" \
     || { echo "$image: the stage code does not import" >&2; exit 1; }
   rm -rf "$ctx"
-  # older builds of this image are ours and superseded (nothing else is touched)
-  docker images --format '{{.Repository}}:{{.Tag}}' "hx-$name" \
-    | grep -v -e ":latest$" -e ":$h$" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+  # older builds of this image are ours: keep the newest few (other checkouts may run
+  # theirs), remove the rest unless a container uses them (nothing else is touched)
+  docker images --format '{{.Repository}}:{{.Tag}}' "hx-$name" | grep -v ":latest$" \
+    | tail -n +5 | xargs -r docker rmi >/dev/null 2>&1 || true
 }
 
 docker_up

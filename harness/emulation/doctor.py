@@ -65,10 +65,10 @@ def probe() -> dict:
                                                            "freezer") if (CGROUP_ROOT / c).is_dir())
     elif ver == 2:
         out["cgroups"]["controllers"] = (CGROUP_ROOT / "cgroup.controllers").read_text().split()
-    docker = False
-    if out["tools"]["docker"]:
-        docker, _ = _ok(["docker", "info", "--format", "{{.ServerVersion}}"])
-    out["docker_daemon"] = docker
+    from harness.emulation.backends.docker import engine
+
+    out["docker"] = engine.describe()
+    out["docker_daemon"] = out["docker"]["daemon"]
     gpus: list[str] = []
     if out["tools"]["nvidia-smi"]:
         ok, _ = _ok(["nvidia-smi", "-L"])
@@ -111,7 +111,17 @@ def render(info: dict) -> None:
     cg = info["cgroups"]
     t.add_row("cgroups", f"v{cg['version']} {' '.join(cg.get('controllers', []))}"
               if cg["version"] else "[red]none[/]")
-    t.add_row("docker daemon", yn(info["docker_daemon"]))
+    d = info["docker"]
+    t.add_row("docker daemon", f"[green]yes[/] {d['version']}, cgroup driver "
+              f"{d['cgroup_driver']}" if d["daemon"] else f"[red]no[/] {d['why']}")
+    if d["daemon"]:
+        t.add_row("docker runtimes", " ".join(d["runtimes"]) + (
+            "" if d["gpu_runtime"] else " [yellow](no GPU runtime: nodes with gpus need "
+            "backend.gpu=prefer)[/]"))
+        t.add_row("docker images", "\n".join(
+            f"{tag} {v['size_mb']} MB" + (f" ({v['code']})" if v["code"] else "")
+            for tag, v in d["images"].items()) or "[red]none[/]: make images")
+        t.add_row("run containers", " ".join(d["run_containers"]) or "none")
     t.add_row("GPUs", "\n".join(info["gpus"]) or "none")
     t.add_row("shaper=auto picks", f"[bold]{info['auto_shaper']}[/]" + (
         "" if info["netem"] else " (no netem: delay/jitter/loss by the userspace delay line)"))

@@ -24,11 +24,21 @@ class StageSpec:
     model: str | None = None  # a ready partition file instead of a cut of model_file
     threads: int = 1  # ONNX Runtime intra-op threads
     providers: list[str] | None = None  # None: the node's providers (topology)
+    # A server from a container image instead of this project's stage: any KServe v2 gRPC
+    # server on `image_port` of the node, serving the model `name` (backend=docker). The
+    # command may use {port}, {name} and {model} (this stage's cut of model_file).
+    image: str | None = None
+    command: list[str] | None = None  # None: the image's own command
+    env: dict[str, str] = field(default_factory=dict)
+    image_port: int = 9000
 
     def validate(self, key: str) -> None:
         if not self.name.isidentifier():
             fail(f"{key}.name", self.name, "must be an identifier")
         check_range(f"{key}.threads", self.threads, 1, 256)
+        check_range(f"{key}.image_port", self.image_port, 1024, 65535)
+        if self.image is not None and (not isinstance(self.image, str) or not self.image):
+            fail(f"{key}.image", self.image, "must be an image name")
         if self.model is None and not (self.inputs and self.outputs):
             fail(f"{key}.inputs", self.inputs, "a cut stage needs inputs and outputs")
 

@@ -136,9 +136,25 @@ class Deployment:
         spec = self.spec(inst.stage)
         if inst.port is None and inst.key not in self.instances:
             inst.port = self.port_for(inst.node)
-        what = (["--model", str(inst.model_file)] if inst.model_file is not None
-                else ["--null", inst.null or "x"])
-        argv = [self.emu.nodes[inst.node].python, "-m", "harness.pipeline.node.server",
+        node = self.emu.nodes[inst.node]
+        if spec.image is not None:  # its server in a container of the node, this stage in front
+            fill = {"{port}": str(spec.image_port), "{name}": inst.stage,
+                    "{model}": str(inst.model_file)}
+
+            def filled(s: str) -> str:
+                for k, v in fill.items():
+                    s = s.replace(k, v)
+                return s
+
+            node.start_image(inst.key, spec.image,
+                             [filled(a) for a in spec.command] if spec.command else None,
+                             {k: filled(v) for k, v in spec.env.items()})
+            what = ["--upstream", f"127.0.0.1:{spec.image_port}"]
+        elif inst.model_file is not None:
+            what = ["--model", str(inst.model_file)]
+        else:
+            what = ["--null", inst.null or "x"]
+        argv = [node.python, "-m", "harness.pipeline.node.server",
                 *what, *inst.args,
                 "--name", inst.stage, "--node", inst.node, "--port", str(inst.port),
                 "--threads", str(spec.threads),
@@ -207,6 +223,8 @@ class Deployment:
         falls back to CPU silently, so the run says so (and is not VALID)."""
         out = []
         for key, used in self.providers().items():
+            if not used or self.spec(self.instances[key].stage).image is not None:
+                continue  # no session (a null stage), or a foreign server's own business
             want = self.requested_providers(self.instances[key])[0]
             if want not in used:
                 out.append(f"stage {key} asked for {want} but runs on {', '.join(used)}")

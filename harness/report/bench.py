@@ -1,11 +1,12 @@
 """`make bench`: the stage overhead, link fidelity, and every technique under its faults.
 
 Sections: `overhead` (`harness.measure.overhead`), `link` (the scenarios of
-`harness.report.link_bench`, against their targets) and `pipeline` (every
-technique under its faults via `python -m harness`, `harness.report.pipeline_bench`).
-Writes `results/bench/<time>/` (link_fidelity.json,
-overhead.json, pipeline.csv, report.md); exits 1 if a target is missed or a run
-is INVALID.
+`harness.report.link_bench`, against their targets), `backend` (network up/down
+and stage cold start per backend, `harness.report.backend_bench`) and `pipeline`
+(every technique under its faults via `python -m harness`, on each backend,
+`harness.report.pipeline_bench`). Writes `results/bench/<time>/`
+(link_fidelity.json, overhead.json, backends.json, pipeline.csv, report.md);
+exits 1 if a target is missed or a run is INVALID.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.core.files import write_json, write_text_atomic
+from harness.report.backend_bench import BACKEND_COLS, backend_rows
 from harness.report.link_bench import run_all
-from harness.report.markdown import _fmt, overhead_md, pipeline_md, report_md
+from harness.report.markdown import _fmt, backend_md, overhead_md, pipeline_md, report_md
 from harness.report.pipeline_bench import PIPELINE_COLS, pipeline_rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
-    ap.add_argument("--only", choices=["link", "overhead", "pipeline"], action="append",
-                    help="run only these sections (repeatable; default: all)")
+    ap.add_argument("--only", choices=["link", "overhead", "backend", "pipeline"],
+                    action="append", help="run only these sections (repeatable; default: all)")
+    ap.add_argument("--backend", choices=["mininet", "docker"], action="append",
+                    help="backends for the backend and pipeline sections (repeatable; "
+                         "default: both, side by side)")
     ap.add_argument("--seeds", type=int, default=1, help="seeds per technique x fault")
     ap.add_argument("--duration-s", type=float, default=12.0, help="length of each pipeline run")
     ap.add_argument("--out", default="results/bench", help="parent folder of the results")
@@ -33,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    sections = args.only or ["link", "overhead", "pipeline"]
+    sections = args.only or ["link", "overhead", "backend", "pipeline"]
+    backends = tuple(args.backend or ["mininet", "docker"])
     out = Path(args.out) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     console = Console(width=max(Console().width, 140))
@@ -61,8 +67,20 @@ def main(argv: list[str] | None = None) -> int:
                           "[green]yes[/]" if r["ok"] else "[red]NO[/]")
         console.print(table)
         ok &= all(r["ok"] for r in rows)
+    if "backend" in sections:
+        rows = backend_rows(list(backends), repeats=2 if args.quick else 3)
+        write_json(out / "backends.json", rows)
+        report.append(backend_md(rows))
+        table = Table(title="backends: network up/down, stage cold start (medians)")
+        for c in BACKEND_COLS:
+            table.add_column(c.replace("_", " "))
+        for r in rows:
+            table.add_row(*[_fmt(r[c]) if c != "ok" else
+                            ("[green]yes[/]" if r["ok"] else "[red]NO[/]") for c in BACKEND_COLS])
+        console.print(table)
+        ok &= all(r["ok"] for r in rows)
     if "pipeline" in sections:
-        rows = pipeline_rows(6 if args.quick else args.duration_s, args.seeds)
+        rows = pipeline_rows(6 if args.quick else args.duration_s, args.seeds, backends)
         import pandas as pd
 
         df = pd.DataFrame(rows).drop(columns=["run_dirs"]).assign(

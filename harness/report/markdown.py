@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from harness.report.backend_bench import BACKEND_COLS
 from harness.report.pipeline_bench import PIPELINE_COLS
 
 
@@ -20,6 +21,16 @@ def pipeline_md(rows: list[dict]) -> str:
     cols = PIPELINE_COLS
     lines = [f"## Techniques x faults: digits on device_edge_cloud "
              f"(median over {rows[0]['seeds']} seed(s))", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def backend_md(rows: list[dict]) -> str:
+    cols = BACKEND_COLS
+    lines = ["## Backends: device_edge_cloud up and down, stage cold start "
+             f"(median of {rows[0]['runs']} runs; a stage's phases over all its stages)", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")

@@ -52,16 +52,27 @@ def _median(values: list) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def pipeline_rows(duration_s: float, seeds: int = 1) -> list[dict]:
-    """Every technique under its faults on device_edge_cloud, the same seeds for all:
-    medians over seeds, and overheads relative to the baseline without faults."""
+def pipeline_rows(duration_s: float, seeds: int = 1,
+                  backends: tuple[str, ...] = ("mininet",)) -> list[dict]:
+    """Every technique under its faults on device_edge_cloud, on each backend, the same
+    seeds for all: medians over seeds, and overheads relative to the same backend's
+    baseline without faults."""
+    rows = []
+    for backend in backends:
+        rows += _rows(backend, duration_s, seeds)
+    return rows
+
+
+def _rows(backend: str, duration_s: float, seeds: int) -> list[dict]:
     rows = []
     for label, overrides, faults in MATRIX:
         for faults_name in faults:
             runs = [run_harness(["topology=device_edge_cloud", "workload=digits", *overrides,
                                  f"faults={faults_name}", f"run.duration_s={duration_s}",
-                                 f"seed={seed}"]) for seed in range(1, seeds + 1)]
-            row = {"technique": label, "faults": faults_name, "seeds": seeds,
+                                 f"seed={seed}", f"backend={backend}"])
+                    for seed in range(1, seeds + 1)]
+            row = {"backend": backend, "technique": label, "faults": faults_name,
+                   "seeds": seeds,
                    "valid": sum(r["verdict"] == "VALID" for r in runs),
                    "p50_ms": _median([r["latency_ms"]["p50"] for r in runs]),
                    "p99_ms": _median([r["latency_ms"]["p99"] for r in runs]),
@@ -80,8 +91,9 @@ def pipeline_rows(duration_s: float, seeds: int = 1) -> list[dict]:
     return rows
 
 
-PIPELINE_COLS = ["technique", "faults", "valid", "availability", "availability_after_fault",
-                 "p50_ms", "p99_ms", "accuracy", "accuracy_after_fault", "mttd_ms", "mttr_ms",
-                 "replicas", "cpu_vs_baseline", "bytes_vs_baseline", "p50_vs_baseline_ms"]
+PIPELINE_COLS = ["backend", "technique", "faults", "valid", "availability",
+                 "availability_after_fault", "p50_ms", "p99_ms", "accuracy",
+                 "accuracy_after_fault", "mttd_ms", "mttr_ms", "replicas", "cpu_vs_baseline",
+                 "bytes_vs_baseline", "p50_vs_baseline_ms"]
 
 

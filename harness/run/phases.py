@@ -73,6 +73,8 @@ class Run:
         self.shaper = make_shaper(exp)
         warnings: list[str] = []
         self.backend = make_backend(exp, warnings)
+        if exp.workload:
+            self.backend.check_stage_images(exp.pipeline.stages, exp.topology)
         self.backend.share(str(self.out_dir.resolve()))
         self.summary = {
             "schema_version": SCHEMA_VERSION, "verdict": INVALID, "verdict_reasons": [],

@@ -58,6 +58,12 @@ class EmuNode(ABC):
         Popen forwards signals to the child and exits with the child's status.
         """
 
+    def start_image(self, key: str, image: str, command: list[str] | None,
+                    env: dict[str, str]) -> None:
+        """Start (or start again) a server from a container image in this node, sharing
+        its network; its processes count as the node's. Only container backends can."""
+        raise EmulationError(f"{self.name}: this backend runs no container images")
+
     def run(self, argv: list[str], input: str | None = None, timeout: float = 30) -> str:
         """Run `argv` in the node and wait; failure is an EmulationError naming the command."""
         p = self.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -166,6 +172,13 @@ class Backend(ABC):
         if nodes and not os.path.exists("/dev/nvidiactl"):
             return "this host has no NVIDIA GPU (/dev/nvidiactl)"
         return None
+
+    def check_stage_images(self, stages: list, topo: Topology) -> None:
+        """Stages served from a container image need a backend that runs them."""
+        for i, s in enumerate(stages):
+            if s.image is not None:
+                fail(f"pipeline.stages[{i}].image", s.image,
+                     f"backend {self.name} runs no container images (backend=docker does)")
 
     def share(self, path: str) -> None:  # noqa: B027 - most backends share the host's files
         """A host directory the node processes read and write (the run's folder)."""

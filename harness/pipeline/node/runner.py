@@ -51,3 +51,53 @@ def first_inference(runner: Runner) -> None:
         feed[name] = np.zeros([d if d > 0 else 1 for d in shape], dtype=V2_TO_NP[dt])
     runner.run(feed)
 
+
+
+class UpstreamRunner(Runner):
+    """The model is another KServe v2 server in the same node (a stage from a container
+    image): this stage forwards each request to it over loopback and keeps doing what
+    every stage does (routing, the `path`, health checks), so techniques and faults treat
+    it like any stage. Construction waits for its ServerReady and ModelReady."""
+
+    def __init__(self, target: str, model: str, timeout_s: float = 60.0) -> None:
+        import time
+
+        import grpc
+        from tritonclient.grpc import service_pb2 as pb
+        from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+        from harness.pipeline.client import GRPC_OPTIONS
+
+        self.session, self.model, self.pb = None, model, pb
+        self.stub = pb_grpc.GRPCInferenceServiceStub(
+            grpc.insecure_channel(target, options=GRPC_OPTIONS))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.stub.ServerReady(pb.ServerReadyRequest(), timeout=1).ready and \
+                        self.stub.ModelReady(pb.ModelReadyRequest(name=model), timeout=1).ready:
+                    break
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"upstream {target} model {model!r} not ready after "
+                                   f"{timeout_s:g}s")
+            time.sleep(0.05)
+        meta = self.stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=5)
+        server = self.stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=5)
+        self.inputs = {t.name: (t.datatype, list(t.shape)) for t in meta.inputs}
+        self.outputs = {t.name: (t.datatype, list(t.shape)) for t in meta.outputs}
+        self.providers = []
+        self.metadata = {"target": target, "server": server.name, "version": server.version,
+                         "model": meta.name, "platform": meta.platform,
+                         "versions": list(meta.versions), "inputs": self.inputs,
+                         "outputs": self.outputs}
+
+    def run(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from harness.pipeline.codec import decode_outputs, infer_request
+
+        missing = [n for n in self.inputs if n not in tensors]
+        if missing:
+            raise KeyError(f"missing input tensor(s) {missing}")
+        req = infer_request(self.model, {n: tensors[n] for n in self.inputs})
+        return decode_outputs(self.stub.ModelInfer(req, timeout=30))

@@ -24,7 +24,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from harness.core.config import ConfigError
 from harness.pipeline.client import CONTROL_SERVICE, GRPC_OPTIONS
 from harness.pipeline.node.health import EventSink
-from harness.pipeline.node.runner import Runner, first_inference
+from harness.pipeline.node.runner import Runner, UpstreamRunner, first_inference
 from harness.pipeline.node.stage import Stage
 from harness.pipeline.routing import Route
 
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="ONNX partition to serve (omit with --null)")
     ap.add_argument("--null", metavar="TENSORS", default=None,
                     help="null stage: no model, returns these comma-separated inputs")
+    ap.add_argument("--upstream", metavar="HOST:PORT", default=None,
+                    help="no model here: forward to this KServe v2 server's model --name "
+                         "(a stage from a container image in the same node)")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="0.0.0.0")
     ap.add_argument("--name", help="model name served (default: the file's stem)")
@@ -95,13 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--join-args", default="{}", help="JSON keyword arguments of --join")
     a = ap.parse_args(argv)
     try:
-        if (a.model is None) == (a.null is None):
-            raise ConfigError("--model: give exactly one of --model PATH or --null TENSORS")
+        if sum(x is not None for x in (a.model, a.null, a.upstream)) != 1:
+            raise ConfigError("--model: give exactly one of --model PATH, --null TENSORS or "
+                              "--upstream HOST:PORT")
+        if a.upstream and not a.name:
+            raise ConfigError("--name: --upstream needs the model name it serves")
         if not 0 < a.port < 65536:
             raise ConfigError(f"--port={a.port}: must be 1-65535")
         t_load = time.monotonic()
-        runner = Runner(a.model, a.providers.split(","), a.threads,
-                        a.null.split(",") if a.null else None)
+        if a.upstream:
+            try:
+                runner: Runner = UpstreamRunner(a.upstream, a.name)
+            except TimeoutError as e:
+                raise ConfigError(f"--upstream={a.upstream}: {e}") from None
+        else:
+            runner = Runner(a.model, a.providers.split(","), a.threads,
+                            a.null.split(",") if a.null else None)
         t_loaded = time.monotonic()
         first_inference(runner)
         t_first = time.monotonic()
@@ -121,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     info = {"pid": os.getpid(), "name": name, "port": a.port,
             "providers": runner.providers, "load_s": load_s,
+            "upstream": getattr(runner, "metadata", None),
             # monotonic instants (shared by every namespace) for recovery breakdowns
             "t_start": t_start, "t_load": t_load, "t_loaded": t_loaded,
             "t_first_inference": t_first, "t_ready": time.monotonic()}

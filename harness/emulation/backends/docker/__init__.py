@@ -34,7 +34,7 @@ CAPS = ["SYS_NICE"]
 class DockerBackend(Backend):
     name = "docker"
 
-    def __init__(self, image: str = "hx-stage:latest", gpu_image: str = "hx-stage-gpu:latest",
+    def __init__(self, image: str = "hx-stage", gpu_image: str = "hx-stage-gpu",
                  gpu: str = "require", containers: str | list[str] = "all",
                  pids_limit: int = 1024, python: str = "/opt/hx/bin/python") -> None:
         self.image, self.gpu_image, self.gpu = image, gpu_image, gpu
@@ -42,6 +42,8 @@ class DockerBackend(Backend):
         self.pids_limit, self.python = pids_limit, python
         self.shared: list[str] = []
         self.prefix = ""
+        self.shown: list[tuple] = []
+        self.stage_images: dict[str, str] = {}
         self.nodes: dict[str, DockerNode] = {}
         self.procs: Any = None  # the Mininet backend for nodes that stay processes
 
@@ -67,25 +69,76 @@ class DockerBackend(Backend):
         except engine.DockerUnavailable as e:
             fail("backend", "docker", str(e))
         super().validate(topo, warnings)
-        self.check_image("backend.image", self.image)
+        self.image = self.resolve_image("backend.image", self.image)
         if any(n.gpus and self.is_container(n) for n in topo.nodes):
-            self.check_image("backend.gpu_image", self.gpu_image)
+            self.gpu_image = self.resolve_image("backend.gpu_image", self.gpu_image)
 
-    def check_image(self, key: str, image: str) -> None:
+    @staticmethod
+    def resolve_image(key: str, image: str) -> str:
+        """The image to run, by id. A name without a tag (`hx-stage`) means the build of
+        that image holding this checkout's code (several checkouts can share a daemon);
+        a `name:tag` is used as is, but a harness image built from other code is refused."""
         import docker.errors
 
         # (imported here: build.sh runs that module as a script)
         from harness.emulation.backends.docker.images import SOURCE_LABEL, source_hash
 
+        client, want = engine.client(), source_hash()
+        if ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
+            found = client.images.list(name=image, filters={"label": f"{SOURCE_LABEL}={want}"})
+            if not found:
+                fail(key, image, "no build of it holds this checkout's code (there is no "
+                     "registry): run `make images`")
+            return found[0].id
         try:
-            img = engine.client().images.get(image)
+            img = client.images.get(image)
         except docker.errors.ImageNotFound:
             fail(key, image, "no such image here (there is no registry: `make images` "
                  "builds hx-stage)")
         built = (img.labels or {}).get(SOURCE_LABEL)
-        if built is not None and built != source_hash():
+        if built is not None and built != want:
             fail(key, image, "built from other harness code than this checkout: run "
                  "`make images`")
+        return img.id
+
+    def check_stage_images(self, stages: list, topo: Topology) -> None:
+        """An image stage's node must be a container, and its image must be here."""
+        self.stage_images: dict[str, str] = {}
+        for i, s in enumerate(stages):
+            if s.image is None:
+                continue
+            if not self.is_container(topo.node(s.node)):
+                fail(f"pipeline.stages[{i}].node", s.node, "a stage from an image needs a "
+                     "container node (see backend.containers)")
+            self.stage_images[s.image] = self.resolve_image(f"pipeline.stages[{i}].image",
+                                                            s.image)
+
+    def run_image(self, node: DockerNode, key: str, image: str, command: list[str] | None,
+                  env: dict[str, str]) -> Any:
+        """A stage's server from its image, in `node`'s network (the pod pattern), as
+        unprivileged as the node, with the node's mounts; named and labelled for cleanup."""
+        holder = node.container
+        return engine.client().containers.run(
+            self.stage_images.get(image, image), command,
+            name=f"{self.prefix}-{node.name}-{key.replace('@', '-')}",
+            labels={engine.LABEL_RUN: self.prefix, engine.LABEL_NODE: node.name,
+                    "hx.stage": key},
+            environment={ENV_MARK: self.prefix, **env},
+            network_mode=f"container:{holder.id}",
+            detach=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            pids_limit=self.pids_limit, volumes=self.mounts(), init=True,
+            stop_signal="SIGKILL")
+
+    def mounts(self) -> dict[str, dict[str, str]]:
+        """The repository read-only (models, data), the run's folder read-write, and the
+        host's site-packages read-only (the data sets' files), at the same paths."""
+        out = {str(REPO): {"bind": str(REPO), "mode": "ro"}}
+        site = sysconfig.get_paths()["purelib"]
+        if not site.startswith(str(REPO) + "/"):
+            out[site] = {"bind": site, "mode": "ro"}
+        for path in self.shared:
+            out[path] = {"bind": path, "mode": "rw"}
+        return out
 
     def gpu_missing(self, nodes: list[Node]) -> str | None:
         nodes = [n for n in nodes if self.is_container(n)]
@@ -137,12 +190,7 @@ class DockerBackend(Backend):
 
         image = self.gpu_image if spec.gpus else self.image
         env = {ENV_MARK: ledger.prefix, "HX_HOST_SITE": sysconfig.get_paths()["purelib"]}
-        mounts = {str(REPO): {"bind": str(REPO), "mode": "ro"}}
-        site = sysconfig.get_paths()["purelib"]
-        if not site.startswith(str(REPO) + "/"):
-            mounts[site] = {"bind": site, "mode": "ro"}  # the data sets' files
-        for path in self.shared:
-            mounts[path] = {"bind": path, "mode": "rw"}
+        mounts = self.mounts()
         kwargs: dict[str, Any] = {}
         if spec.gpus:
             kwargs["device_requests"] = [docker.types.DeviceRequest(
@@ -161,9 +209,28 @@ class DockerBackend(Backend):
             stop_signal="SIGKILL", **kwargs)
         img_env = dict(e.split("=", 1) for e in container.image.attrs["Config"].get("Env", []))
         node = DockerNode(container, ip, {**img_env, **env, "HOME": "/root"}, CAPS,
-                          self.python, str(REPO))
+                          self.python, str(REPO), self.run_image)
         self.nodes[spec.name] = node
         return node
+
+    def show_link(self, a: str, a_dev: str, b: str, b_dev: str, ip: dict[str, str]) -> None:
+        """Links, remembered for the CLI (built only if it is asked for)."""
+        self.shown.append((a, a_dev, b, b_dev, ip))
+
+    def cli(self) -> None:
+        """Mininet's CLI over every node: container nodes get a shell in their container;
+        process nodes are the Mininet hosts they already are."""
+        from harness.emulation.backends.docker.shell import ContainerHost
+        from harness.emulation.backends.mininet import MininetBackend, MininetNode
+
+        if self.procs is None:
+            self.procs = MininetBackend()
+        for name, node in self.nodes.items():
+            host = self.procs.net.addHost(name, cls=ContainerHost, node=node, ip=None)
+            self.procs.nodes[name] = MininetNode(host, node.ip, node.resources)
+        for link in self.shown:
+            self.procs.show_link(*link)
+        self.procs.cli()
 
     def stop(self) -> None:
         """Remove this run's containers (in parallel: each takes the daemon ~0.2 s)."""

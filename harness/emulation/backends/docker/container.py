@@ -46,6 +46,33 @@ def _find(dirs: dict[str, Path], controller: str) -> Path:
     raise RuntimeError(f"no {controller} cgroup among {sorted(dirs)}")
 
 
+def _read_usage(dirs: dict[str, Path], v2: bool) -> float:
+    d = _find(dirs, "cpuacct" if not v2 else "cpu")
+    try:
+        if not v2:
+            return int((d / "cpuacct.usage").read_text()) / 1e9
+        for line in (d / "cpu.stat").read_text().splitlines():
+            k, v = line.split()
+            if k == "usage_usec":
+                return int(v) / 1e6
+    except OSError:  # gone with its container
+        pass
+    return 0.0
+
+
+def _read_oom(dirs: dict[str, Path], v2: bool) -> int:
+    d = _find(dirs, "memory")
+    try:
+        for line in (d / ("memory.events" if v2 else "memory.oom_control")).read_text() \
+                .splitlines():
+            k, _, v = line.partition(" ")
+            if k == "oom_kill":
+                return int(v)
+    except OSError:
+        pass
+    return 0
+
+
 class ContainerResources(NodeResources):
     """The container's own cgroups; limits changed through the daemon (`docker update`),
     so `docker inspect` always shows what is in force."""
@@ -55,38 +82,48 @@ class ContainerResources(NodeResources):
         self.name = container.name
         self.dirs = cgroup_dirs_of(holder_pid)
         self.v2 = list(self.dirs) == ["unified"]
+        # containers of image stages in this node: limited alike, counted as the node's
+        self.sidecars: dict[str, tuple[Any, dict[str, Path]]] = {}
+        self.limits: dict[str, Any] = {}
+
+    def attach(self, key: str, container: Any) -> None:
+        """Count a running container's processes, CPU time and OOM kills as the node's."""
+        container.reload()
+        self.sidecars[key] = (container, cgroup_dirs_of(int(container.attrs["State"]["Pid"])))
+        if self.limits:
+            container.update(**self.limits)
+
+    def _all(self) -> list[tuple[Any, dict[str, Path]]]:
+        return [(self.container, self.dirs), *self.sidecars.values()]
+
+    def _update(self, **limits: Any) -> None:
+        self.limits.update(limits)
+        for c, _ in self._all():
+            c.update(**limits)
 
     def set_cpu(self, cores: float) -> None:
         # -1: no quota (0 would mean "leave as is" to the daemon)
-        self.container.update(cpu_period=PERIOD_US,
-                              cpu_quota=int(cores * PERIOD_US) if cores > 0 else -1)
+        self._update(cpu_period=PERIOD_US, cpu_quota=int(cores * PERIOD_US) if cores > 0 else -1)
 
     def set_memory(self, mb: int) -> None:
         limit = f"{mb}m" if mb > 0 else -1
-        self.container.update(mem_limit=limit, memswap_limit=limit)  # no swap
+        self._update(mem_limit=limit, memswap_limit=limit)  # no swap
 
     def cpu_usage_s(self) -> float:
-        d = _find(self.dirs, "cpuacct" if not self.v2 else "cpu")
-        if not self.v2:
-            return int((d / "cpuacct.usage").read_text()) / 1e9
-        for line in (d / "cpu.stat").read_text().splitlines():
-            k, v = line.split()
-            if k == "usage_usec":
-                return int(v) / 1e6
-        return 0.0
+        return sum(_read_usage(dirs, self.v2) for _, dirs in self._all())
 
     def oom_kills(self) -> int:
-        d = _find(self.dirs, "memory")
-        f = d / ("memory.events" if self.v2 else "memory.oom_control")
-        for line in f.read_text().splitlines():
-            k, _, v = line.partition(" ")
-            if k == "oom_kill":
-                return int(v)
-        return 0
+        return sum(_read_oom(dirs, self.v2) for _, dirs in self._all())
 
     def pids(self) -> list[int]:
-        d = _find(self.dirs, "pids" if not self.v2 else "cpu")
-        return sorted(int(p) for p in (d / "cgroup.procs").read_text().split())
+        out: set[int] = set()
+        for _, dirs in self._all():
+            d = _find(dirs, "pids" if not self.v2 else "cpu")
+            try:
+                out |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            except OSError:  # an image stage's container that exited
+                continue
+        return sorted(out)
 
     def _procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
@@ -134,7 +171,9 @@ class EnteredPopen(subprocess.Popen):
 
 class DockerNode(EmuNode):
     def __init__(self, container: Any, ip: str, env: dict[str, str], caps: list[str],
-                 python: str, cwd: str) -> None:
+                 python: str, cwd: str,
+                 run_image: Callable[..., Any] | None = None) -> None:
+        self.run_image = run_image
         self.container = container
         self.name = container.labels.get("hx.node", container.name)
         self.ip = ip
@@ -163,3 +202,17 @@ class DockerNode(EmuNode):
 
     def keep_pids(self) -> set[int]:
         return self.held
+
+    def start_image(self, key: str, image: str, command: list[str] | None,
+                    env: dict[str, str]) -> None:
+        """The image's server as a container sharing this node's network namespace;
+        started again if a fault stopped it."""
+        old = self.resources.sidecars.get(key)
+        if old is not None:
+            old[0].reload()
+            if old[0].status != "running":
+                old[0].start()
+            self.resources.attach(key, old[0])
+            return
+        assert self.run_image is not None
+        self.resources.attach(key, self.run_image(self, key, image, command, env))

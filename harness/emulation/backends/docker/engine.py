@@ -82,3 +82,29 @@ def remove(container: dict) -> bool:
 # a namespace or cgroup the later kinds remove.
 register(ResourceKind("containers", run_containers, remove, order=5,
                       label=lambda c: (c.get("Labels") or {}).get(LABEL_RUN, "")))
+
+
+def describe() -> dict:
+    """For the doctor: the daemon, its runtimes (a GPU one?), the harness images here
+    (and whether each holds this checkout's code) and the runs' containers."""
+    try:
+        c = client()
+    except DockerUnavailable as e:
+        return {"daemon": False, "why": str(e)}
+    from harness.emulation.backends.docker.images import SOURCE_LABEL, source_hash
+
+    info = c.info()
+    runtimes = sorted(info.get("Runtimes", {}))
+    current = source_hash()
+    images = {}
+    for img in c.images.list(name="hx-*"):
+        built = (img.labels or {}).get(SOURCE_LABEL)
+        for tag in img.tags:
+            images[tag] = {"size_mb": round(img.attrs.get("Size", 0) / 2**20),
+                           "code": None if built is None else
+                           ("current" if built == current else "stale: run make images")}
+    return {"daemon": True, "version": info.get("ServerVersion"), "runtimes": runtimes,
+            "gpu_runtime": "nvidia" in runtimes, "cgroup_driver": info.get("CgroupDriver"),
+            "images": dict(sorted(images.items())),
+            "run_containers": [n.lstrip("/") for x in run_containers("hx")
+                               for n in x.get("Names", [])[:1]]}
