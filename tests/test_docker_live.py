@@ -331,3 +331,21 @@ def test_image_stage_needs_a_container_node() -> None:
     assert p.stderr.strip().splitlines() == [
         "config error: pipeline.stages[2].image='hx-nosuch:2': no such image here (there is "
         "no registry: `make images` builds hx-stage)"]
+
+
+@pytest.mark.parametrize(("faults", "duration"), [
+    ("edge_stress", 7),  # throttle, contention, partition, link_degrade, and their ends
+    ("edge_hang", 6), ("stage_kill", 6), ("edge_crash_recover", 9), ("sensor_noise", 4),
+    ("link_down", 4)])
+def test_the_fault_catalogue_in_containers(faults: str, duration: int) -> None:
+    s, df, ev = run_pipeline(*DOCKER, f"faults={faults}", f"run.duration_s={duration}")
+    assert "fault.error" not in set(ev["kind"])
+    planned = {f"fault.{a['action']}" for a in s["faults_schedule"]}
+    assert planned and planned <= set(ev["kind"]), (planned, ev["kind"].tolist())
+    if faults == "edge_crash_recover":  # power back: e1's stage restarted in its container
+        back = float(fault_events(ev, "restore")["t_s"].iloc[0])
+        later = df[df["scheduled_s"] > back + 1.5]
+        assert len(later) and (later["status"] == "ok").mean() >= 0.9
+    if faults == "stage_kill":  # the stage process died, the node did not
+        after = df[df["scheduled_s"] > float(fault_events(ev, "kill")["t_s"].iloc[0]) + 0.2]
+        assert (after["status"] == "ok").mean() <= 0.05
