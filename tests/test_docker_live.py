@@ -6,12 +6,14 @@ so Docker missing here is a failure, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -73,17 +75,24 @@ def watch_containers(stop: threading.Event, seen: dict) -> None:
         time.sleep(0.2)
 
 
-def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
-    docker_client()
-    before = containers()
+@contextlib.contextmanager
+def watching() -> Iterator[dict]:
+    """Within the block, what `watch_containers` sees (container name -> states)."""
     stop, seen = threading.Event(), {}
     t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
     t.start()
     try:
-        s, df, ev = run_pipeline(*DOCKER, "faults=none", "run.duration_s=8", "seed=1")
+        yield seen
     finally:
         stop.set()
         t.join()
+
+
+def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
+    docker_client()
+    before = containers()
+    with watching() as seen:
+        s, df, ev = run_pipeline(*DOCKER, "faults=none", "run.duration_s=8", "seed=1")
     assert s["backend"].endswith("DockerBackend")
     # every request answered; one may miss the SLO when a neighbour steals the CPU
     assert s["n_failed"] == s["n_lost"] == 0 and s["availability"] >= 0.98, s
@@ -99,15 +108,9 @@ def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
 
 
 def test_limits_are_the_containers_and_thermal_updates_them_in_place() -> None:
-    stop, seen = threading.Event(), {}
-    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
-    t.start()
-    try:
+    with watching() as seen:
         s, _, ev = run_pipeline(*DOCKER, "faults=thermal", "run.duration_s=8",
                                 "topology.edge_cpu=0.5", "topology.edge_mem_mb=512")
-    finally:
-        stop.set()
-        t.join()
     by_node = {}
     for states in seen.values():
         for node, quota, period, mem, swap, pids, _ in states:
@@ -233,15 +236,9 @@ def test_bad_docker_input_exit_2(override: str, line: str) -> None:
 
 
 def test_mixed_run_sensors_stay_processes() -> None:
-    stop, seen = threading.Event(), {}
-    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
-    t.start()
-    try:
+    with watching() as seen:
         s, _, _ = run_pipeline(*DOCKER, "backend.containers=[device,edge,cloud]",
                                "faults=none", "run.duration_s=4")
-    finally:
-        stop.set()
-        t.join()
     nodes = {v[0] for states in seen.values() for v in states}
     assert nodes == {"d1", "e1", "e2", "c1"}
     assert s["n_failed"] == s["n_lost"] == 0
@@ -297,15 +294,9 @@ def test_cli_mode_runs_commands_inside_the_containers() -> None:
 
 
 def test_a_stage_from_an_image_with_its_own_command() -> None:
-    stop, seen = threading.Event(), {}
-    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
-    t.start()
-    try:
+    with watching() as seen:
         s, df, ev = run_pipeline(*DOCKER, "pipeline=image_tail", "faults=none",
                                  "run.duration_s=4", "seed=1")
-    finally:
-        stop.set()
-        t.join()
     assert f"{s['prefix']}-c1-tail-c1" in seen  # the image's own container, beside c1's
     ready = {json.loads(d)["stage"]: json.loads(d) for d in
              ev[ev["kind"] == "stage.ready"]["detail"]}

@@ -25,6 +25,21 @@ def cgroup_version() -> int | None:
     return None
 
 
+def joiner(procs_files: list[str]) -> Callable[[], None]:
+    """A Popen preexec_fn: the child writes its pid into each `cgroup.procs` file before
+    it execs (plain os calls only: it runs between fork and exec)."""
+    def join() -> None:
+        pid = str(os.getpid()).encode()
+        for f in procs_files:
+            fd = os.open(f, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+
+    return join
+
+
 class NodeCgroup(NodeResources):
     """The cgroup(s) named `<prefix>-<node>`: a node's resources (Mininet backend)."""
 
@@ -55,18 +70,7 @@ class NodeCgroup(NodeResources):
 
     def preexec(self) -> Callable[[], None]:
         """For Popen(preexec_fn=...): the child joins the cgroup before it execs."""
-        files = [str(f) for f in self._procs_files()]
-
-        def join() -> None:
-            pid = str(os.getpid()).encode()
-            for f in files:
-                fd = os.open(f, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
-
-        return join
+        return joiner([str(f) for f in self._procs_files()])
 
     def pids(self) -> list[int]:
         return sorted({int(p) for f in self._procs_files() for p in f.read_text().split()})

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.emulation.backends.base import EmuNode
+from harness.emulation.cgroups import joiner
 from harness.emulation.inventory import CGROUP_ROOT
 from harness.emulation.resources import NodeResources
 
@@ -133,18 +134,7 @@ class ContainerResources(NodeResources):
             Path(f).write_text(str(pid))
 
     def preexec(self) -> Callable[[], None]:
-        files = self._procs_files()
-
-        def join() -> None:
-            pid = str(os.getpid()).encode()
-            for f in files:
-                fd = os.open(f, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
-
-        return join
+        return joiner(self._procs_files())
 
 
 class EnteredPopen(subprocess.Popen):
