@@ -96,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(*[_fmt(r[c]) for c in PIPELINE_COLS])
         console.print(table)
         ok &= all(r["valid"] == r["seeds"] for r in rows)
-    write_text_atomic(out / "report.md", "\n".join(report))
-    print(f"results: {out}/ (report.md and one file per section)")
+    write_text_atomic(out / "bench.md", "\n".join(report))
+    if "pipeline" in sections:
+        from harness.report.render import build
+
+        build([out], out)
+    print(f"results: {out}/ (report.md, report.html, figures/ and one file per section)")
     return 0 if ok else 1
 
 

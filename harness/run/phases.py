@@ -14,9 +14,12 @@ import logging
 from pathlib import Path
 
 from harness.core.files import SCHEMA_VERSION, write_json, write_parquet
+from harness.core.provenance import provenance
 from harness.emulation.network import Emulation
 from harness.faults.injector import FaultInjector
 from harness.measure.fidelity import check_links
+from harness.measure.link_samples import COLUMNS as LINK_COLUMNS
+from harness.measure.link_samples import LinkSampler
 from harness.measure.metrics import clean_json
 from harness.run.events import EVENT_COLUMNS, EventLog
 from harness.run.experiment import Experiment
@@ -82,6 +85,9 @@ class Run:
             "faults": exp.faults_name, "backend": exp.backend.get("_target_"),
             "seed": exp.seed, "duration_s": exp.run.duration_s, "shaper": self.shaper.name,
             "config_hash": exp.config_hash, "config": exp.config,
+            "provenance": {**provenance(), "backend": exp.backend.get("_target_"),
+                           "shaper": self.shaper.name,
+                           "fidelity": "not measured (fidelity.enabled=false)"},
             "technique": exp.technique_name if exp.workload else None,
             "workload": exp.config.get("workload", {}).get("model") if exp.workload else None,
             "slo_ms": exp.workload.slo_ms if exp.workload else None,
@@ -100,6 +106,8 @@ class Run:
         if self.exp.fidelity.enabled:
             fid = check_links(emu, self.exp.fidelity)
             write_json(self.out_dir / "fidelity.json", fid)
+            self.summary["provenance"]["fidelity"] = {
+                "links": len(fid["links"]), "out_of_tolerance": fid["out_of_tolerance"]}
             for n in fid["out_of_tolerance"]:
                 self.summary["warnings"].append(f"link {n} outside fidelity tolerance")
                 log.warning("link %s outside fidelity tolerance: %s", n, fid["links"][n])
@@ -118,11 +126,13 @@ class Run:
         assert emu is not None
         injector = FaultInjector(emu, self.exp.faults, self.events.record)
         self.load.attach(injector)
+        sampler = LinkSampler(emu.shaper, t0).start()
         injector.start(t0)
         try:
             self.load.run(self.exp.run.duration_s, self.interactive, emu)
         finally:
             injector.stop()
+            write_parquet(self.out_dir / "links.parquet", sampler.stop(), LINK_COLUMNS)
             self.reasons += self.load.stop(self.summary)
         self.reasons += injector.errors + emu.trace_errors()
         self.summary["link_stats"] = emu.shaper.stats()

@@ -1,0 +1,54 @@
+"""sweep.csv: one row per job of a multirun, whatever happened to each job."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from harness.report.sweep import job_row, sweep_table
+from tests.helpers import harness_cmd, root_only
+
+
+def _job(root, num: int, overrides: list[str], summary: dict | None = None,
+         error: str | None = None):
+    d = root / str(num)
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if summary is not None:
+        (d / "summary.json").write_text(json.dumps(summary))
+    if error is not None:
+        (d / "error.txt").write_text(error)
+    return d
+
+
+def test_rows_for_valid_failed_and_killed_jobs(tmp_path) -> None:
+    _job(tmp_path, 0, ["technique=baseline", "seed=1"],
+         {"verdict": "VALID", "verdict_reasons": [], "availability": 0.5, "mttr_ms": None,
+          "latency_ms": {"p50": 5.0, "p99": 9.0}, "backend": "x.MininetBackend"})
+    _job(tmp_path, 1, ["technique=failover", "seed=1"],
+         error="Traceback...\nRuntimeError: stage middle on e1 exited (-9)\n")
+    _job(tmp_path, 10, ["technique=failover", "seed=2"])  # killed: nothing written
+    df = sweep_table(tmp_path)
+    assert list(df["job"]) == ["0", "1", "10"]  # numeric order
+    assert list(df["technique"]) == ["baseline", "failover", "failover"]
+    assert list(df["verdict"]) == ["VALID", "FAILED", "FAILED"]
+    assert df["reasons"].iloc[1] == "RuntimeError: stage middle on e1 exited (-9)"
+    assert "killed" in df["reasons"].iloc[2]
+    assert df["availability"].iloc[0] == 0.5 and df["p50_ms"].iloc[0] == 5.0
+    assert df["backend"].iloc[0] == "MininetBackend"
+    assert job_row(tmp_path / "0")["overrides"] == "technique=baseline seed=1"
+
+
+@pytest.mark.needs_root
+@root_only
+def test_a_sweep_with_a_failing_job_still_gets_its_table() -> None:
+    p = harness_cmd("-m", "topology=pair", "run.duration_s=1", "network.delay_ms=1,-5")
+    assert p.returncode == 2, p.stderr[-1000:]
+    sweep = p.stdout.strip().splitlines()[-1]
+    df = pd.read_csv(f"{sweep}/sweep.csv")
+    assert len(df) == 2
+    assert list(df["network.delay_ms"]) == [1, -5]
+    assert list(df["verdict"]) == ["VALID", "FAILED"]
+    assert df["reasons"].iloc[1] == "config error: network.delay_ms=-5.0: must be >= 0"
