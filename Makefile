@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # ethtool (offloads off for the delay line), iperf3 (bandwidth fidelity), ping.
 APT_PKGS := mininet iproute2 nftables ethtool iperf3 iputils-ping procps socat
 
-.PHONY: setup sys-deps venv test lint bench clean-runs doctor images
+.PHONY: setup sys-deps venv test lint bench gate clean-runs doctor images
 
 setup: sys-deps venv images
 
@@ -37,6 +37,15 @@ test: setup lint
 
 bench: setup
 	$(PY) -m harness.bench
+
+# The regression gate: a gate-sized bench (the gate's rows x 5 seeds, about 5 minutes)
+# against the baseline committed in results/baselines/gate; GATE_OVERRIDES go to every
+# pipeline run, e.g. make gate GATE_OVERRIDES="technique.health_period_ms=250".
+GATE_OVERRIDES ?=
+gate: setup
+	@out=$$($(PY) -m harness.bench --gate --out results/gate $(GATE_OVERRIDES) | tail -1); \
+	echo "gate bench: $$out"; \
+	$(PY) -m harness.gate results/baselines/gate "$$out"
 
 doctor: setup
 	$(PY) -m harness.doctor

@@ -20,8 +20,8 @@ PKG = REPO / "harness"
 # lower layers first; a layer may import itself, `core` and any layer before it
 LAYERS = ["core", "emulation", "faults", "pipeline", "workload", "techniques", "measure",
           "run", "report"]
-ENTRIES = {"__init__", "__main__", "bench", "clean", "doctor", "overhead", "partition", "trace",
-           "probe", "stage"}
+ENTRIES = {"__init__", "__main__", "bench", "clean", "doctor", "gate", "overhead", "partition",
+           "probe", "stage", "trace"}
 HOST_SIDE = ("harness.emulation", "harness.run", "harness.faults", "harness.report",
              "harness.measure", "harness.techniques", "mininet", "hydra", "omegaconf")
 IN_NODE_OK = ("harness.measure.node", "harness.emulation.shapers.delayline")

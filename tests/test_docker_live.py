@@ -123,6 +123,13 @@ def test_limits_are_the_containers_and_thermal_updates_them_in_place() -> None:
     assert len(fault_events(ev, "throttle")) == 3
 
 
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def test_node_processes_run_inside_the_container(tmp_path) -> None:
     from harness.run.lifecycle import emulated
     from tests.helpers import exp_for
@@ -154,6 +161,19 @@ def test_node_processes_run_inside_the_container(tmp_path) -> None:
             assert p.wait(timeout=5) == -signal.SIGTERM
             out = node.run([node.python, "-c", "import socket; print(socket.gethostname())"])
             assert out.strip() == "h1"
+            # a hang and its end, then a kill: the launcher never keeps a stopped child
+            q = node.popen(["sleep", "30"])
+            deadline = time.monotonic() + 10
+            while q.child_pid() is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # nsenter has forked the child
+            assert node.freeze() >= 1 and q.poll() is None
+            time.sleep(0.3)
+            assert node.thaw() >= 1
+            time.sleep(0.1)
+            assert not any(_state(pid) == "T" for pid in node.processes())
+            node.freeze()
+            q.kill()  # while frozen: the child and its launcher both go
+            assert q.wait(timeout=5) == -signal.SIGKILL
         finally:
             if p.poll() is None:
                 p.kill()

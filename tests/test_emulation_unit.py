@@ -150,8 +150,9 @@ def test_registry_order_and_names() -> None:
     import harness.emulation.backends.docker  # noqa: F401 - registers "containers"
 
     names = [k.name for k in inventory.kinds()]
-    # containers first (removing one kills its processes), cgroups last (once empty)
-    assert names[:6] == ["containers", "processes", "netns", "links", "nft_tables", "cgroups"]
+    # processes first (a container's too: its PID 1 carries the run mark), then the
+    # containers, cgroups last (once empty)
+    assert names[:6] == ["processes", "containers", "netns", "links", "nft_tables", "cgroups"]
     assert names[-1] == "cgroups"
 
 

@@ -17,10 +17,17 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.core.files import write_json, write_text_atomic
+from harness.core.provenance import provenance
 from harness.report.backend_bench import BACKEND_COLS, backend_rows
 from harness.report.link_bench import run_all
 from harness.report.markdown import _fmt, backend_md, overhead_md, pipeline_md, report_md
-from harness.report.pipeline_bench import PIPELINE_COLS, pipeline_rows
+from harness.report.pipeline_bench import (
+    GATE_MATRIX,
+    MATRIX,
+    PIPELINE_COLS,
+    matrix_size,
+    pipeline_rows,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,17 +36,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["link", "overhead", "backend", "pipeline"],
                     action="append", help="run only these sections (repeatable; default: all)")
     ap.add_argument("--backend", choices=["mininet", "docker"], action="append",
-                    help="backends for the backend and pipeline sections (repeatable; "
-                         "default: both, side by side)")
-    ap.add_argument("--seeds", type=int, default=1, help="seeds per technique x fault")
-    ap.add_argument("--duration-s", type=float, default=12.0, help="length of each pipeline run")
+                    help="backends of the pipeline section (repeatable, rows side by side; "
+                         "default: mininet); the backend section always compares both")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per technique x fault")
+    ap.add_argument("--duration-s", type=float, default=5.0,
+                    help="length of each pipeline run (the fault strikes at a third)")
+    ap.add_argument("--gate", action="store_true",
+                    help="the gate's bench: the pipeline section on the gate's rows only "
+                         "(`make gate`; compare with python -m harness.gate)")
     ap.add_argument("--out", default="results/bench", help="parent folder of the results")
+    ap.add_argument("overrides", nargs="*",
+                    help="Hydra overrides applied to every pipeline run (e.g. "
+                         "technique.health_period_ms=250 to see the gate catch it)")
     args = ap.parse_args(argv)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad or args.seeds < 1 or args.duration_s <= 0:
+        what = (f"overrides={bad[0]!r}: must be key=value" if bad else
+                f"--seeds={args.seeds}: must be >= 1" if args.seeds < 1 else
+                f"--duration-s={args.duration_s}: must be > 0")
+        print(f"bench error: {what}", file=sys.stderr)
+        return 2
     from rich.console import Console
     from rich.table import Table
 
-    sections = args.only or ["link", "overhead", "backend", "pipeline"]
-    backends = tuple(args.backend or ["mininet", "docker"])
+    sections = args.only or (["pipeline"] if args.gate else
+                             ["link", "overhead", "backend", "pipeline"])
+    backends = tuple(args.backend or ["mininet"])
     out = Path(args.out) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     console = Console(width=max(Console().width, 140))
@@ -68,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         ok &= all(r["ok"] for r in rows)
     if "backend" in sections:
-        rows = backend_rows(list(backends), repeats=2 if args.quick else 3)
+        rows = backend_rows(["mininet", "docker"], repeats=2 if args.quick else 3)
         write_json(out / "backends.json", rows)
         report.append(backend_md(rows))
         table = Table(title="backends: network up/down, stage cold start (medians)")
@@ -80,16 +102,39 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         ok &= all(r["ok"] for r in rows)
     if "pipeline" in sections:
-        rows = pipeline_rows(6 if args.quick else args.duration_s, args.seeds, backends)
         import pandas as pd
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
+        matrix = GATE_MATRIX if args.gate else MATRIX
+        seeds = 2 if args.quick else args.seeds
+        per_run: list[dict] = []
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                      console=console) as bar:
+            task = bar.add_task("pipeline runs", total=matrix_size(matrix, seeds, backends))
+            rows = pipeline_rows(args.duration_s, seeds, backends, matrix, args.overrides,
+                                 lambda what: bar.update(task, advance=1, description=what),
+                                 per_run)
+        write_text_atomic(out / "runs.csv", pd.DataFrame(per_run).to_csv(index=False))
+        write_json(out / "bench.json", {"duration_s": args.duration_s, "seeds": seeds,
+                                        "backends": list(backends), "gate": args.gate,
+                                        "overrides": args.overrides,
+                                        "provenance": provenance()})
         df = pd.DataFrame(rows).drop(columns=["run_dirs"]).assign(
             run_dirs=[";".join(r["run_dirs"]) for r in rows])
         tmp = out / ".pipeline.csv.tmp"
         df.to_csv(tmp, index=False)
         tmp.replace(out / "pipeline.csv")
         report.append(pipeline_md(rows))
-        table = Table(title=f"techniques x faults (median of {args.seeds} seed(s))")
+        table = Table(title=f"techniques x faults (median of {seeds} seed(s), "
+                            f"{args.duration_s:g} s runs)")
         for c in PIPELINE_COLS:
             table.add_column(c.replace("_", " "))
         for r in rows:
@@ -102,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
         build([out], out)
     print(f"results: {out}/ (report.md, report.html, figures/ and one file per section)")
+    print(out, flush=True)  # machine-readable: the bench's dir is the last line
     return 0 if ok else 1
 
 

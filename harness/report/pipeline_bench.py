@@ -28,6 +28,14 @@ MATRIX = [
      ["none", "sensor_crash", "sensor_noise"]),
     ("baseline", ["technique=baseline"], ["sensor_crash", "sensor_noise"]),
 ]
+# The gate's rows (`make gate`): the headline techniques under the crash, and the baseline
+# without faults for latency; small enough for 5 seeds in a few minutes.
+GATE_MATRIX = [
+    ("baseline", ["technique=baseline"], ["none", "edge_crash"]),
+    ("failover warm", ["technique=failover"], ["edge_crash"]),
+    ("structural", ["technique=structural"], ["edge_crash"]),
+    ("reconfiguration", ["technique=reconfiguration"], ["edge_crash"]),
+]
 PIPELINE_KEYS = ["availability", "availability_after_fault", "availability_after_recovery",
                  "accuracy", "accuracy_after_fault", "mttd_ms", "mttr_ms", "cpu_s",
                  "bytes_sent", "replicas"]
@@ -52,25 +60,64 @@ def _median(values: list) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def pipeline_rows(duration_s: float, seeds: int = 1,
-                  backends: tuple[str, ...] = ("mininet",)) -> list[dict]:
+def applicable(extra: list[str], overrides: list[str]) -> list[str]:
+    """The bench's extra overrides that apply to a row: all of them, except that an
+    override of a technique's key (`technique.K=V`) goes only to rows whose technique
+    has K (the health period of failover means nothing to the baseline)."""
+    from omegaconf import OmegaConf
+
+    from harness.core.paths import CONF_DIR
+
+    tech = next((o.split("=", 1)[1] for o in overrides if o.startswith("technique=")), None)
+    keys = set(OmegaConf.load(CONF_DIR / "technique" / f"{tech}.yaml")) if tech else set()
+    out = []
+    for o in extra:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key.startswith("technique.") and key.split(".")[1] not in keys:
+            continue
+        out.append(o)
+    return out
+
+
+def matrix_size(matrix: list, seeds: int, backends: tuple[str, ...]) -> int:
+    return sum(len(f) for _, _, f in matrix) * seeds * len(backends)
+
+
+def pipeline_rows(duration_s: float, seeds: int = 1, backends: tuple[str, ...] = ("mininet",),
+                  matrix: list | None = None, extra: list[str] | None = None,
+                  progress=None, runs_out: list | None = None) -> list[dict]:
     """Every technique under its faults on device_edge_cloud, on each backend, the same
     seeds for all: medians over seeds, and overheads relative to the same backend's
-    baseline without faults."""
+    baseline without faults. `extra` overrides go to every run; `progress(label)` is
+    called after each run; `runs_out` receives one row per run (per-seed figures)."""
     rows = []
     for backend in backends:
-        rows += _rows(backend, duration_s, seeds)
+        rows += _rows(backend, duration_s, seeds, matrix or MATRIX, extra or [], progress,
+                      runs_out if runs_out is not None else [])
     return rows
 
 
-def _rows(backend: str, duration_s: float, seeds: int) -> list[dict]:
+def _rows(backend: str, duration_s: float, seeds: int, matrix: list, extra: list[str],
+          progress, runs_out: list) -> list[dict]:
     rows = []
-    for label, overrides, faults in MATRIX:
+    for label, overrides, faults in matrix:
         for faults_name in faults:
-            runs = [run_harness(["topology=device_edge_cloud", "workload=digits", *overrides,
+            runs = []
+            mine = applicable(extra, overrides)
+            for seed in range(1, seeds + 1):
+                r = run_harness(["topology=device_edge_cloud", "workload=digits", *overrides,
                                  f"faults={faults_name}", f"run.duration_s={duration_s}",
-                                 f"seed={seed}", f"backend={backend}"])
-                    for seed in range(1, seeds + 1)]
+                                 f"seed={seed}", f"backend={backend}", *mine])
+                runs.append(r)
+                runs_out.append({"backend": backend, "technique": label,
+                                 "faults": faults_name, "seed": seed,
+                                 "verdict": r["verdict"], "overrides": " ".join(mine),
+                                 "p50_ms": r["latency_ms"]["p50"],
+                                 "p99_ms": r["latency_ms"]["p99"],
+                                 **{k: r.get(k) for k in PIPELINE_KEYS},
+                                 "run_dir": r["run_dir"]})
+                if progress is not None:
+                    progress(f"{backend} {label} {faults_name} seed {seed}")
             row = {"backend": backend, "technique": label, "faults": faults_name,
                    "seeds": seeds,
                    "valid": sum(r["verdict"] == "VALID" for r in runs),
@@ -80,14 +127,15 @@ def _rows(backend: str, duration_s: float, seeds: int) -> list[dict]:
             for k in PIPELINE_KEYS:
                 row[k] = _median([r.get(k) for r in runs])
             rows.append(row)
-    base = next(r for r in rows if r["technique"] == "baseline" and r["faults"] == "none")
+    base = next((r for r in rows if r["technique"] == "baseline" and r["faults"] == "none"),
+                None)
+    b = base or {"cpu_s": None, "bytes_sent": None, "p50_ms": None}
     for r in rows:
-        r["cpu_vs_baseline"] = (r["cpu_s"] / base["cpu_s"]) if r["cpu_s"] and base["cpu_s"] \
-            else None
-        r["bytes_vs_baseline"] = (r["bytes_sent"] / base["bytes_sent"]) \
-            if r["bytes_sent"] and base["bytes_sent"] else None
-        r["p50_vs_baseline_ms"] = (r["p50_ms"] - base["p50_ms"]) \
-            if r["p50_ms"] is not None else None
+        r["cpu_vs_baseline"] = (r["cpu_s"] / b["cpu_s"]) if r["cpu_s"] and b["cpu_s"] else None
+        r["bytes_vs_baseline"] = (r["bytes_sent"] / b["bytes_sent"]) \
+            if r["bytes_sent"] and b["bytes_sent"] else None
+        r["p50_vs_baseline_ms"] = (r["p50_ms"] - b["p50_ms"]) \
+            if r["p50_ms"] is not None and b["p50_ms"] is not None else None
     return rows
 
 

@@ -119,6 +119,14 @@ class EmuNode(ABC):
                 pass
         return n
 
+    def freeze(self) -> int:
+        """Stop every process of the node (a hang); how many."""
+        return self.signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> int:
+        """Let them run again; how many."""
+        return self.signal_all(signal.SIGCONT)
+
     def kill_all(self) -> int:
         """SIGKILL every process of the node until none is left (forks included)."""
         total = 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 from harness.faults.base import Fault
 
 
@@ -19,7 +17,7 @@ class Hang(Fault):
     inverse = "resume"
 
     def apply(self, ctx, action) -> dict:
-        return {"stopped": ctx.emu.nodes[action.target].signal_all(signal.SIGSTOP)}
+        return {"stopped": ctx.emu.nodes[action.target].freeze()}
 
 
 class Resume(Fault):
@@ -27,4 +25,4 @@ class Resume(Fault):
     restores = True
 
     def apply(self, ctx, action) -> dict:
-        return {"resumed": ctx.emu.nodes[action.target].signal_all(signal.SIGCONT)}
+        return {"resumed": ctx.emu.nodes[action.target].thaw()}

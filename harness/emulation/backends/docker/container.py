@@ -11,7 +11,9 @@ exec` round trip (about 100 ms each), and the Popen behaves like a local one.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,10 +139,26 @@ class ContainerResources(NodeResources):
         return joiner(self._procs_files())
 
 
+def _stopped(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 class EnteredPopen(subprocess.Popen):
     """`nsenter` forks to enter the PID namespace and waits for its child, exiting with
     the child's status (re-raising the signal that killed it). Signals sent through this
-    Popen go to the child, the process the caller started."""
+    Popen go to the child, the process the caller started; SIGKILL goes to both. nsenter
+    stops itself when its child stops and resumes it when continued, so the launcher is
+    continued after any signal (else it could not reap the child)."""
 
     def child_pid(self) -> int | None:
         try:
@@ -153,10 +171,12 @@ class EnteredPopen(subprocess.Popen):
         if self.returncode is not None:
             return
         child = self.child_pid()
-        try:
-            os.kill(child if child is not None else self.pid, sig)
-        except ProcessLookupError:
-            pass
+        if child is not None:
+            _kill(child, sig)
+        if child is None or sig == signal.SIGKILL:
+            _kill(self.pid, sig)
+        elif _stopped(self.pid):
+            _kill(self.pid, signal.SIGCONT)
 
 
 class DockerNode(EmuNode):
@@ -192,6 +212,44 @@ class DockerNode(EmuNode):
 
     def keep_pids(self) -> set[int]:
         return self.held
+
+    def launchers(self) -> set[int]:
+        """The node's `nsenter` launchers (host PID namespace, in the node's cgroups)."""
+        out = set()
+        for pid in self.processes():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "nsenter":
+                    out.add(pid)
+            except OSError:
+                continue
+        return out
+
+    def freeze(self) -> int:
+        """SIGSTOP the node's processes but not the launchers: nsenter stops itself when
+        its child stops (and must be continued after it, see `thaw`)."""
+        launchers, n = self.launchers(), 0
+        for pid in self.processes():
+            if pid not in launchers:
+                _kill(pid, signal.SIGSTOP)
+                n += 1
+        return n
+
+    def thaw(self) -> int:
+        """SIGCONT the processes, then the launchers until none is left stopped (a
+        launcher may stop itself a moment after the first SIGCONT, on seeing its child
+        stopped; when continued it continues the child too)."""
+        launchers, n = self.launchers(), 0
+        for pid in self.processes():
+            if pid not in launchers:
+                _kill(pid, signal.SIGCONT)
+                n += 1
+        deadline = time.monotonic() + 1.0
+        while True:
+            for pid in launchers:
+                _kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+            if not any(_stopped(p) for p in launchers) or time.monotonic() > deadline:
+                return n
 
     def start_image(self, key: str, image: str, command: list[str] | None,
                     env: dict[str, str]) -> None:

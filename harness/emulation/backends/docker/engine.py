@@ -68,7 +68,9 @@ def run_containers(prefix: str) -> list[dict]:
 
 
 def remove(container: dict) -> bool:
-    """Kill and remove one container (its processes and cgroups go with it)."""
+    """Kill and remove one container (its processes and cgroups go with it). Processes
+    that joined its cgroups from outside its PID namespace (the harness's launchers) must
+    be gone first: the daemon waits for the cgroup to empty."""
     import docker.errors
 
     try:
@@ -76,11 +78,16 @@ def remove(container: dict) -> bool:
         return True
     except docker.errors.NotFound:
         return False
+    except docker.errors.APIError as e:
+        if "already in progress" in str(e):  # another cleaner is on it
+            return False
+        raise
 
 
-# Containers go first: removing one kills every process in it, so nothing in it holds
-# a namespace or cgroup the later kinds remove.
-register(ResourceKind("containers", run_containers, remove, order=5,
+# After the run's processes (order 10: they carry the run mark, the containers' own ones
+# too, so PID 1 of each container is gone and so are launchers in its cgroups), before
+# namespaces, links and cgroups.
+register(ResourceKind("containers", run_containers, remove, order=15,
                       label=lambda c: (c.get("Labels") or {}).get(LABEL_RUN, "")))
 
 
