@@ -43,7 +43,7 @@ bench: setup
 # pipeline run, e.g. make gate GATE_OVERRIDES="technique.health_period_ms=250".
 GATE_OVERRIDES ?=
 gate: setup
-	@out=$$($(PY) -m harness.bench --gate --out results/gate $(GATE_OVERRIDES) | tail -1); \
+	@out=$$($(PY) -m harness.bench --gate --duration-s 5 --out results/gate $(GATE_OVERRIDES) | tail -1); \
 	echo "gate bench: $$out"; \
 	$(PY) -m harness.gate results/baselines/gate "$$out"
 

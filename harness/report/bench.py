@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="backends of the pipeline section (repeatable, rows side by side; "
                          "default: mininet); the backend section always compares both")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per technique x fault")
-    ap.add_argument("--duration-s", type=float, default=5.0,
+    ap.add_argument("--duration-s", type=float, default=4.0,
                     help="length of each pipeline run (the fault strikes at a third)")
     ap.add_argument("--gate", action="store_true",
                     help="the gate's bench: the pipeline section on the gate's rows only "
