@@ -34,8 +34,14 @@ exp_for = compose_experiment
 
 def harness_cmd(*args: str, **kw) -> subprocess.CompletedProcess:
     """`python -m harness ...` from the repo root, as a user runs it."""
+    return entry("harness", *args, **kw)
+
+
+def entry(module: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    """`python -m <module> ...` (harness, harness.report, harness.gate, ...) from the repo
+    root, as a user runs it."""
     kw.setdefault("timeout", 120)
-    return subprocess.run([PY, "-m", "harness", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([PY, "-m", module, *args], cwd=REPO, capture_output=True,
                           text=True, **kw)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pandas as pd
 
 from harness.report.gate import Rule, compare
-from tests.helpers import PY, REPO
+from tests.helpers import entry
 
 RULES = {"mttr_ms": Rule("lower", 0.5, 30), "availability_after_fault": Rule("higher", 0, 0.03)}
 
@@ -55,12 +53,10 @@ def test_gate_command_exit_codes(tmp_path) -> None:
     for d, t in ((a, BASE), (b, BASE), (c, table([300, 280, 310, 290, 305], [1.0] * 5))):
         d.mkdir()
         t.to_csv(d / "runs.csv", index=False)
-    run = [PY, "-m", "harness.gate"]
-    ok = subprocess.run([*run, str(a), str(b)], cwd=REPO, capture_output=True, text=True)
+    ok = entry("harness.gate", str(a), str(b))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    slow = subprocess.run([*run, str(a), str(c)], cwd=REPO, capture_output=True, text=True)
+    slow = entry("harness.gate", str(a), str(c))
     assert slow.returncode == 1
     assert "regression: failover warm under edge_crash (mininet): mttr_ms" in slow.stdout
-    missing = subprocess.run([*run, str(a), str(tmp_path / "nope")], cwd=REPO,
-                             capture_output=True, text=True)
+    missing = entry("harness.gate", str(a), str(tmp_path / "nope"))
     assert missing.returncode == 2 and missing.stderr.startswith("gate error: DIR=")

@@ -4,13 +4,12 @@ known, INVALID runs are shown and left out."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pandas as pd
 
 from harness.report.render import build
-from tests.helpers import PY, REPO
+from tests.helpers import entry
 
 
 def fake_run(root, name: str, technique: str, seed: int, mttr: float | None,
@@ -72,8 +71,7 @@ def test_report_of_runs_with_a_known_answer(tmp_path) -> None:
 
 
 def test_report_of_a_directory_that_is_not_a_result_exits_2(tmp_path) -> None:
-    p = subprocess.run([PY, "-m", "harness.report", str(tmp_path)], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+    p = entry("harness.report", str(tmp_path))
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
         f"report error: DIR={str(tmp_path)!r}: not a run, sweep or bench directory (no "

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.helpers import PIPELINE, PY, REPO, harness_cmd, root_only, run_outputs
+from tests.helpers import PIPELINE, entry, harness_cmd, root_only, run_outputs
 from tests.helpers import run_dir as run_dir_of
 
 
@@ -19,8 +18,7 @@ def test_trace_of_a_failover_run_with_a_crash() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     run_dir = run_dir_of(run.stdout)
     s, df, ev = run_outputs(run_dir)
-    p = subprocess.run([PY, "-m", "harness.trace", str(run_dir)], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+    p = entry("harness.trace", str(run_dir))
     assert p.returncode == 0, p.stderr
     trace = json.loads((run_dir / "trace.json").read_text())
     events = trace["traceEvents"]
@@ -50,8 +48,7 @@ def test_trace_of_a_failover_run_with_a_crash() -> None:
 
 
 def test_trace_of_something_that_is_not_a_run_exits_2(tmp_path) -> None:
-    p = subprocess.run([PY, "-m", "harness.trace", str(tmp_path)], cwd=REPO,
-                       capture_output=True, text=True, timeout=60)
+    p = entry("harness.trace", str(tmp_path))
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
         f"trace error: RUN_DIR={str(tmp_path)!r}: not a run directory (needs summary.json "

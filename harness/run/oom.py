@@ -7,26 +7,23 @@ time it happened (within one polling period).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
+from harness.core.periodic import Periodic
 from harness.emulation.network import Emulation
 
 PERIOD_S = 0.05
 
 
-class OomWatch:
+class OomWatch(Periodic):
+    period_s, name = PERIOD_S, "oom-watch"
+
     def __init__(self, emu: Emulation, record: Callable[..., None]) -> None:
         self.emu, self.record = emu, record
         self.seen = {n: node.resources.oom_kills() for n, node in emu.nodes.items()}
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="oom-watch", daemon=True)
+        super().__init__()
 
-    def start(self) -> OomWatch:
-        self.thread.start()
-        return self
-
-    def check(self) -> None:
+    def tick(self) -> None:
         for name, node in self.emu.nodes.items():
             try:
                 n = node.resources.oom_kills()
@@ -36,13 +33,3 @@ class OomWatch:
                 self.record("node.oom", name, {"oom_kills": n - self.seen[name],
                                                "mem_mb": self.emu.topo.node(name).mem_mb})
                 self.seen[name] = n
-
-    def _loop(self) -> None:
-        while not self.stopped.wait(PERIOD_S):
-            self.check()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.thread.is_alive():
-            self.thread.join()
-        self.check()

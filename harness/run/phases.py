@@ -132,7 +132,8 @@ class Run:
             self.load.run(self.exp.run.duration_s, self.interactive, emu)
         finally:
             injector.stop()
-            write_parquet(self.out_dir / "links.parquet", sampler.stop(), LINK_COLUMNS)
+            sampler.stop()
+            write_parquet(self.out_dir / "links.parquet", sampler.rows, LINK_COLUMNS)
             self.reasons += self.load.stop(self.summary)
         self.reasons += injector.errors + emu.trace_errors()
         self.summary["link_stats"] = emu.shaper.stats()
