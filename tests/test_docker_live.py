@@ -123,6 +123,13 @@ def test_limits_are_the_containers_and_thermal_updates_them_in_place() -> None:
     assert len(fault_events(ev, "throttle")) == 3
 
 
+def _comm(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return ""
+
+
 def _state(pid: int) -> str:
     try:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
@@ -140,9 +147,9 @@ def test_node_processes_run_inside_the_container(tmp_path) -> None:
         p = node.popen(["sleep", "30"])
         try:
             deadline = time.monotonic() + 5
-            while (p.child_pid() is None or p.child_pid() not in node.resources.pids()) \
+            while (p.child_pid() is None or _comm(p.child_pid()) != "sleep") \
                     and time.monotonic() < deadline:
-                time.sleep(0.01)
+                time.sleep(0.01)  # forked by nsenter, exec'd by setpriv: sleep itself
             child = p.child_pid()
             assert child in node.resources.pids() and child in node.processes()
             for ns in ("net", "mnt", "pid", "uts", "ipc"):

@@ -139,11 +139,16 @@ class ContainerResources(NodeResources):
         return joiner(self._procs_files())
 
 
-def _stopped(pid: int) -> bool:
+def _state(pid: int) -> str:
+    """The process's state letter (R running, S sleeping, T stopped, ...); "" if gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return ""
+
+
+def _stopped(pid: int) -> bool:
+    return _state(pid) == "T"
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -194,6 +199,7 @@ class DockerNode(EmuNode):
         self.holder = int(container.attrs["State"]["Pid"])
         self.resources = ContainerResources(container, self.holder)
         self.held = set(self.resources.pids())  # docker-init and the sleeping holder
+        self.launched: set[int] = set()  # pids of the nsenter launchers started here
         bounding = ",".join(["-all", *(f"+{c.lower()}" for c in caps)])
         self.enter = ["nsenter", "-t", str(self.holder), "-m", "-u", "-i", "-n", "-p",
                       f"--wdns={cwd}", "--", "setpriv", f"--bounding-set={bounding}",
@@ -207,22 +213,19 @@ class DockerNode(EmuNode):
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
         env = {**self.env, **(kwargs.pop("env", None) or {})}
-        return EnteredPopen([*self.enter, *argv], env=env,
-                            preexec_fn=self.resources.preexec(), **kwargs)
+        p = EnteredPopen([*self.enter, *argv], env=env, preexec_fn=self.resources.preexec(),
+                         **kwargs)
+        self.launched.add(p.pid)
+        return p
 
     def keep_pids(self) -> set[int]:
         return self.held
 
     def launchers(self) -> set[int]:
-        """The node's `nsenter` launchers (host PID namespace, in the node's cgroups)."""
-        out = set()
-        for pid in self.processes():
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "nsenter":
-                    out.add(pid)
-            except OSError:
-                continue
-        return out
+        """The node's live `nsenter` launchers (host PID namespace, in its cgroups). Known
+        by pid, not by name: a child just forked by nsenter is still called nsenter."""
+        self.launched &= set(self.processes())
+        return set(self.launched)
 
     def freeze(self) -> int:
         """SIGSTOP the node's processes but not the launchers: nsenter stops itself when
@@ -235,21 +238,22 @@ class DockerNode(EmuNode):
         return n
 
     def thaw(self) -> int:
-        """SIGCONT the processes, then the launchers until none is left stopped (a
-        launcher may stop itself a moment after the first SIGCONT, on seeing its child
-        stopped; when continued it continues the child too)."""
+        """SIGCONT the processes, then the launchers until each is back asleep in its
+        wait for the child (state S). A launcher that saw its child stop may stop itself
+        a moment later, even after this SIGCONT, if a busy machine delays it; a stopped
+        launcher, continued, continues its child too."""
         launchers, n = self.launchers(), 0
         for pid in self.processes():
             if pid not in launchers:
                 _kill(pid, signal.SIGCONT)
                 n += 1
-        deadline = time.monotonic() + 1.0
-        while True:
+        deadline = time.monotonic() + 2.0
+        while launchers and time.monotonic() < deadline:
             for pid in launchers:
                 _kill(pid, signal.SIGCONT)
-            time.sleep(0.01)
-            if not any(_stopped(p) for p in launchers) or time.monotonic() > deadline:
-                return n
+            time.sleep(0.005)
+            launchers = {p for p in launchers if _state(p) not in ("S", "", "Z")}
+        return n
 
     def start_image(self, key: str, image: str, command: list[str] | None,
                     env: dict[str, str]) -> None:

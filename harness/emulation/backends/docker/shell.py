@@ -35,4 +35,7 @@ class ContainerHost(Host):
             cmd = [*node.enter, *rest]
             params["env"] = node.env
             params["preexec_fn"] = node.resources.preexec()
+            p = super()._popen(cmd, **params)
+            node.launched.add(p.pid)
+            return p
         return super()._popen(cmd, **params)
