@@ -264,3 +264,18 @@ def test_redundant_sensing_the_best_record_of_each_request(tmp_path: Path) -> No
     assert d.loc[0, "prediction"] == 4 and bool(d.loc[0, "correct"])
     assert d.loc[1, "error"] == "UNAVAILABLE"
     assert d.loc[2, "latency_ms"] == 62.5
+
+
+def test_the_fault_counts_from_when_it_took_effect() -> None:
+    import json
+
+    from harness.run.inference import fault_in_effect
+
+    rows = [{"t_s": -0.5, "kind": "stage.ready", "target": "e1", "detail": "{}"},
+            {"t_s": 2.03, "kind": "fault.crash", "target": "e1",
+             "detail": json.dumps({"scheduled_s": 2.0, "apply_ms": 40.0})},
+            {"t_s": 4.0, "kind": "fault.restore", "target": "e1",
+             "detail": json.dumps({"scheduled_s": 4.0, "apply_ms": 5.0})}]
+    assert fault_in_effect(rows, 2.0) == 2.07  # started 30 ms late, took 40 ms
+    assert fault_in_effect(rows[:1], 2.0) == 2.0  # no event: the plan
+    assert fault_in_effect(rows, None) is None
