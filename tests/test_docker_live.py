@@ -1,7 +1,8 @@
 """The Docker backend end to end: containers on the harness's links (root + Docker).
 
 `make test` installs and starts Docker and builds the images first (make setup),
-so Docker missing here is a failure, not a skip.
+so Docker missing here is a failure, not a skip. One file past 300 lines on purpose:
+every test shares the same Docker set-up and container-watching helpers.
 """
 
 from __future__ import annotations

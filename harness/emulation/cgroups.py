@@ -25,6 +25,27 @@ def cgroup_version() -> int | None:
     return None
 
 
+def read_cpu_usage_s(d: Path, v2: bool) -> float:
+    """CPU seconds of cgroup `d` (v1: its cpuacct directory; v2: the unified one)."""
+    if not v2:
+        return int((d / "cpuacct.usage").read_text()) / 1e9
+    for line in (d / "cpu.stat").read_text().splitlines():
+        k, v = line.split()
+        if k == "usage_usec":
+            return int(v) / 1e6
+    return 0.0
+
+
+def read_oom_kills(d: Path, v2: bool) -> int:
+    """OOM kills counted by cgroup `d` (v1: its memory directory)."""
+    for line in (d / ("memory.events" if v2 else "memory.oom_control")).read_text() \
+            .splitlines():
+        k, _, v = line.partition(" ")
+        if k == "oom_kill":
+            return int(v)
+    return 0
+
+
 def joiner(procs_files: list[str]) -> Callable[[], None]:
     """A Popen preexec_fn: the child writes its pid into each `cgroup.procs` file before
     it execs (plain os calls only: it runs between fork and exec)."""
@@ -93,20 +114,7 @@ class NodeCgroup(NodeResources):
             (d / "memory.max").write_text(str(mb * 2**20) if mb > 0 else "max")
 
     def oom_kills(self) -> int:
-        d = self.dirs["memory"]
-        f = d / ("memory.oom_control" if self.version == 1 else "memory.events")
-        for line in f.read_text().splitlines():
-            k, _, v = line.partition(" ")
-            if k == "oom_kill":
-                return int(v)
-        return 0
+        return read_oom_kills(self.dirs["memory"], self.version == 2)
 
     def cpu_usage_s(self) -> float:
-        d = self.dirs["cpuacct"]
-        if self.version == 1:
-            return int((d / "cpuacct.usage").read_text()) / 1e9
-        for line in (d / "cpu.stat").read_text().splitlines():
-            k, v = line.split()
-            if k == "usage_usec":
-                return int(v) / 1e6
-        return 0.0
+        return read_cpu_usage_s(self.dirs["cpuacct"], self.version == 2)

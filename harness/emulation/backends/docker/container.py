@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.emulation.backends.base import EmuNode
-from harness.emulation.cgroups import joiner
+from harness.emulation.cgroups import joiner, read_cpu_usage_s, read_oom_kills
 from harness.emulation.inventory import CGROUP_ROOT
 from harness.emulation.resources import NodeResources
 
@@ -50,30 +50,17 @@ def _find(dirs: dict[str, Path], controller: str) -> Path:
 
 
 def _read_usage(dirs: dict[str, Path], v2: bool) -> float:
-    d = _find(dirs, "cpuacct" if not v2 else "cpu")
     try:
-        if not v2:
-            return int((d / "cpuacct.usage").read_text()) / 1e9
-        for line in (d / "cpu.stat").read_text().splitlines():
-            k, v = line.split()
-            if k == "usage_usec":
-                return int(v) / 1e6
-    except OSError:  # gone with its container
-        pass
-    return 0.0
+        return read_cpu_usage_s(_find(dirs, "cpu" if v2 else "cpuacct"), v2)
+    except OSError:  # gone with its container (an image stage's)
+        return 0.0
 
 
 def _read_oom(dirs: dict[str, Path], v2: bool) -> int:
-    d = _find(dirs, "memory")
     try:
-        for line in (d / ("memory.events" if v2 else "memory.oom_control")).read_text() \
-                .splitlines():
-            k, _, v = line.partition(" ")
-            if k == "oom_kill":
-                return int(v)
+        return read_oom_kills(_find(dirs, "memory"), v2)
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 class ContainerResources(NodeResources):
