@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import hydra
@@ -49,7 +50,7 @@ def precheck(overrides: list[str]) -> None:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def task(cfg: DictConfig) -> None:
+def task(cfg: DictConfig) -> int:
     from harness.run.phases import execute
 
     hc = HydraConfig.get()
@@ -70,13 +71,35 @@ def task(cfg: DictConfig) -> None:
         logging.getLogger("harness").error("run failed: %s: %s", type(e).__name__, e)
         code = 1
     JOBS.append((out_dir, code))
+    return code  # a launcher running jobs elsewhere (Ray) hands it back as the job's return
+
+
+def sweep_codes(sweep_dir: Path) -> list[tuple[Path, int]]:
+    """Exit codes of a sweep's jobs from its table (jobs that ran in other processes)."""
+    import pandas as pd
+
+    codes = []
+    for r in pd.read_csv(sweep_dir / "sweep.csv").to_dict("records"):
+        code = 0 if r["verdict"] == "VALID" else 1
+        if str(r.get("reasons") or "").startswith("config error"):
+            code = EXIT_CONFIG
+        codes.append((Path(str(r["run_dir"])), code))
+    return codes
 
 
 def main() -> None:
     args = sys.argv[1:]
     if not any(a in ("-m", "--multirun") or a.startswith("-") for a in args):
         precheck(args)
+    # conf/hydra/launcher/ray.yaml replaces the plugin's preset of the same name on
+    # purpose; Hydra warns about that on every sweep
+    warnings.filterwarnings("ignore", message=r"\n'hydra/launcher/ray' is validated against")
     task()
+    from harness.sweeps.callbacks import LAST_SWEEP
+
+    if not JOBS and "dir" in LAST_SWEEP:  # the jobs ran in other processes (Ray)
+        SWEEP["multirun"] = True
+        JOBS.extend(sweep_codes(LAST_SWEEP["dir"]))
     if not JOBS:  # --help, --cfg and the like
         return
     failed = [(d, c) for d, c in JOBS if c]

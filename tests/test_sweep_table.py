@@ -41,6 +41,25 @@ def test_rows_for_valid_failed_and_killed_jobs(tmp_path) -> None:
     assert job_row(tmp_path / "0")["overrides"] == "technique=baseline seed=1"
 
 
+def _timed(root, num: int, host: str, start: float, end: float) -> None:
+    _job(root, num, [f"seed={num}"],
+         {"verdict": "VALID", "provenance": {"host": host},
+          "wall_clock": {"start": start, "end": end}})
+
+
+def test_concurrent_jobs_counts_overlaps_per_host(tmp_path) -> None:
+    _timed(tmp_path, 0, "a", 0.0, 10.0)   # overlaps 1 and 2, but 1 and 2 do not overlap
+    _timed(tmp_path, 1, "a", 2.0, 4.0)
+    _timed(tmp_path, 2, "a", 5.0, 12.0)
+    _timed(tmp_path, 3, "a", 12.0, 13.0)  # starts as 2 ends: alone
+    _timed(tmp_path, 4, "b", 0.0, 13.0)   # another host: never counted with host a
+    _job(tmp_path, 5, ["seed=5"], error="config error: x=1: no\n")  # no span: NA
+    df = sweep_table(tmp_path)
+    assert list(df["concurrent_jobs"].iloc[:5]) == [2, 2, 2, 1, 1]
+    assert pd.isna(df["concurrent_jobs"].iloc[5])
+    assert list(df["host"].iloc[:5]) == ["a", "a", "a", "a", "b"]
+
+
 @pytest.mark.needs_root
 @root_only
 def test_a_sweep_with_a_failing_job_still_gets_its_table() -> None:

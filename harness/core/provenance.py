@@ -51,6 +51,7 @@ def provenance() -> dict:
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
+        "host": platform.node(),  # which machine of a cluster sweep ran the job
         "kernel": platform.release(),
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),

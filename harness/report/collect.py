@@ -44,6 +44,10 @@ def _bench_rows(d: Path) -> list[dict]:
     return rows
 
 
+def _text(v: object) -> str:
+    return "-" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+
 def _sweep_rows(d: Path) -> list[dict]:
     rows = []
     for r in pd.read_csv(d / "sweep.csv").to_dict("records"):
@@ -55,9 +59,10 @@ def _sweep_rows(d: Path) -> list[dict]:
             rows.append(run_row(run_dir, label))
         else:
             rows.append({"run_dir": str(run_dir), "technique": label or "-",
-                         "faults": r.get("faults", "-"), "backend": r.get("backend", "-"),
+                         "faults": _text(r.get("faults")), "backend": _text(r.get("backend")),
                          "seed": r.get("seed"), "verdict": "FAILED",
-                         "reasons": r.get("reasons", "")})
+                         "reasons": _text(r.get("reasons"))})
+        rows[-1]["concurrent_jobs"] = r.get("concurrent_jobs")
     return rows
 
 

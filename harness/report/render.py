@@ -92,6 +92,11 @@ def build(dirs: list[Path], out: Path) -> Path:
           "the statistics). Medians across seeds with 95 % bootstrap CIs (n=1: no interval); "
           "paired p-values are two-sided Wilcoxon signed-rank, whose smallest possible value "
           "with n pairs is 2/2^n (0.0625 for 5 seeds, 0.031 for 6).", ""]
+    together = pd.to_numeric(runs.get("concurrent_jobs", pd.Series(dtype=float))).max()
+    if together > 1:
+        md += [f"**Up to {together:g} jobs of this sweep ran at once on one host** "
+               "(sweep.csv, concurrent_jobs): their latencies and detection times were "
+               "measured beside another emulation and may be perturbed.", ""]
     if sr:
         md += ["## Per technique", "", _md_table(sh, sr)]
     if pr:

@@ -40,6 +40,9 @@ def job_row(job: Path) -> dict:
         lat = s.get("latency_ms") or {}
         row["p50_ms"], row["p99_ms"] = lat.get("p50"), lat.get("p99")
         row["backend"] = (s.get("backend") or "").rsplit(".", 1)[-1]
+        row["host"] = (s.get("provenance") or {}).get("host")
+        wall = s.get("wall_clock") or {}
+        row["started_at"], row["ended_at"] = wall.get("start"), wall.get("end")
     elif error.exists():
         lines = error.read_text().strip().splitlines()
         row["verdict"], row["reasons"] = "FAILED", lines[-1] if lines else ""
@@ -49,10 +52,31 @@ def job_row(job: Path) -> dict:
     return row
 
 
+def concurrency(df: pd.DataFrame) -> pd.Series:
+    """For each job, how many jobs of the sweep (itself included) ran on its host at some
+    moment of its run: more than 1 means its timing was measured beside another
+    emulation. NA for a job without a recorded span."""
+    out = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    if "started_at" not in df:
+        return out
+    spans = df.dropna(subset=["started_at", "ended_at"])
+    for i, job in spans.iterrows():
+        same = spans[spans["host"] == job["host"]]
+        peak = 0
+        for t in same["started_at"]:  # the peak overlap begins at some job's start
+            if job["started_at"] <= t < job["ended_at"]:
+                peak = max(peak, int(((same["started_at"] <= t) & (same["ended_at"] > t)).sum()))
+        out[i] = max(peak, 1)
+    return out
+
+
 def sweep_table(sweep_dir: Path) -> pd.DataFrame:
     jobs = sorted((d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()),
                   key=lambda d: int(d.name))
-    return pd.DataFrame([job_row(j) for j in jobs])
+    df = pd.DataFrame([job_row(j) for j in jobs])
+    if len(df):
+        df["concurrent_jobs"] = concurrency(df)
+    return df
 
 
 def write_sweep_table(sweep_dir: Path) -> Path:

@@ -11,6 +11,7 @@ when nothing went wrong.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from harness.core.files import SCHEMA_VERSION, write_json, write_parquet
@@ -92,6 +93,8 @@ class Run:
             "workload": exp.config.get("workload", {}).get("model") if exp.workload else None,
             "slo_ms": exp.workload.slo_ms if exp.workload else None,
             "faults_schedule": [a.to_dict() for a in exp.faults.schedule()],
+            # wall-clock span of the run: a sweep tells from it which jobs ran at once
+            "wall_clock": {"start": time.time(), "end": None},
         }
         self.load.prepare()
 
@@ -146,6 +149,7 @@ class Run:
         self.reasons += self.load.account(self.summary, self.events, self.emu)
         self.summary["verdict_reasons"] = self.reasons
         self.summary["verdict"] = INVALID if self.reasons else VALID
+        self.summary["wall_clock"]["end"] = time.time()
         write_parquet(self.out_dir / "events.parquet", self.events.rows, EVENT_COLUMNS)
         write_json(self.out_dir / "summary.json", clean_json(self.summary))
         log.info("verdict %s %s -> %s", self.summary["verdict"], self.reasons, self.out_dir)
