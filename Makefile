@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check harness topologies models tests
+	$(VENV)/bin/ruff check harness topologies models tests hydra_plugins
 
 test: setup lint
 	$(PY) -m pytest

@@ -88,7 +88,8 @@ def test_delay_change_under_tcp_flow() -> None:
 def test_twenty_hosts_up_and_down() -> None:
     r = bench.scale_scenario(14, 2, 3, delay_ms=2)
     assert r["hosts"] == 20
-    # s1 -> d1 -> c1 and back: four link traversals of 2 ms
-    assert abs(r["s1_c1_rtt_median_ms"] - 8) <= 0.8, r
+    # s1 -> d1 -> c1 and back: four link traversals of 2 ms; the shared busy-machine rule
+    # (a delay line 0.5 ms too long per traversal is +2 ms here and still fails)
+    assert rtt_median_ok(r["s1_c1_rtt_median_ms"], 8), r
     # loose bounds here; `make bench` reports the figures against the 5 s / 2 s targets
     assert r["up_s"] <= 15 and r["teardown_s"] <= 6, r
