@@ -38,12 +38,12 @@ test: setup lint
 bench: setup
 	$(PY) -m harness.bench
 
-# The regression gate: a gate-sized bench (the gate's rows x 5 seeds, about 5 minutes)
+# The regression gate: a gate-sized bench (the gate's rows x 8 seeds, about 7 minutes)
 # against the baseline committed in results/baselines/gate; GATE_OVERRIDES go to every
 # pipeline run, e.g. make gate GATE_OVERRIDES="technique.health_period_ms=250".
 GATE_OVERRIDES ?=
 gate: setup
-	@out=$$($(PY) -m harness.bench --gate --duration-s 5 --out results/gate $(GATE_OVERRIDES) | tail -1); \
+	@out=$$($(PY) -m harness.bench --gate --seeds 8 --duration-s 5 --out results/gate $(GATE_OVERRIDES) | tail -1); \
 	echo "gate bench: $$out"; \
 	$(PY) -m harness.gate results/baselines/gate "$$out"
 
