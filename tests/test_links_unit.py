@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.core.config import ConfigError, LinkProps
-from harness.emulation.tc import DirState, htb_cmds, leaf_cmd, rate_arg, rate_cmd
+from harness.emulation.tc import DirState, EmulationError, htb_cmds, leaf_cmd, rate_arg, rate_cmd
 from harness.emulation.traces import load_mahimahi, rates_mbit
 from tests.helpers import SHARED_TRACES
 
@@ -77,3 +79,15 @@ def test_real_cellular_trace() -> None:
     mean = len(stamps) * 1500 * 8 / (stamps[-1] / 1000) / 1e6
     assert sum(rates) / len(rates) == pytest.approx(mean, rel=0.01)
     assert max(rates) > 2 * mean  # a cellular link varies a lot
+
+
+def test_iperf3_errors_are_named_not_key_errors() -> None:
+    from harness.measure.fidelity import _received_mbit
+
+    ok = json.dumps({"end": {"sum_received": {"bits_per_second": 9.6e6}}})
+    assert _received_mbit(ok, "h1", "h2") == pytest.approx(9.6)
+    err = json.dumps({"start": {}, "end": {}, "error": "unable to receive control message"})
+    with pytest.raises(EmulationError, match="iperf3 h1 -> h2: unable to receive control"):
+        _received_mbit(err, "h1", "h2")
+    with pytest.raises(EmulationError, match="not JSON"):
+        _received_mbit("iperf3: error", "h1", "h2")

@@ -61,10 +61,24 @@ def measure_tcp_mbit(emu: Emulation, a: str, b: str, duration_s: float) -> float
                 time.sleep(0.05)
         else:
             raise EmulationError(f"{b}: iperf3 server did not start")
-        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+        return _received_mbit(out, a, b)
     finally:
         server.kill()
         server.wait()
+
+
+def _received_mbit(iperf3_json: str, a: str, b: str) -> float:
+    """The receiver's goodput from `iperf3 -J`, or what iperf3 said instead of a result
+    (on a busy machine it reports an error in the same JSON and no `sum_received`)."""
+    try:
+        result = json.loads(iperf3_json)
+    except ValueError:
+        raise EmulationError(f"iperf3 {a} -> {b}: not JSON: {iperf3_json[:200]!r}") from None
+    try:
+        return result["end"]["sum_received"]["bits_per_second"] / 1e6
+    except (KeyError, TypeError):
+        why = result.get("error") or "no end.sum_received in its report"
+        raise EmulationError(f"iperf3 {a} -> {b}: {why}") from None
 
 
 def expected_rtt_stdev(st: LinkState) -> float:
