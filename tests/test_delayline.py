@@ -269,6 +269,14 @@ class Topo:
         res = json.loads(out)
         return res["sent"], res["rtt"]
 
+    def reference(self, count: int, interval: float) -> list[float]:
+        """The same probe and echo talking over h2's loopback, without the delay line: how
+        much the machine's load alone delays these two processes right now."""
+        args = f"{H2_IP} {ECHO_PORT} {count} {interval} 0.5".split()
+        argv = ["ip", "netns", "exec", self.h2, sys.executable, "-c", RT + PROBE, *args]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+        return json.loads(out)["rtt"]
+
 
 def _ns_setup(t: Topo) -> None:
     for ns in (t.h1, t.h2, t.wire):
@@ -330,14 +338,19 @@ def test_rtt(topo: Topo, delay: float) -> None:
         _, rtt = topo.probe(200, 0.01)
         assert None not in rtt
         med, p90, p99 = _summary(rtt)
+        # the tail the load alone gives the probe and echo processes, measured right after
+        # (under a busy neighbour their own wake-ups reach p90 3-4 ms; quiet: ~0.1 ms)
+        ref_p90 = _summary(topo.reference(200, 0.01))[1]
+        tail_ok = p90 <= 2 * delay + RTT_P90_ABOVE_MS + ref_p90
         print(
             f"\nRTT delay={delay} ms each way (try {attempt}): median {med:.3f} ms, "
-            f"p90 {p90:.3f}, p99 {p99:.3f} ms, min {min(rtt):.3f}, max {max(rtt):.3f}"
+            f"p90 {p90:.3f}, p99 {p99:.3f} ms, min {min(rtt):.3f}, max {max(rtt):.3f}; "
+            f"loopback reference p90 {ref_p90:.3f} ms"
         )
-        if rtt_median_ok(med, 2 * delay) and p90 <= 2 * delay + RTT_P90_ABOVE_MS:
+        if rtt_median_ok(med, 2 * delay) and tail_ok:
             break
     assert rtt_median_ok(med, 2 * delay), med
-    assert p90 <= 2 * delay + RTT_P90_ABOVE_MS
+    assert tail_ok, (p90, ref_p90)
 
 
 @pytest.mark.needs_root
