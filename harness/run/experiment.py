@@ -185,7 +185,10 @@ def check_overrides(overrides: list[str]) -> Experiment:
         raise
     except Exception as e:  # Hydra's and OmegaConf's errors span lines; keep one
         why = " ".join(str(e).split())
-        culprit = next((o for o in overrides if o not in why and _hydra_rejects(o)), None)
+        keys = [o.partition("=")[0].lstrip("+~") for o in overrides]
+        if any(f"'{k}'" in why or f"{k}=" in why or f"{k}/" in why for k in keys):
+            raise ConfigError(why) from None  # Hydra named it already
+        culprit = next((o for o in overrides if _hydra_rejects(o)), None)
         raise ConfigError(f"{culprit}: {why}" if culprit else why) from None
 
 
