@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.core.config import ConfigError
 from harness.run.experiment import check_overrides
+from tests.helpers import harness_cmd, machine_state, root_only
 
 EXAMPLES = int(os.environ.get("HX_FUZZ_EXAMPLES", "60"))
 GROUPS = {
@@ -117,3 +119,55 @@ def test_any_overrides_validate_or_name_the_bad_key(overrides: list[str]) -> Non
     assert "\n" not in out
     if out != "ok":  # names a key and its value
         assert "=" in out, out
+
+
+# ---- random valid networks, brought up and down with a random fault schedule ----
+NETWORKS = int(os.environ.get("HX_FUZZ_NETWORKS", "3"))
+TOPOS = {  # topology -> (nodes, links) the fault schedule may name
+    "pair": (["h1", "h2"], ["h1-h2"]),
+    "device_edge_cloud": (["d1", "e1", "e2", "c1"], ["d1-e1", "e1-c1", "d1-e2", "e2-c1"]),
+}
+
+
+def _action(nodes: list[str], links: list[str]) -> st.SearchStrategy[str]:
+    at = st.sampled_from(["0.2", "0.5", "1", "1.5"])
+    node, link = st.sampled_from(nodes), st.sampled_from(links)
+    return st.one_of(
+        st.tuples(at, node).map(lambda a: f"{{at_s:{a[0]},action:crash,target:{a[1]}}}"),
+        st.tuples(at, link).map(lambda a: f"{{at_s:{a[0]},action:link_down,target:{a[1]},"
+                                          "for_s:0.3}"),
+        st.tuples(at, link, st.sampled_from(["1", "20"])).map(
+            lambda a: f"{{at_s:{a[0]},action:link_degrade,target:{a[1]},delay_ms:{a[2]}}}"),
+        st.tuples(at, node).map(lambda a: f"{{at_s:{a[0]},action:throttle,target:{a[1]},"
+                                          "cpu_pct:20}"),
+        st.tuples(at, node).map(lambda a: f"{{at_s:{a[0]},action:contention,target:{a[1]},"
+                                          "workers:1,for_s:0.3}"),
+        st.tuples(at, node, node).filter(lambda a: a[1] != a[2]).map(
+            lambda a: f"{{at_s:{a[0]},action:partition,groups:[[{a[1]}],[{a[2]}]],"
+                      "for_s:0.3}"),
+    )
+
+
+NETWORK_CASES = st.sampled_from(sorted(TOPOS)).flatmap(lambda t: st.tuples(
+    st.just(t),
+    st.lists(_action(*TOPOS[t]), min_size=0, max_size=3),
+    st.sampled_from(["0", "1", "5"]), st.sampled_from(["0", "1", "10"]),
+    st.sampled_from(["0", "20", "100"]),
+))
+
+
+@pytest.mark.needs_root
+@root_only
+@settings(max_examples=NETWORKS, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(NETWORK_CASES)
+def test_random_networks_come_up_and_leave_nothing(case) -> None:
+    topo, actions, delay, loss, bw = case
+    before = machine_state()
+    p = harness_cmd(f"topology={topo}", "run.duration_s=2", f"network.delay_ms={delay}",
+                    f"network.loss_pct={loss}", f"network.bw_mbit={bw}",
+                    f"faults.actions=[{','.join(actions)}]",
+                    timeout=120)
+    assert p.returncode == 0, (case, p.stderr[-2000:])
+    assert "Traceback" not in p.stderr
+    assert machine_state() == before, case
