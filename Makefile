@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # ethtool (offloads off for the delay line), iperf3 (bandwidth fidelity), ping.
 APT_PKGS := mininet iproute2 nftables ethtool iperf3 iputils-ping procps socat
 
-.PHONY: setup sys-deps venv test lint bench gate clean-runs doctor images
+.PHONY: setup sys-deps venv test lint bench gate fuzz clean-runs doctor images
 
 setup: sys-deps venv images
 
@@ -46,6 +46,12 @@ gate: setup
 	@out=$$($(PY) -m harness.bench --gate --seeds 8 --duration-s 5 --out results/gate $(GATE_OVERRIDES) | tail -1); \
 	echo "gate bench: $$out"; \
 	$(PY) -m harness.gate results/baselines/gate "$$out"
+
+# Fuzzed configuration (tests/test_fuzz_config.py): 1,050 random override sets, validation
+# only (the network is never touched), then 50 random valid networks with random fault
+# schedules brought up and down, each checked to leave nothing behind.
+fuzz: setup
+	HX_FUZZ_EXAMPLES=1050 HX_FUZZ_NETWORKS=50 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_config.py
 
 doctor: setup
 	$(PY) -m harness.doctor

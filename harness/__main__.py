@@ -26,7 +26,10 @@ from omegaconf import DictConfig
 from harness.core.config import ConfigError
 from harness.core.files import write_text_atomic
 from harness.core.paths import CONF_DIR
-from harness.run.experiment import load_experiment  # also registers the config resolvers
+from harness.run.experiment import (  # also registers the config resolvers
+    check_overrides,
+    load_experiment,
+)
 
 EXIT_CONFIG = 2
 JOBS: list[tuple[Path, int]] = []  # (job dir, exit code: 0 VALID, 1 INVALID or failed, 2 bad input)
@@ -35,17 +38,10 @@ SWEEP = {"multirun": False}
 
 def precheck(overrides: list[str]) -> None:
     """Compose and validate before Hydra creates a run dir: bad input exits 2, one line."""
-    from hydra import compose, initialize_config_dir
-
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=overrides, return_hydra_config=True)
-        load_experiment(cfg, dict(cfg.hydra.runtime.choices))
+        check_overrides(overrides)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    except Exception as e:  # Hydra's own composition errors span lines; keep one
-        print(f"config error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
 
 

@@ -172,3 +172,31 @@ def compose_experiment(*overrides: str) -> Experiment:
     with initialize_config_dir(conf, version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     return load_experiment(cfg, dict(cfg.hydra.runtime.choices))
+
+
+def check_overrides(overrides: list[str]) -> Experiment:
+    """compose_experiment for user input, where every failure is a one-line ConfigError
+    naming a key and value. Hydra's own errors (a malformed override, an unknown option,
+    `workload=null`) do not always say which override they mean: the override that fails
+    the same way on its own is named."""
+    try:
+        return compose_experiment(*overrides)
+    except ConfigError:
+        raise
+    except Exception as e:  # Hydra's and OmegaConf's errors span lines; keep one
+        why = " ".join(str(e).split())
+        keys = [o.partition("=")[0].lstrip("+~") for o in overrides]
+        if any(f"'{k}'" in why or f"{k}=" in why or f"{k}/" in why for k in keys):
+            raise ConfigError(why) from None  # Hydra named it already
+        culprit = next((o for o in overrides if _hydra_rejects(o)), None)
+        raise ConfigError(f"{culprit}: {why}" if culprit else why) from None
+
+
+def _hydra_rejects(override: str) -> bool:
+    try:
+        compose_experiment(override)
+    except ConfigError:
+        return False
+    except Exception:
+        return True
+    return False
