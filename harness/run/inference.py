@@ -38,6 +38,7 @@ def fault_in_effect(rows: list[dict], planned_s: float | None) -> float | None:
             done.append(r["t_s"] + d.get("apply_ms", 0.0) / 1000)
     return round(min(done), 6) if done else planned_s
 
+
 class NoLoad:
     """Emulation and faults only: the run lasts `run.duration_s` from when the network is up."""
 
