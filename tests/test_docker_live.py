@@ -198,11 +198,12 @@ def test_link_delay_and_fidelity_hold_in_containers() -> None:
                                  "network.delay_ms=10", "workload.slo_ms=500",
                                  "fidelity.enabled=true")
         rise = s10["latency_ms"]["p50"] - s0["latency_ms"]["p50"]
-        if -2 <= rise - 60 <= 3 * RTT_ABOVE_MS:
+        out_of_tolerance = [w for w in s10["warnings"] if "fidelity" in w]
+        if -2 <= rise - 60 <= 3 * RTT_ABOVE_MS and not out_of_tolerance:
             break
     # s1 -> d1 -> e1 -> c1 and back: 6 link traversals of 10 ms (as on the process backend)
     assert -2 <= rise - 60 <= 3 * RTT_ABOVE_MS, (s0["latency_ms"], s10["latency_ms"])
-    assert not any("fidelity" in w for w in s10["warnings"]), s10["warnings"]
+    assert not out_of_tolerance, out_of_tolerance
 
 
 def test_warm_failover_in_containers() -> None:

@@ -112,9 +112,9 @@ def wait_line(p: subprocess.Popen, want: str, timeout: float = 10) -> str:
 
 
 def start_echo(emu, procs: Procs, node: str, port: int, idle_s: float = 30) -> subprocess.Popen:
-    p = procs.add(emu.nodes[node].popen(PROBE + ["echo", "--port", str(port), "--idle-s",
-                                                 str(idle_s)], stdout=subprocess.PIPE,
-                                        text=True))
+    argv = PROBE + ["echo", "--bind", emu.ips[node], "--port", str(port),
+                    "--idle-s", str(idle_s)]
+    p = procs.add(emu.nodes[node].popen(argv, stdout=subprocess.PIPE, text=True))
     wait_line(p, "listening")
     return p
 

@@ -36,7 +36,7 @@ KEYS = [
     "seed", "run.duration_s", "mode",
     "network.bw_mbit", "network.delay_ms", "network.jitter_ms", "network.loss_pct",
     "network.queue_pkts", "network.tcp_cc", "network.trace",
-    "fidelity.enabled", "fidelity.probes", "fidelity.delay_tol_ms",
+    "fidelity.enabled", "fidelity.probes", "fidelity.delay_tol_ms", "fidelity.attempts",
     "topology.link.delay_ms", "topology.link.bw_mbit", "topology.edge_cpu",
     "topology.edge_mem_mb", "topology.devices", "topology.edge_gpus",
     "workload.rate_hz", "workload.slo_ms", "workload.arrival", "workload.grace_s",

@@ -93,3 +93,29 @@ def test_twenty_hosts_up_and_down() -> None:
     assert rtt_median_ok(r["s1_c1_rtt_median_ms"], 8), r
     # loose bounds here; `make bench` reports the figures against the 5 s / 2 s targets
     assert r["up_s"] <= 15 and r["teardown_s"] <= 6, r
+
+
+def test_fidelity_check_flags_a_wrong_link_and_passes_a_right_one() -> None:
+    """The run's self-check (fidelity.enabled): a 5 ms link is judged right; the same
+    link recorded as 3 ms (the delay line 2 ms too long) is out of tolerance in every
+    attempt, however often it is measured again."""
+    import dataclasses
+
+    from harness.core.config import FidelityConfig
+    from harness.measure.fidelity import check_links
+
+    exp = bench.compose_experiment("topology=pair", "network.delay_ms=5")
+    cfg = FidelityConfig(enabled=True, probes=30, interval_ms=5, bw_duration_s=0)
+    with bench.emulated(exp) as emu:
+        right = check_links(emu, cfg)
+        st = emu.links["h1-h2"]
+        for d in (st.fwd, st.rev):
+            d.props = dataclasses.replace(d.props, delay_ms=3.0)
+        wrong = check_links(emu, cfg)
+    assert right["out_of_tolerance"] == [], right["links"]
+    assert abs(right["links"]["h1-h2"]["delay_ms"]["measured"] - 5) <= cfg.delay_tol_ms
+    assert wrong["out_of_tolerance"] == ["h1-h2"], wrong["links"]
+    attempts = wrong["links"]["h1-h2"]["delay_ms"]["attempts"]
+    assert len(attempts) == cfg.attempts
+    assert all(a["one_way_ms"] >= 4.5 for a in attempts), attempts
+    assert all(a["reference_median_ms"] < a["rtt_median_ms"] for a in attempts), attempts

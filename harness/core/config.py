@@ -203,6 +203,7 @@ class FidelityConfig:
     interval_ms: float = 5.0
     bw_duration_s: float = 2.0  # iperf3 per capped link; 0 = skip bandwidth
     delay_tol_ms: float = 0.5  # allowed |measured - configured| one-way delay
+    attempts: int = 3  # measure a link out of tolerance again, up to this many times
     bw_tol_pct: float = 5.0
 
     def validate(self, key: str) -> None:
@@ -210,6 +211,7 @@ class FidelityConfig:
         check_range(f"{key}.interval_ms", self.interval_ms, 0.1, 10_000)
         check_range(f"{key}.bw_duration_s", self.bw_duration_s, 0, 600)
         check_range(f"{key}.delay_tol_ms", self.delay_tol_ms, 0, 60_000)
+        check_range(f"{key}.attempts", self.attempts, 1, 100)
         check_range(f"{key}.bw_tol_pct", self.bw_tol_pct, 0, 1000)
 
 

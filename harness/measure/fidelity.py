@@ -1,7 +1,12 @@
 """Measure shaped links against their configuration: the emulator checks itself.
 
-Delay by UDP echo between the link's two ends (one-way = median RTT / 2),
-jitter as the RTT spread, bandwidth by an iperf3 TCP flow a -> b. Results go to
+Delay by UDP echo between the link's two ends, less the same probe over the
+sending node's loopback right after it (what the machine's load alone costs the two
+probe processes at that moment; one-way = the difference of the medians / 2),
+jitter as the RTT spread, bandwidth by an iperf3 TCP flow a -> b. A link out of
+tolerance is measured again (up to `attempts` times) so that one burst of load on a
+shared machine is not reported as the emulator's error, while a link that is wrong
+stays wrong in every attempt. Results, every attempt included, go to
 `fidelity.json`; links outside tolerance are flagged, never silently accepted.
 """
 
@@ -34,8 +39,8 @@ def measure_rtt(emu: Emulation, a: str, b: str, count: int, interval_ms: float) 
     def py(node: str) -> list[str]:
         return [emu.nodes[node].python, "-m", "harness.measure.node.probe"]
 
-    server = _start_ready(emu.nodes[b], py(b) + ["echo", "--port", str(ECHO_PORT),
-                                              "--idle-s", "2"])
+    server = _start_ready(emu.nodes[b], py(b) + ["echo", "--bind", emu.ips[b],
+                                              "--port", str(ECHO_PORT), "--idle-s", "2"])
     try:
         out = emu.nodes[a].run(py(a) + ["rtt", emu.ips[b], "--port", str(ECHO_PORT),
                                      "--count", str(count), "--interval-ms", str(interval_ms)],
@@ -47,7 +52,8 @@ def measure_rtt(emu: Emulation, a: str, b: str, count: int, interval_ms: float) 
 
 
 def measure_tcp_mbit(emu: Emulation, a: str, b: str, duration_s: float) -> float:
-    server = emu.nodes[b].popen(["iperf3", "-s", "-1", "-p", str(IPERF_PORT)])
+    server = emu.nodes[b].popen(["iperf3", "-s", "-1", "-B", emu.ips[b],
+                                       "-p", str(IPERF_PORT)])
     try:
         for _ in range(50):
             try:
@@ -87,21 +93,39 @@ def expected_rtt_stdev(st: LinkState) -> float:
                      / 3)
 
 
+def measure_delay(emu: Emulation, a: str, b: str, cfg: FidelityConfig) -> dict:
+    """One attempt: the link's RTT and, right after, the loopback reference on a."""
+    link = measure_rtt(emu, a, b, cfg.probes, cfg.interval_ms)
+    ref = measure_rtt(emu, a, a, cfg.probes, cfg.interval_ms)
+    one_way = (link.get("median_ms", math.nan) - ref.get("median_ms", math.nan)) / 2
+    return {"one_way_ms": one_way, "rtt_median_ms": link.get("median_ms"),
+            "rtt_p99_ms": link.get("p99_ms"), "rtt_stdev_ms": link.get("stdev_ms"),
+            "reference_median_ms": ref.get("median_ms"),
+            "reference_p99_ms": ref.get("p99_ms"),
+            "probe_loss_pct": 100 * (1 - link["received"] / link["sent"])}
+
+
 def check_link(emu: Emulation, name: str, cfg: FidelityConfig) -> dict:
     st = emu.links[name]
     a, b = st.spec.a, st.spec.b
     want_ms = ((st.fwd.props.delay_ms or 0) + (st.rev.props.delay_ms or 0)) / 2
-    r = measure_rtt(emu, a, b, cfg.probes, cfg.interval_ms)
-    got_ms = r.get("median_ms", math.nan) / 2
+    attempts: list[dict] = []
+    for _ in range(cfg.attempts):
+        attempts.append(measure_delay(emu, a, b, cfg))
+        if abs(attempts[-1]["one_way_ms"] - want_ms) <= cfg.delay_tol_ms:
+            break
+    last = attempts[-1]
     res = {
         "a": a, "b": b,
-        "delay_ms": {"configured": want_ms, "measured": got_ms,
-                     "rtt_p99_ms": r.get("p99_ms"),
-                     "ok": abs(got_ms - want_ms) <= cfg.delay_tol_ms},
+        "delay_ms": {"configured": want_ms, "measured": last["one_way_ms"],
+                     "rtt_p99_ms": last["rtt_p99_ms"],
+                     "reference_rtt_median_ms": last["reference_median_ms"],
+                     "ok": abs(last["one_way_ms"] - want_ms) <= cfg.delay_tol_ms,
+                     "attempts": attempts},
         "jitter_ms": {"configured": st.fwd.props.jitter_ms,
                       "rtt_stdev_expected": expected_rtt_stdev(st),
-                      "rtt_stdev_measured": r.get("stdev_ms")},
-        "probe_loss_pct": 100 * (1 - r["received"] / r["sent"]),
+                      "rtt_stdev_measured": last["rtt_stdev_ms"]},
+        "probe_loss_pct": last["probe_loss_pct"],
     }
     bw = st.fwd.props.bw_mbit or 0
     if bw > 0 and cfg.bw_duration_s > 0:

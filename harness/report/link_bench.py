@@ -42,7 +42,8 @@ def rtt_scenario(delay_ms: float, jitter_ms: float = 0.0, probes: int = 300,
 
 
 def _datagram_loss(emu, src: str, dst: str, count: int, rate: float, port: int) -> float:
-    sink = emu.nodes[dst].popen(PY + ["sink", "--port", str(port), "--idle-s", "1"],
+    sink = emu.nodes[dst].popen(PY + ["sink", "--bind", emu.ips[dst], "--port", str(port),
+                                      "--idle-s", "1"],
                                 stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None
@@ -83,8 +84,9 @@ def change_scenario(before_ms: float = 10.0, after_ms: float = 50.0,
     exp = compose_experiment("topology=pair", f"network.delay_ms={before_ms}")
     with emulated(exp) as emu:
         h1, h2 = emu.nodes["h1"], emu.nodes["h2"]
-        iperf_srv = h2.popen(["iperf3", "-s", "-1", "-p", "7821"])
-        echo = h2.popen(PY + ["echo", "--port", "7822", "--idle-s", "3"],
+        iperf_srv = h2.popen(["iperf3", "-s", "-1", "-B", emu.ips["h2"], "-p", "7821"])
+        echo = h2.popen(PY + ["echo", "--bind", emu.ips["h2"], "--port", "7822",
+                               "--idle-s", "3"],
                         stdout=subprocess.PIPE, text=True)
         try:
             time.sleep(0.3)

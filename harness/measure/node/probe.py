@@ -3,9 +3,12 @@
 Independent of the shaping code on purpose: fidelity checks and tests measure
 links with it. Results are one JSON object on stdout.
 
-  python -m harness.measure.node.probe echo --port 7007 --idle-s 5
+  python -m harness.measure.node.probe echo --bind 10.0.0.2 --port 7007 --idle-s 5
   python -m harness.measure.node.probe rtt 10.0.0.2 --port 7007 --count 100 --interval-ms 10
-  python -m harness.measure.node.probe sink --port 7008 --idle-s 2
+  python -m harness.measure.node.probe sink --bind 10.0.0.2 --port 7008 --idle-s 2
+
+Servers bind the address they are given (the node's emulated address), never all
+interfaces: a probe must not answer on anything the harness did not create.
   python -m harness.measure.node.probe blast 10.0.0.2 --port 7008 --count 10000 --rate 2000
 """
 
@@ -43,9 +46,9 @@ def percentile(xs: list[float], q: float) -> float:
     return s[k]
 
 
-def echo(port: int, idle_s: float) -> dict:
+def echo(bind: str, port: int, idle_s: float) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("0.0.0.0", port))
+    sock.bind((bind, port))
     sock.settimeout(idle_s)
     realtime_probe()
     print(json.dumps({"listening": port}), flush=True)
@@ -114,10 +117,10 @@ def rtt(host: str, port: int, count: int, interval_ms: float, timeout_ms: float,
     return out
 
 
-def sink(port: int, idle_s: float) -> dict:
+def sink(bind: str, port: int, idle_s: float) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.bind(("0.0.0.0", port))
+    sock.bind((bind, port))
     print(json.dumps({"listening": port}), flush=True)
     seen: set[int] = set()
     sock.settimeout(idle_s * 4)  # generous wait for the first datagram
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("echo")
+    e.add_argument("--bind", required=True, help="the node's emulated address")
     e.add_argument("--port", type=int, default=7007)
     e.add_argument("--idle-s", type=float, default=5.0)
     r = sub.add_parser("rtt")
@@ -157,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout-ms", type=float, default=1000.0)
     r.add_argument("--size", type=int, default=64)
     s = sub.add_parser("sink")
+    s.add_argument("--bind", required=True, help="the node's emulated address")
     s.add_argument("--port", type=int, default=7008)
     s.add_argument("--idle-s", type=float, default=2.0)
     b = sub.add_parser("blast")
@@ -167,11 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--size", type=int, default=64)
     a = ap.parse_args(argv)
     if a.cmd == "echo":
-        out = echo(a.port, a.idle_s)
+        out = echo(a.bind, a.port, a.idle_s)
     elif a.cmd == "rtt":
         out = rtt(a.host, a.port, a.count, a.interval_ms, a.timeout_ms, a.size)
     elif a.cmd == "sink":
-        out = sink(a.port, a.idle_s)
+        out = sink(a.bind, a.port, a.idle_s)
     else:
         out = blast(a.host, a.port, a.count, a.rate, a.size)
     print(json.dumps(out), flush=True)
