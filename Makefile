@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # ethtool (offloads off for the delay line), iperf3 (bandwidth fidelity), ping.
 APT_PKGS := mininet iproute2 nftables ethtool iperf3 iputils-ping procps socat
 
-.PHONY: setup sys-deps venv test lint bench gate fuzz clean-runs doctor images
+.PHONY: setup sys-deps venv test lint bench gate fuzz chaos clean-runs doctor images
 
 setup: sys-deps venv images
 
@@ -52,6 +52,13 @@ gate: setup
 # schedules brought up and down, each checked to leave nothing behind.
 fuzz: setup
 	HX_FUZZ_EXAMPLES=1050 HX_FUZZ_NETWORKS=50 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_config.py
+
+# Kill trials (harness/selftest/chaos.py): 50 runs killed with -9 at random moments (set-up,
+# stage loading, mid-fault, teardown) on every backend present, each followed by
+# `python -m harness.clean` and a before/after inventory of the machine. Exit 1 on leftovers.
+CHAOS_TRIALS ?= 50
+chaos: setup
+	$(PY) -m harness.chaos --trials $(CHAOS_TRIALS)
 
 doctor: setup
 	$(PY) -m harness.doctor

@@ -8,6 +8,7 @@ it runs. A run killed with -9 is cleaned up afterwards by `python -m harness.cle
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -19,6 +20,8 @@ from harness.emulation.ledger import Ledger, remove_run
 from harness.emulation.network import Emulation
 from harness.emulation.shapers.base import Shaper
 from harness.run.experiment import Experiment
+
+log = logging.getLogger("harness")
 
 
 @contextlib.contextmanager
@@ -96,6 +99,7 @@ def emulated(exp: Experiment, shaper: Shaper | None = None,
         emu.start()
         yield emu
     finally:
+        log.info("teardown of %s", ledger.prefix)
         with signals_held():
             t = time.monotonic()
             if emu is not None:

@@ -1,0 +1,2 @@
+"""The harness checking itself from the outside: kill trials (`chaos`) and the machine
+inventory they compare before and after."""
