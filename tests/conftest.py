@@ -1,1 +1,5 @@
-"""pytest's own hooks. Helpers the tests share live in tests/helpers.py."""
+"""pytest's own hooks. Helpers the tests share live in tests/helpers.py; fixtures that
+several test modules share are plugins listed here (imported by name they would shadow
+the tests' parameters)."""
+
+pytest_plugins = ["tests.faults_kit"]
