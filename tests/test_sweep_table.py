@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
 
 from harness.report.sweep import job_row, sweep_table
-from tests.helpers import harness_cmd, root_only
+from tests.helpers import PY, REPO, entry, harness_cmd, root_only
 
 
 def _job(root, num: int, overrides: list[str], summary: dict | None = None,
@@ -71,3 +75,38 @@ def test_a_sweep_with_a_failing_job_still_gets_its_table() -> None:
     assert list(df["network.delay_ms"]) == [1, -5]
     assert list(df["verdict"]) == ["VALID", "FAILED"]
     assert df["reasons"].iloc[1] == "config error: network.delay_ms=-5.0: must be >= 0"
+
+
+@pytest.mark.needs_root
+@root_only
+def test_a_sweep_killed_mid_job_keeps_the_finished_jobs(tmp_path) -> None:
+    """kill -9 of a local sweep while its second job runs: the first job's results stay
+    whole, harness.clean removes the second's network, and a report of the sweep
+    directory rebuilds sweep.csv with the killed job as a FAILED row."""
+    sweep = tmp_path / "sweep"
+    p = subprocess.Popen([PY, "-m", "harness", "-m", "topology=pair", "run.duration_s=4",
+                          "seed=1,2,3", f"hydra.sweep.dir={sweep}"], cwd=REPO,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (sweep / "1" / ".hydra").is_dir():
+            time.sleep(0.1)
+        time.sleep(1.5)  # the second job's network is up, its run going
+        assert p.poll() is None, "the sweep ended before it could be killed"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    first = json.loads((sweep / "0" / "summary.json").read_text())
+    assert first["verdict"] == "VALID"
+    clean = entry("harness.clean")
+    assert "cleaned hx" in clean.stdout, clean.stdout
+    assert not (sweep / "sweep.csv").exists()
+    r = entry("harness.report", str(sweep))
+    assert r.returncode == 0, r.stderr[-2000:]
+    df = pd.read_csv(sweep / "sweep.csv")
+    assert list(df["job"]) == [0, 1], df
+    assert list(df["verdict"]) == ["VALID", "FAILED"]
+    assert "killed" in df["reasons"].iloc[1]

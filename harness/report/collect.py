@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.core.config import ConfigError
+from harness.report.sweep import write_sweep_table
 
 METRICS = ["availability", "availability_after_fault", "accuracy", "accuracy_after_fault",
            "mttd_ms", "mttr_ms", "cpu_s", "bytes_sent", "replicas", "fault_at_s", "slo_ms"]
@@ -73,6 +74,10 @@ def collect(dirs: list[Path]) -> pd.DataFrame:
         if (d / "pipeline.csv").is_file():
             rows += _bench_rows(d)
         elif (d / "sweep.csv").is_file():
+            rows += _sweep_rows(d)
+        elif (d / "multirun.yaml").is_file():
+            # a sweep that never reached its end (killed): its table, from the job folders
+            write_sweep_table(d)
             rows += _sweep_rows(d)
         elif (d / "summary.json").is_file():
             rows.append(run_row(d))
