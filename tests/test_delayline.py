@@ -55,6 +55,11 @@ def test_parse_command() -> None:
     assert parse_command(b'{"op": "set", "link": "l0", "dir": "rev"}')["dir"] == "rev"
     add = parse_command('{"op": "add", "link": "l0", "a": "x", "b": "y", "seed": 3}')
     assert add["seed"] == 3
+    many = parse_command('{"op": "add_many", "links": [{"link": "l0", "a": "x", "b": "y"}]}')
+    assert many["links"][0]["a"] == "x"
+    with pytest.raises(ValueError, match=r"links\[1\]: a must be"):
+        parse_command('{"op": "add_many", "links": [{"link": "l0", "a": "x", "b": "y"}, '
+                      '{"link": "l1", "b": "y"}]}')
     for bad in (
         "not json",
         "[]",
@@ -64,6 +69,9 @@ def test_parse_command() -> None:
         '{"op": "add", "link": "l0", "a": "x", "b": "x"}',
         '{"op": "add", "link": "l0", "a": "x"}',
         '{"op": "add", "link": "l0", "a": "x", "b": "y", "seed": 1.5}',
+        '{"op": "add_many", "links": []}',
+        '{"op": "add_many", "links": {"link": "l0", "a": "x", "b": "y"}}',
+        '{"op": "add_many", "links": [{"link": "l0", "a": "x", "b": "y"}, {"link": "l1"}]}',
     ):
         with pytest.raises(ValueError):
             parse_command(bad)
@@ -104,9 +112,11 @@ def test_protocol_errors_quit_eof_sigterm() -> None:
             "garbage",
             {"op": "set", "link": "nope", "delay_ms": 1},
             {"op": "add", "link": "l0", "a": "nonexistent0", "b": "nonexistent1"},
+            {"op": "add_many", "links": [{"link": "l0", "a": "nonexistent0", "b": "n1"}]},
         ):
             r = proc.cmd(bad)
             assert r["ok"] is False and "\n" not in r["error"], r
+        assert proc.cmd({"op": "stats"}) == {"ok": True, "links": {}}  # a failed add adds none
         assert proc.cmd({"op": "quit"}) == {"ok": True}
         assert proc.p.wait(5) == 0
         assert proc.p.stdout is not None and proc.p.stdout.read() == b""  # nothing else printed

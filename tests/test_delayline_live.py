@@ -303,3 +303,40 @@ def test_iperf3_throughput(topo: Topo) -> None:
         f"{end['sum_sent'].get('retransmits')} retransmits; line stats {topo.stats()}"
     )
     assert mbps >= 300
+
+
+@pytest.mark.needs_root
+def test_add_many_all_or_nothing_and_a_quick_exit() -> None:
+    """Hundreds of links in one round trip; a batch with one bad link adds none; and the
+    exit closes 400 packet sockets at once (each close waits for an RCU grace period,
+    ~13 ms here: one by one they took over 5 s)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces and veths")
+    ns, n = "dlt" + secrets.token_hex(3) + "-m", 200
+    sh(f"ip netns add {ns}")
+    dl = None
+    try:
+        subprocess.run(["ip", "-n", ns, "-batch", "-"], check=True, text=True, input="".join(
+            f"link add m{i}a type veth peer name m{i}b\n" for i in range(n)))
+        dl = Proc(["ip", "netns", "exec", ns, sys.executable, "-m",
+                   "harness.emulation.shapers.delayline"])
+        links = [{"link": f"l{i}", "a": f"m{i}a", "b": f"m{i}b", "seed": i,
+                  "fwd": {"delay_ms": 1}} for i in range(n)]
+        bad = dl.cmd({"op": "add_many", "links": [*links[:5], {"link": "x", "a": "m0a",
+                                                                 "b": "nope"}]})
+        assert bad["ok"] is False and "x" in bad["error"] and "none of 6" in bad["error"], bad
+        assert dl.cmd({"op": "stats"}) == {"ok": True, "links": {}}
+        t = time.monotonic()
+        assert dl.cmd({"op": "add_many", "links": links}) == {"ok": True}
+        assert time.monotonic() - t < 5
+        stats = dl.cmd({"op": "stats"})["links"]
+        assert sorted(stats) == sorted(f"l{i}" for i in range(n))
+        assert dl.cmd({"op": "set", "link": "l7", "dir": "rev", "loss_pct": 5}) == {"ok": True}
+        t = time.monotonic()
+        assert dl.cmd({"op": "quit"}) == {"ok": True}
+        assert dl.p.wait(10) == 0
+        assert time.monotonic() - t < 3, f"exit took {time.monotonic() - t:.1f} s"
+    finally:
+        if dl is not None:
+            dl.stop()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

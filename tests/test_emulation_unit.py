@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from harness.core.config import LinkProps
-from harness.emulation import cleanup, inventory
+from harness.emulation import cleanup, inventory, wiring
 from harness.emulation.backends.base import Backend, EmuNode
 from harness.emulation.cgroups import NodeCgroup
 from harness.emulation.inventory import ResourceKind
@@ -27,6 +27,7 @@ from harness.emulation.network import Emulation
 from harness.emulation.resources import NodeResources
 from harness.emulation.shapers.netem import NetemShaper
 from harness.emulation.topology import Node
+from harness.emulation.wiring import NodeSetup, batch
 from tests.helpers import exp_for, root_only
 
 # ---------------------------------------------------------------- a fake backend
@@ -77,6 +78,9 @@ class FakeNode(EmuNode):
         self.calls.append((self.name, argv, input))
         return ""
 
+    def net_setup(self, setup: NodeSetup) -> None:
+        self.calls.append((self.name, ["net_setup"], setup))
+
     def keep_pids(self) -> set[int]:
         return set()
 
@@ -117,16 +121,39 @@ def test_net_commands_enter_the_node_namespace_by_pid() -> None:
         "nsenter", "--net=/proc/1234/ns/net", "--", "tc", "qdisc", "show"]
 
 
-def test_every_network_change_runs_from_the_host(state, tmp_path) -> None:
-    """Set-up, rate changes, netem changes, traces and partitions: all via net_*."""
-    exp = exp_for("topology=pair", "network.delay_ms=2")
+def test_every_network_change_runs_from_the_host(state, tmp_path, monkeypatch) -> None:
+    """Set-up, rate changes, netem changes, traces and partitions: all via net_*; the set-up
+    as batches and argument lists, never a shell."""
+    host: list[tuple[list[str], str | None]] = []
+    monkeypatch.setattr(wiring, "run", lambda argv, input=None, timeout=30: host.append(
+        (argv, input)) or "")
+    exp = exp_for("topology=pair", "network.delay_ms=2", "network.tcp_cc=reno")
     backend = FakeBackend()
     emu = Emulation(exp.topology, exp.network, backend, NetemShaper(check=False),
                     Ledger.new(), exp.seed)
     emu.start()
-    setup = [argv for _, argv, _ in backend.calls]
-    assert setup and all(argv[:2] == ["sh", "-ec"] for argv in setup)
-    assert any("sysctl" in argv[2] and "tc -batch" in argv[2] for argv in setup)
+    # every veth pair from one `ip -batch` on the host, both ends placed in their nodes
+    pids = {n: str(node.ns_pid) for n, node in emu.nodes.items()}
+    assert host == [(["ip", "-batch", "-"],
+                     "link add name h1-eth0 address 02:48:00:00:00:00 netns "
+                     f"{pids['h1']} type veth peer name h2-eth0 address 02:48:00:01:00:00 "
+                     f"netns {pids['h2']}\n")]
+    setups = {n: s for n, argv, s in backend.calls}
+    assert set(setups) == {"h1", "h2"} and all(a == ["net_setup"] for _, a, _ in backend.calls)
+    h1 = setups["h1"]
+    assert h1.sysctls["net.ipv4.tcp_congestion_control"] == "reno"
+    assert h1.plain == ["h1-eth0"]
+    assert batch(h1.ip) == ("link set lo up\n"
+                            "addr add 10.0.0.1/32 dev h1-eth0\n"
+                            "link set h1-eth0 up\n"
+                            "neigh replace 10.0.0.2 lladdr 02:48:00:01:00:00 dev h1-eth0 "
+                            "nud permanent\n"
+                            "route replace 10.0.0.2/32 dev h1-eth0\n")
+    assert batch(h1.tc) == (
+        "qdisc replace dev h1-eth0 root handle 1: htb default 1\n"
+        "class replace dev h1-eth0 parent 1: classid 1:1 htb rate 10000000kbit "
+        "ceil 10000000kbit\n"
+        "qdisc replace dev h1-eth0 parent 1:1 handle 10: netem limit 1000 delay 2.0ms\n")
     link = next(iter(emu.links))
     backend.calls.clear()
     emu.set_link(link, LinkProps(bw_mbit=5, delay_ms=7))

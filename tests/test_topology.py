@@ -1,13 +1,17 @@
-"""Topologies are pure data: names, addresses, MACs, routes and setup scripts, no root."""
+"""Topologies are pure data: names, addresses, MACs, routes and set-up batches, no root."""
 
 from __future__ import annotations
+
+import ipaddress
 
 import pytest
 
 from harness.core.config import ConfigError, LinkProps
-from harness.emulation.network import LinkState, setup_script
-from harness.emulation.tc import DirState
+from harness.emulation.shapers.netem import NetemShaper
+from harness.emulation.shapers.userspace import UserspaceShaper
+from harness.emulation.tc import DirState, EmulationError
 from harness.emulation.topology import Link, Node, Topology
+from harness.emulation.wiring import Wiring, batch, cover
 from tests.helpers import exp_for
 
 
@@ -86,20 +90,105 @@ def test_invalid_topologies(nodes, links, key) -> None:
     assert str(e.value).startswith(key)
 
 
-def test_setup_script_configures_addresses_routes_and_shaping() -> None:
+def _dirs(t: Topology, base: LinkProps) -> dict[str, tuple[DirState, DirState]]:
+    return {lk.name: (DirState(lk.props.over(base)), DirState(lk.props.over(base)))
+            for lk in t.links}
+
+
+def test_node_setup_configures_addresses_routes_and_shaping() -> None:
     t = dec(2, 1, 2)
     base = LinkProps(bw_mbit=0, delay_ms=1, jitter_ms=0, loss_pct=0, queue_pkts=100)
-    states = {}
-    for i, lk in enumerate(t.links):
-        p = lk.props.over(base)
-        states[lk.name] = LinkState(lk, i, *[t.interfaces()[(e, lk.name)] for e in (lk.a, lk.b)],
-                                    DirState(p), DirState(p), p)
-    script = setup_script("e1", t, base, False, states)
+    s = Wiring(t, base).node("e1", False, _dirs(t, base), "reno")
+    ip_text, tc_text = batch(s.ip), batch(s.tc)
     ip = t.addresses()["e1"]
-    assert f"addr add {ip}/32 dev e1-eth0" in script
-    assert "net.ipv4.ip_forward=1" in script
-    assert "nud permanent" in script
-    assert "tso off gso off gro off tx off" in script
-    s1 = t.addresses()["s1"]
-    assert f"route replace {s1}/32 via {t.addresses()['d1']}" in script
-    assert "htb" in script and "pfifo limit 100" in script
+    assert ip_text.startswith("link set lo up\n")
+    assert f"addr add {ip}/32 dev e1-eth0\n" in ip_text
+    assert "nud permanent" in ip_text
+    assert s.sysctls["net.ipv4.ip_forward"] == "1"
+    assert s.sysctls["net.ipv4.tcp_congestion_control"] == "reno"
+    assert sorted(s.plain) == sorted(d for (n, _), d in t.interfaces().items() if n == "e1")
+    # s1 hangs off d1, e1's neighbour: its address is routed via d1 (a /32 or a prefix)
+    routes = [c for c in s.ip if c[0] == "route"]
+    assert all(c[-1] == "onlink" for c in routes if "via" in c)
+    assert f"route replace {t.addresses()['d1']}/32 dev" in ip_text
+    assert "htb" in tc_text and "pfifo limit 100" in tc_text
+    assert "sh" not in ip_text.split() and ";" not in ip_text + tc_text
+
+
+def _lpm(routes: list[list[str]], addr: str) -> str | None:
+    """Next hop (or "direct"/"unreachable") longest-prefix match gives for `addr`."""
+    best: tuple[int, str] | None = None
+    for r in routes:
+        prefix = r[3] if r[2] == "unreachable" else r[2]
+        net = ipaddress.ip_network(prefix)
+        if ipaddress.ip_address(addr) in net and (best is None or net.prefixlen > best[0]):
+            hop = "unreachable" if r[2] == "unreachable" else (
+                r[r.index("via") + 1] if "via" in r else "direct")
+            best = (net.prefixlen, hop)
+    return best[1] if best else None
+
+
+@pytest.mark.parametrize("topo", ["dec", "mesh", "split"])
+def test_folded_routes_forward_exactly_like_per_destination_routes(topo: str) -> None:
+    """A /32 per destination is N² routes; the folded table must send every node's address
+    to the same next hop, and match no address that no node has."""
+    if topo == "dec":
+        t = dec()
+    elif topo == "mesh":
+        t = exp_for("topology=edge_mesh", "topology.n_edges=4", "topology.devices_per_edge=2",
+                    "topology.sensors_per_device=2").topology
+    else:  # two islands: nothing may route to the other one
+        t = Topology("split", [Node(n) for n in ("a", "b", "c", "x", "y")],
+                     [Link("a", "b"), Link("b", "c"), Link("x", "y")])
+        t.validate()
+    base = LinkProps(delay_ms=1)
+    w = Wiring(t, base)
+    ips = t.addresses()
+    n_routes = 0
+    for node in t.nodes:
+        routes = [c for c in w.node(node.name, False, _dirs(t, base)).ip if c[0] == "route"]
+        n_routes += len(routes)
+        hops = t.next_hops(node.name, base)
+        for dest in t.nodes:
+            if dest.name == node.name:
+                continue
+            got = _lpm(routes, ips[dest.name])
+            if dest.name not in hops:
+                assert got in (None, "unreachable"), (node.name, dest.name, got)
+            elif hops[dest.name] == dest.name:
+                assert got == "direct", (node.name, dest.name, got)
+            else:
+                assert got == ips[hops[dest.name]], (node.name, dest.name, got)
+        assert _lpm(routes, "10.0.0.250") is None and _lpm(routes, "10.0.1.1") is None
+    if topo == "mesh":
+        assert n_routes < len(t.nodes) * (len(t.nodes) - 1) / 2  # per destination: N(N-1)
+
+
+def test_cover_is_exactly_the_node_addresses() -> None:
+    for n in (1, 2, 3, 100, 210, 254, 255, 600):
+        t = Topology("t", [Node(f"n{i}") for i in range(n)], [])
+        got = {str(a) for p in cover(n) for a in ipaddress.ip_network(p)}
+        assert got == set(t.addresses().values()), n
+
+
+def test_veths_are_created_straight_in_their_namespaces() -> None:
+    t = Topology("p", [Node("h1"), Node("h2")], [Link("h1", "h2")])
+    t.validate()
+    w = Wiring(t, LinkProps())
+    ns = {"h1": "101", "h2": "102"}
+    netem = batch(w.veths(ns, NetemShaper(check=False)))
+    assert netem == ("link add name h1-eth0 address 02:48:00:00:00:00 netns 101 type veth "
+                     "peer name h2-eth0 address 02:48:00:01:00:00 netns 102\n")
+    us = UserspaceShaper()
+    us.prefix, us.ns = "hx0a0b0c", "hx0a0b0c-wire"
+    assert batch(w.veths(ns, us)).splitlines() == [
+        "link add name h1-eth0 address 02:48:00:00:00:00 netns 101 type veth "
+        "peer name hx0a0b0c0a netns hx0a0b0c-wire",
+        "link add name h2-eth0 address 02:48:00:01:00:00 netns 102 type veth "
+        "peer name hx0a0b0c0b netns hx0a0b0c-wire"]
+
+
+@pytest.mark.parametrize("word", ["a b", "x\nlink del lo", "#", "'q'", "a;b", "$(x)", ""])
+def test_batch_refuses_words_that_are_not_one_token(word: str) -> None:
+    with pytest.raises(EmulationError):
+        batch([["link", "set", word, "up"]])

@@ -5,14 +5,14 @@ interfaces; static /32 routes follow the least-delay path, so multi-hop
 topologies route like a small static network. Everything created is named
 with the run's prefix and removed by `Ledger`-driven cleanup on any exit.
 
-Network set-up and changes run host tools in a node's namespace (`EmuNode.net_run`),
-so a node needs no ip/tc/nft/sysctl of its own; its workload runs via `popen`.
+Network set-up (in bulk: `harness.emulation.wiring`) and changes run host tools in a
+node's namespace (`EmuNode.net_run`) or set it from this process (`net_tune`), so a
+node needs no ip/tc/nft/sysctl of its own; its workload runs via `popen`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -20,18 +20,11 @@ from harness.core.config import LinkProps, NetworkConfig
 from harness.emulation.backends.base import Backend, EmuNode
 from harness.emulation.ledger import Ledger, remove_run
 from harness.emulation.shapers.base import Shaper
-from harness.emulation.tc import DirState, EmulationError, htb_cmds, rate_cmd, tc_batch
+from harness.emulation.tc import DirState, EmulationError, rate_cmd
 from harness.emulation.topology import Link, Topology
 from harness.emulation.traces import TraceFollower, load_mahimahi, rates_mbit
+from harness.emulation.wiring import Wiring, configure, create_veths
 
-SYSCTLS = [
-    "net.ipv4.ip_forward=1",
-    "net.ipv4.conf.all.rp_filter=0",
-    "net.ipv4.conf.default.rp_filter=0",
-    # No IPv6: router solicitations and ND would add unscheduled traffic to every link.
-    "net.ipv6.conf.all.disable_ipv6=1",
-    "net.ipv6.conf.default.disable_ipv6=1",
-]
 TRACE_WINDOW_MS = 100
 
 
@@ -50,38 +43,6 @@ class LinkState:
 
     def carries(self) -> bool:
         return self.admin_up and not self.silenced_by
-
-
-def setup_script(node: str, topo: Topology, base: LinkProps, shaper_netem: bool,
-                 states: dict[str, LinkState], tcp_cc: str = "") -> str:
-    """Shell script configuring one node after its interfaces exist (pure: testable)."""
-    ips, devs, macs = topo.addresses(), topo.interfaces(), topo.macs()
-    ip = ips[node]
-    sysctls = SYSCTLS + ([f"net.ipv4.tcp_congestion_control={tcp_cc}"] if tcp_cc else [])
-    lines = [f"sysctl -q -w {' '.join(sysctls)}", "ip link set lo up"]
-    ip_cmds, tc_cmds = [], []
-    for link in topo.links_of(node):
-        dev = devs[(node, link.name)]
-        other = link.b if link.a == node else link.a
-        st = states[link.name]
-        lines.append(f"ethtool -K {dev} tso off gso off gro off tx off >/dev/null")
-        ip_cmds += [f"addr add {ip}/32 dev {dev}", f"link set {dev} up",
-                    f"neigh replace {ips[other]} lladdr {macs[(other, link.name)]} dev {dev} "
-                    "nud permanent"]
-        tc_cmds += htb_cmds(dev, st.fwd if link.a == node else st.rev, shaper_netem)
-    for dest, hop in sorted(topo.next_hops(node, base).items()):
-        link = topo.find_link(node, hop)
-        assert link is not None
-        dev = devs[(node, link.name)]
-        if dest == hop:
-            ip_cmds.append(f"route replace {ips[dest]}/32 dev {dev}")
-        else:
-            ip_cmds.append(f"route replace {ips[dest]}/32 via {ips[hop]} dev {dev} onlink")
-    if ip_cmds:
-        lines.append("ip -batch - <<'EOF'\n" + "\n".join(ip_cmds) + "\nEOF")
-    if tc_cmds:
-        lines.append("tc -batch - <<'EOF'\n" + tc_batch(tc_cmds) + "EOF")
-    return "\n".join(lines)
 
 
 class Emulation:
@@ -111,10 +72,12 @@ class Emulation:
                 link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
                 props)
-        self._parallel({n: self._create_script(n) for n in self.nodes})
-        self._parallel({n: setup_script(n, self.topo, self.base, self.shaper.netem, self.links,
-                                        self.network.congestion_control())
-                        for n in self.nodes})
+        plan = Wiring(self.topo, self.base)
+        create_veths(plan.veths({n: str(node.ns_pid) for n, node in self.nodes.items()},
+                                self.shaper))
+        dirs = {name: (st.fwd, st.rev) for name, st in self.links.items()}
+        cc = self.network.congestion_control()
+        configure(self.nodes, {n: plan.node(n, self.shaper.netem, dirs, cc) for n in self.nodes})
         wires = []
         for name, st in self.links.items():
             pa, _ = self.shaper.peer(st.index, "a", "")
@@ -131,41 +94,6 @@ class Emulation:
                 self.follow_trace(st.spec.name, "rev", st.spec.trace_rev)
         t1 = time.monotonic()
         self.timings = {"nodes_s": t_nodes - t0, "links_s": t1 - t_nodes, "up_s": t1 - t0}
-
-    def _create_script(self, node: str) -> str:
-        """veth creation for the links this node owns: host end here, peer in wire/other ns."""
-        cmds = []
-        macs = self.topo.macs()
-        for st in self.links.values():
-            link = st.spec
-            for end, dev in (("a", st.a_dev), ("b", st.b_dev)):
-                if getattr(link, end) != node:
-                    continue
-                if self.shaper.netem:
-                    if end == "b":
-                        continue  # created with the a end
-                    peer = f"{st.b_dev} address {macs[(link.b, link.name)]}"
-                    ns = str(self.nodes[link.b].ns_pid)
-                else:
-                    peer, ns = self.shaper.peer(st.index, end, "")
-                cmds.append(f"link add name {dev} address {macs[(node, link.name)]} "
-                            f"type veth peer name {peer} netns {ns}")
-        if not cmds:
-            return "true"
-        return "ip -batch - <<'EOF'\n" + "\n".join(cmds) + "\nEOF"
-
-    def _parallel(self, scripts: dict[str, str]) -> None:
-        """Run one shell script per node, from the host, in the node's network namespace."""
-        procs = {n: self.nodes[n].net_popen(["sh", "-ec", s], stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True)
-                 for n, s in scripts.items()}
-        errors = []
-        for n, p in procs.items():
-            out, err = p.communicate(timeout=60)
-            if p.returncode != 0:
-                errors.append(f"{n}: {(err or out).strip()[:400]}")
-        if errors:
-            raise EmulationError("; ".join(errors))
 
     def stop(self) -> None:
         """Tear down everything of this run, whatever state it is in."""

@@ -149,8 +149,22 @@ class Topology:
                                          f"{li >> 8:02x}:{li & 255:02x}")
         return out
 
-    def next_hops(self, src: str, base: LinkProps) -> dict[str, str]:
-        """Destination -> neighbour to forward to, by least one-way delay then hops."""
+    def adjacency(self, base: LinkProps) -> dict[str, list[tuple[str, str, float]]]:
+        """node -> [(link name, neighbour, one-way delay ms)], sorted by link name."""
+        adj: dict[str, list[tuple[str, str, float]]] = {n.name: [] for n in self.nodes}
+        for link in sorted(self.links, key=lambda lk: lk.name):
+            delay = link.props.over(base).delay_ms or 0.0
+            adj[link.a].append((link.name, link.b, delay))
+            adj[link.b].append((link.name, link.a, delay))
+        return adj
+
+    def next_hops(self, src: str, base: LinkProps,
+                  adj: dict[str, list[tuple[str, str, float]]] | None = None) -> dict[str, str]:
+        """Destination -> neighbour to forward to, by least one-way delay then hops.
+
+        Pass `adjacency(base)` when routing every node: built once, routing all nodes
+        costs O(N (N + L) log N), not a scan of every link per node visited."""
+        adj = adj if adj is not None else self.adjacency(base)
         dist: dict[str, tuple[float, int]] = {src: (0.0, 0)}
         first: dict[str, str] = {}
         heap: list[tuple[float, int, str, str]] = [(0.0, 0, src, "")]
@@ -160,9 +174,7 @@ class Topology:
                 continue
             if hop:
                 first.setdefault(node, hop)
-            for link in sorted(self.links_of(node), key=lambda lk: lk.name):
-                other = link.b if link.a == node else link.a
-                delay = link.props.over(base).delay_ms or 0.0
+            for _name, other, delay in adj[node]:
                 cand = (d + delay, h + 1)
                 if cand < dist.get(other, (float("inf"), 0)):
                     dist[other] = cand

@@ -173,3 +173,32 @@ def cost_benefit(runs: pd.DataFrame, out_dir: Path) -> tuple[Path, str] | None:
     return (out, "Cost against benefit: stage CPU relative to the fault-free baseline of the "
             "same backend and seed (where a seed has none: the baseline under the same "
             "faults) against availability and accuracy after the fault.")
+
+
+def scale(rows: list[dict], targets: dict, out_dir: Path) -> tuple[Path, str] | None:
+    """Up and down time against nodes + links (the scale bench): each run a point, the
+    medians joined, the targets dotted; a straight line through the origin is linear."""
+    pts = [{"nodes + links": r["nodes"] + r["links"], "phase": phase, "s": run[key]}
+           for r in rows for run in r.get("each", []) for phase, key in (("up", "up_s"),
+                                                                       ("down", "down_s"))]
+    if not pts:
+        return None
+    df = pd.DataFrame(pts)
+    plt, sns = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.scatterplot(df, x="nodes + links", y="s", hue="phase", alpha=0.4, ax=ax, legend=False)
+    sns.lineplot(df, x="nodes + links", y="s", hue="phase", estimator="median",
+                 errorbar=None, marker="o", ax=ax)
+    for key, label in (("up_s", "up target"), ("down_s", "down target")):
+        ax.axhline(targets[key], color="grey", ls=":", lw=1)
+        ax.annotate(label, (0, targets[key]), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(4, 2), fontsize=8, color="grey")
+    ax.set_ylim(0, max(targets["up_s"] * 1.1, df["s"].max() * 1.05))
+    ax.set_xlim(0, None)
+    ax.set_ylabel("seconds")
+    ax.set_title("edge_mesh: network up and down against its size")
+    out = _save(fig, out_dir / "scale.png")
+    plt.close(fig)
+    sizes = ", ".join(f"{r['nodes']}" for r in rows)
+    return (out, f"Network up and torn down against nodes + links (edge_mesh with {sizes} "
+            "nodes; points: runs, line: medians; dotted: the targets for 200 nodes).")

@@ -5,8 +5,8 @@ reachable by PID, a way to run processes in the node, the interpreter that runs
 harness code there (`python`), and the node's resources
 (`harness.emulation.resources.NodeResources`). The Docker backend provides the
 same with containers (`backends/docker/`); network set-up and link changes
-(`net_run`) are done here, from the host, so a node needs none of ip, tc, nft,
-ethtool or sysctl inside it.
+(`net_setup`, `net_run`) are done here, from the host, so a node needs none of ip, tc,
+nft, ethtool or sysctl inside it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from harness.core.config import fail
+from harness.emulation import netdev
 from harness.emulation.ledger import Ledger
 from harness.emulation.resources import NodeResources
 from harness.emulation.tc import EmulationError
 from harness.emulation.topology import Node, Topology
+from harness.emulation.wiring import NodeSetup, batch
 
 
 class EmuNode(ABC):
@@ -77,11 +79,21 @@ class EmuNode(ABC):
         return ["nsenter", f"--net=/proc/{self.ns_pid}/ns/net", "--", *argv]
 
     def net_popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
-        """Start a host tool (ip, tc, nft, ethtool, sysctl, sh) in the node's network
+        """Start a host tool (ip, tc, nft, ...) in the node's network
         namespace only: the host's filesystem and cgroup, not the node's, so the
         node needs none of these tools. `net.*` sysctls apply to the entered
         namespace (/proc/sys/net follows the reader's network namespace)."""
         return subprocess.Popen(self.net_argv(argv), **kwargs)
+
+    def net_setup(self, setup: NodeSetup) -> None:
+        """Apply the node's network set-up (`harness.emulation.wiring.NodeSetup`) from this
+        process (`harness.emulation.netdev`): sysctls and offloads without a process per
+        device, then its `ip -batch` and `tc -batch` started in the namespace."""
+        batches = [(["ip", "-batch", "-"], batch(setup.ip))]
+        if setup.tc:
+            batches.append((["tc", "-batch", "-"], batch(setup.tc)))
+        netdev.tune(f"/proc/{self.ns_pid}/ns/net", setup.sysctls, setup.plain,
+                    batches=batches)
 
     def net_run(self, argv: list[str], input: str | None = None, timeout: float = 30) -> str:
         """`net_popen` and wait; failure is an EmulationError naming the command."""

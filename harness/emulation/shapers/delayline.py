@@ -1,14 +1,15 @@
 """Userspace delay line: netem-like delay, jitter and loss between veth pairs.
 
-One module on purpose (about 420 lines): it is a standalone process in the wire
+One module on purpose (about 490 lines): it is a standalone process in the wire
 namespace that imports nothing from the harness (fast start, no dependencies in
 the hot path), and its timing loop reads best in one place.
 
 The kernel here has no sch_netem, so this process, run inside a dedicated
 "wire" network namespace, bridges pairs of interfaces with AF_PACKET raw
 sockets and holds each frame in a time-ordered heap until its release time.
-It is transparent to any Ethernet traffic (ARP, TCP, UDP, ...). Run
-``ethtool -K IF tso off gso off gro off tx off`` on both ends of each veth;
+It is transparent to any Ethernet traffic (ARP, TCP, UDP, ...). Turn offloads
+off as ``ethtool -K IF tso off gso off gro off tx off`` does, on both ends of
+each veth (the harness does it with ioctls: ``harness.emulation.netdev``);
 ``tx off`` on the hosts' ends is required: with checksum offload the sender
 leaves checksums unfilled and the far host drops what we re-send (nothing
 gets through). It also stops TSO/GSO super-frames, which exceed the MTU and
@@ -45,6 +46,9 @@ Control protocol: JSON lines on stdin, one JSON reply line on stdout each;
 * ``{"op": "add", "link": "l0", "a": "ifA", "b": "ifB", "seed": 1,
   "fwd": {props}, "rev": {props}}`` -> ``{"ok": true}``; props are any of
   ``delay_ms``, ``jitter_ms``, ``loss_pct``, ``up`` (defaults 0, 0, 0, true).
+* ``{"op": "add_many", "links": [<add without op>, ...]}`` -> ``{"ok": true}``:
+  every link or none (a bad one names itself and leaves nothing added), for
+  bringing up hundreds of links in one round trip.
 * ``{"op": "set", "link": "l0", "dir": "fwd"|"rev"|"both", <props>}`` ->
   ``{"ok": true}``; dir defaults to both, absent props keep their value, and
   a bad value changes nothing.
@@ -54,6 +58,8 @@ Control protocol: JSON lines on stdin, one JSON reply line on stdout each;
   ``down_bytes``, ``err_frames`` (send failures), ``sock_drops`` (kernel drops,
   receive buffer full) and ``queued`` (waiting for their release time).
 * ``{"op": "quit"}`` -> reply, then exit 0. EOF on stdin or SIGTERM: exit 0.
+  Closing a packet socket waits for an RCU grace period (~13 ms here), so the
+  sockets are closed from many threads at once: 490 took 7 s one by one.
 * Errors -> ``{"ok": false, "error": "one line"}``; the process keeps running.
 """
 
@@ -73,6 +79,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -94,6 +101,9 @@ SPIN_S = 50e-6  # select() wakes ~50-100 us late on this VM: wake early, poll un
 RT_PRIORITY = 10  # with CPU hogs, release lateness p99 was ~6 ms without it, ~0.2 ms with
 DIRS = ("fwd", "rev")
 LIMITS = {"delay_ms": math.inf, "jitter_ms": math.inf, "loss_pct": 100.0}
+OPS = ("add", "add_many", "set", "stats", "quit")
+FD_SETSIZE = 1024  # select() takes no higher fd: about 500 links per delay line
+CLOSERS = 64  # threads closing sockets at exit (their grace-period waits overlap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +150,40 @@ def parse_props(obj: Any, base: DirProps = DirProps()) -> DirProps:
     return replace(base, **upd)
 
 
+def _check_add(cmd: Any) -> None:
+    if not isinstance(cmd, dict) or not isinstance(cmd.get("link"), str):
+        raise ValueError("link must be a string")
+    for key in ("a", "b"):
+        if not isinstance(cmd.get(key), str) or not cmd[key]:
+            raise ValueError(f"{key} must be an interface name")
+    if cmd["a"] == cmd["b"]:
+        raise ValueError("a and b must differ")
+    seed = cmd.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError("seed must be an integer")
+
+
 def parse_command(line: str | bytes) -> dict[str, Any]:
     """Decode one control line into a dict with a known ``op``; raise ValueError."""
     try:
         cmd = json.loads(line)
     except json.JSONDecodeError as e:
         raise ValueError(f"bad JSON: {e}") from None
-    if not isinstance(cmd, dict) or cmd.get("op") not in ("add", "set", "stats", "quit"):
-        raise ValueError("command must be an object with op add|set|stats|quit")
+    if not isinstance(cmd, dict) or cmd.get("op") not in OPS:
+        raise ValueError(f"command must be an object with op {'|'.join(OPS)}")
     if cmd["op"] in ("add", "set") and not isinstance(cmd.get("link"), str):
         raise ValueError("link must be a string")
     if cmd["op"] == "add":
-        for key in ("a", "b"):
-            if not isinstance(cmd.get(key), str) or not cmd[key]:
-                raise ValueError(f"{key} must be an interface name")
-        if cmd["a"] == cmd["b"]:
-            raise ValueError("a and b must differ")
-        seed = cmd.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError("seed must be an integer")
+        _check_add(cmd)
+    if cmd["op"] == "add_many":
+        links = cmd.get("links")
+        if not isinstance(links, list) or not links:
+            raise ValueError("links must be a non-empty list")
+        for i, link in enumerate(links):
+            try:
+                _check_add(link)
+            except ValueError as e:
+                raise ValueError(f"links[{i}]: {e}") from None
     if cmd["op"] == "set" and cmd.get("dir", "both") not in ("fwd", "rev", "both"):
         raise ValueError("dir must be fwd|rev|both")
     return cmd
@@ -234,6 +259,10 @@ class DelayLine:
                     s.close()
                 raise ValueError(f"interface {ifname}: {e.strerror}") from None
         sa, sb = socks
+        if max(sa.fileno(), sb.fileno()) >= FD_SETSIZE:
+            sa.close()
+            sb.close()
+            raise ValueError(f"too many links for one delay line ({len(self.links)})")
         seed = cmd.get("seed", 0)
         fwd = Direction(sa, sb, random.Random(f"{seed}/fwd"), props["fwd"])
         rev = Direction(sb, sa, random.Random(f"{seed}/rev"), props["rev"])
@@ -242,9 +271,33 @@ class DelayLine:
         self.by_fd.update({sa.fileno(): fwd, sb.fileno(): rev})
         self.fds = [0, *self.by_fd]
 
+    def add_many(self, cmds: list[dict[str, Any]]) -> None:
+        """All or nothing: a link that cannot be added takes the batch's others with it."""
+        done: list[str] = []
+        try:
+            for cmd in cmds:
+                self.add(cmd)
+                done.append(cmd["link"])
+        except ValueError as e:
+            close_all([s for name in done for s in self.forget(name)])
+            raise ValueError(f"link {cmd['link']}: {e} (none of {len(cmds)} added)") from None
+
+    def forget(self, name: str) -> list[socket.socket]:
+        """Drop a link that has carried nothing yet (its frames would stay queued); its
+        sockets, for the caller to close."""
+        link = self.links.pop(name)
+        socks = [d.inp for d in link.values()]
+        for s in socks:
+            self.by_fd.pop(s.fileno(), None)
+        self.socks = {i: s for i, s in self.socks.items() if s not in socks}
+        self.fds = [0, *self.by_fd]
+        return socks
+
     def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         if cmd["op"] == "add":
             self.add(cmd)
+        elif cmd["op"] == "add_many":
+            self.add_many(cmd["links"])
         elif cmd["op"] == "set":
             link = self.links.get(cmd["link"])
             if link is None:
@@ -366,8 +419,20 @@ class DelayLine:
                     self._drain(self.by_fd[fd])
 
     def close(self) -> None:
-        for s in self.socks.values():
-            s.close()
+        close_all(list(self.socks.values()))
+        self.socks.clear()
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    """Close from up to CLOSERS threads at once: each close of a packet socket waits for an
+    RCU grace period, and waits that overlap share one."""
+    n = min(CLOSERS, len(socks))
+    threads = [threading.Thread(target=lambda part=socks[i::n]: [s.close() for s in part])
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _reply(obj: dict[str, Any]) -> None:
