@@ -7,7 +7,8 @@ its own directory and the sweep goes on.
 
 Exit status: 0 when every run is VALID, 1 when one is INVALID or failed, 2 for
 bad input. The last line on stdout is the run's directory (a sweep's: the
-sweep's directory), so scripts need not parse the log.
+sweep's directory), so scripts need not parse the log. What a run writes is
+root's alone unless `results.readable_by` opens it (`harness.core.access`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from harness.core import access
 from harness.core.config import ConfigError
 from harness.core.files import write_text_atomic
-from harness.core.paths import CONF_DIR
+from harness.core.paths import CONF_DIR, RESULTS_DIR
 from harness.run.experiment import (  # also registers the config resolvers
     check_overrides,
     load_experiment,
@@ -52,8 +54,12 @@ def task(cfg: DictConfig) -> int:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir).resolve()
     SWEEP["multirun"] = hc.mode == RunMode.MULTIRUN
+    readable_by = access.PRIVATE  # until the config says otherwise
+    access.apply(out_dir, readable_by)  # made before this ran, by a Ray worker's umask too
     try:
         exp = load_experiment(cfg, dict(hc.runtime.choices))
+        readable_by = exp.results.readable_by
+        access.apply(out_dir, readable_by, opens_up_to=RESULTS_DIR)
         code = execute(exp, out_dir, interactive=exp.mode == "cli")
     except (KeyboardInterrupt, SystemExit):  # a signal: the run recorded what it had
         print(out_dir, flush=True)
@@ -66,6 +72,7 @@ def task(cfg: DictConfig) -> int:
         write_text_atomic(out_dir / "error.txt", traceback.format_exc())
         logging.getLogger("harness").error("run failed: %s: %s", type(e).__name__, e)
         code = 1
+    access.apply(out_dir, readable_by)  # whatever a node's process made with its own umask
     JOBS.append((out_dir, code))
     return code  # a launcher running jobs elsewhere (Ray) hands it back as the job's return
 
@@ -84,6 +91,7 @@ def sweep_codes(sweep_dir: Path) -> list[tuple[Path, int]]:
 
 
 def main() -> None:
+    access.use(access.PRIVATE)  # Hydra makes the run's directory before any config is read
     args = sys.argv[1:]
     if not any(a in ("-m", "--multirun") or a.startswith("-") for a in args):
         precheck(args)

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -127,3 +132,101 @@ def machine_state() -> dict:
     netns = [n for n in out(["ip", "netns", "list"]).split() if n.startswith("hx")]
     return {"netns": sorted(netns), "links": [n for n in links if n.startswith("hx")],
             "ledgers": sorted(p.name for p in state.glob("*.json")) if state.is_dir() else []}
+
+
+def during_run(overrides: list[str], look: Callable[[str], Any],
+               timeout_s: float = 300) -> tuple[int, str, Any]:
+    """`python -m harness overrides`; once its schedule has started (the `run.start` event:
+    every stage serves, the sensors send) `look(prefix)` sees the live run. Returns the
+    exit status, the output and what `look` returned."""
+    proc = subprocess.Popen([PY, "-m", "harness", *overrides], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    deadline, lines, seen = time.monotonic() + timeout_s, [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "run.start" in line:
+                seen = look(_prefix_of(proc.pid))
+                break
+            assert time.monotonic() < deadline, "the run did not start"
+        rest, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+    out = "".join(lines) + (rest or "")
+    assert seen is not None, f"the run never started:\n{out[-3000:]}"
+    return proc.returncode, out, seen
+
+
+def _prefix_of(owner_pid: int) -> str:
+    """The run prefix whose state file names `owner_pid` (other runs may be live too)."""
+    from harness.emulation.ledger import load_ledgers
+
+    found = [led.prefix for led in load_ledgers() if led.owner_pid == owner_pid]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def namespaces_listening(prefix: str) -> list[dict]:
+    """Every network namespace where a process of run `prefix` lives (this process's
+    aside): its IPv4 addresses other than loopback, and the sockets listening in it as
+    (protocol, address, port): TCP in LISTEN, UDP not connected."""
+    from harness.emulation.inventory import ENV_MARK
+
+    mark, mine = f"{ENV_MARK}={prefix}".encode(), os.stat("/proc/self/ns/net").st_ino
+    pids: dict[int, int] = {}  # namespace inode -> one pid in it
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and mark in (d / "environ").read_bytes().split(b"\0"):
+                pids.setdefault(os.stat(d / "ns" / "net").st_ino, int(d.name))
+        except OSError:
+            continue  # gone meanwhile
+    out = []
+    for ino, pid in pids.items():
+        if ino == mine:
+            continue
+        addrs = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-o", "-4",
+                                "addr", "show"], capture_output=True, text=True).stdout
+        out.append({"pid": pid, "listening": _listening(pid),
+                    "addrs": {f.split("/")[0] for line in addrs.splitlines()
+                              for f in line.split()[3:4] if not f.startswith("127.")}})
+    return out
+
+
+def servers_by_node(namespaces: list[dict], ips: dict[str, str]) -> dict[str, set]:
+    """What listens in each node's namespace ({(protocol, address, port)}, nodes where
+    something does), from `namespaces_listening`; fails if a namespace is neither a
+    node's (its one address) nor silent (a wire namespace, where the delay line runs)."""
+    node_of = {ip: n for n, ip in ips.items()}
+    out: dict[str, set] = {}
+    for ns in namespaces:
+        if not ns["addrs"]:
+            assert ns["listening"] == [], ns
+            continue
+        assert len(ns["addrs"]) == 1 and next(iter(ns["addrs"])) in node_of, ns
+        if ns["listening"]:
+            out[node_of[next(iter(ns["addrs"]))]] = set(ns["listening"])
+    return out
+
+
+def _listening(pid: int) -> list[tuple[str, str, int]]:
+    out = []
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            if state == ("0A" if proto.startswith("tcp") else "07"):
+                addr, port = local.split(":")
+                out.append((proto, _hex_address(addr), int(port, 16)))
+    return out
+
+
+def _hex_address(h: str) -> str:
+    """An address as /proc/net/{tcp,tcp6} shows it: 32-bit words in host byte order."""
+    raw = b"".join(struct.pack("=I", int(h[i:i + 8], 16)) for i in range(0, len(h), 8))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)

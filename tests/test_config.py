@@ -91,6 +91,8 @@ def test_link_overrides_network_default() -> None:
     (["topology=device_edge_cloud", "topology.n_edges=1"], "topology.n_edges"),
     (["mode=walk"], "mode"),
     (["run.duration_s=-1"], "run.duration_s"),
+    (["results.readable_by=world"], "results.readable_by"),
+    (["results.readable_by=0644"], "results.readable_by"),
 ])
 def test_bad_input_names_the_key(overrides: list[str], key: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -107,6 +109,7 @@ BAD_CLI = [
     ["fidelity.links=[nolink]"],
     ["topology=nope"],
     ["network.no_such_key=1"],
+    ["results.readable_by=everyone"],
 ]
 
 

@@ -305,7 +305,7 @@ def test_kill_9_then_clean_removes_the_run_but_not_a_hand_made_container() -> No
 def test_cli_mode_runs_commands_inside_the_containers() -> None:
     script = ("h1 hostname\n"
               "h1 cat /proc/1/comm\n"
-              "h2 python -m harness.probe echo --port 7301 --idle-s 3 &\n"
+              "h2 python -m harness.probe echo --bind h2 --port 7301 --idle-s 3 &\n"
               "h2 sleep 0.5\n"
               "h1 python -m harness.probe rtt h2 --port 7301 --count 50 --interval-ms 5\n"
               "pingall\n")
@@ -336,6 +336,23 @@ def test_a_stage_from_an_image_with_its_own_command() -> None:
     assert s["n_failed"] == s["n_lost"] == 0
     assert abs(s["accuracy"] - s["reference_accuracy"]) <= 0.01
     assert containers(s["prefix"]) == []
+
+
+def test_servers_in_containers_listen_on_the_node_address_or_loopback() -> None:
+    """Stages on their node's emulated address only; an image stage's own server on
+    loopback only (`{host}`): its one client is the stage in front of it, in the same
+    network namespace, so nothing over the emulated links reaches it directly."""
+    from tests.helpers import PIPELINE, during_run, exp_for, namespaces_listening, servers_by_node
+
+    overrides = [*PIPELINE, *DOCKER, "pipeline=image_tail", "faults=none", "run.duration_s=3"]
+    exp = exp_for(*overrides)
+    ips, port = exp.topology.addresses(), exp.pipeline.port
+    code, out, seen = during_run(overrides, namespaces_listening)
+    assert code == 0, out[-3000:]
+    image_port = exp.pipeline.stages[-1].image_port
+    assert servers_by_node(seen, ips) == {
+        "d1": {("tcp", ips["d1"], port)}, "e1": {("tcp", ips["e1"], port)},
+        "c1": {("tcp", ips["c1"], port), ("tcp", "127.0.0.1", image_port)}}
 
 
 def test_image_stage_needs_a_container_node() -> None:

@@ -52,7 +52,7 @@ def test_run_records_fault_events_and_cleans_up() -> None:
 
 def test_cli_mode_reads_stdin_and_measures_delay() -> None:
     """An independent UDP echo through Mininet's CLI: RTT = 2 x delay on `pair`."""
-    script = (f"h2 {PY} -m harness.probe echo --port 7301 --idle-s 3 &\n"
+    script = (f"h2 {PY} -m harness.probe echo --bind h2 --port 7301 --idle-s 3 &\n"
               "h2 sleep 0.5\n"
               f"h1 {PY} -m harness.probe rtt h2 --port 7301 --count 200 --interval-ms 5\n"
               "pingall\n")

@@ -1,1 +1,2 @@
-"""What every layer shares: structured configs and ConfigError, atomic output files, paths."""
+"""What every layer shares: structured configs and ConfigError, atomic output files and who
+may read them, paths."""

@@ -223,4 +223,30 @@ class RunConfig:
         check_range(f"{key}.duration_s", self.duration_s, 0, 7 * 86400)
 
 
+# results.readable_by -> umask: root (dirs 0700, files 0600), the group, or everyone
+READABLE_BY = {"root": 0o077, "group": 0o027, "all": 0o022}
+
+
+@dataclass
+class ResultsConfig:
+    """Who may read a run's outputs (and a sweep's, a bench's): root alone by default."""
+
+    readable_by: str = "root"  # root: dirs 0700, files 0600; group: 0750/0640; all: 0755/0644
+
+    def validate(self, key: str) -> None:
+        if self.readable_by not in READABLE_BY:
+            fail(f"{key}.readable_by", self.readable_by, f"must be one of {', '.join(READABLE_BY)}")
+
+    @classmethod
+    def from_overrides(cls, overrides: list[str]) -> ResultsConfig:
+        """For a command that hands Hydra overrides on to its runs (the bench): its own
+        files are then as readable as theirs."""
+        data = {}
+        for o in overrides:
+            key, _, value = o.partition("=")
+            if key.lstrip("+") == "results.readable_by":
+                data["readable_by"] = value
+        return from_dict(cls, data, "results")
+
+
 MODES = ("run", "cli")

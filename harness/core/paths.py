@@ -6,3 +6,4 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"
+RESULTS_DIR = REPO / "results"  # runs, sweeps, benches (unless hydra.run.dir says elsewhere)

@@ -3,7 +3,7 @@
 Every namespace, interface, cgroup and nft table a run creates is named
 `<prefix>...` (prefix = "hx" + 6 hex digits) and every process it starts
 carries `HARNESS_RUN=<prefix>` in its environment and sits in the run's
-cgroups. A state file in /run/harness names the owner process, so
+cgroups. A state file in /run/harness (0600) names the owner process, so
 `python -m harness.emulation.cleanup` can tell a dead run's leftovers from a live run's.
 Normal teardown and crash cleanup are the same function: `remove_run`, which
 goes through every resource kind registered in `harness.emulation.inventory`
@@ -34,6 +34,9 @@ __all__ = ["CGROUP_ROOT", "ENV_MARK", "PREFIX_RE", "Ledger", "ResourceKind", "le
            "load_ledgers", "register", "remove_run", "state_dir"]
 
 
+STATE_MODE = 0o600
+
+
 def state_dir() -> Path:
     return Path(os.environ.get("HARNESS_STATE_DIR", "/run/harness"))
 
@@ -59,7 +62,7 @@ class Ledger:
 
     @classmethod
     def new(cls) -> Ledger:
-        state_dir().mkdir(parents=True, exist_ok=True)
+        state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         while True:
             prefix = "hx" + secrets.token_hex(3)
             if not (state_dir() / f"{prefix}.json").exists():
@@ -73,7 +76,8 @@ class Ledger:
         return state_dir() / f"{self.prefix}.json"
 
     def save(self) -> None:
-        write_text_atomic(self.path, json.dumps(asdict(self), indent=1))
+        # root's business alone, whoever may read the results: it names the owner process
+        write_text_atomic(self.path, json.dumps(asdict(self), indent=1), mode=STATE_MODE)
 
     def owner_alive(self) -> bool:
         return self.owner_start is not None and _start_time(self.owner_pid) == self.owner_start

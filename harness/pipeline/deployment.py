@@ -16,6 +16,10 @@ from pathlib import Path
 from harness.pipeline.config import PipelineConfig, StageSpec, resolve
 from harness.pipeline.routing import Route
 
+# Where an image stage's own server listens, in its node's network namespace: reached by
+# the stage in front of it and by nothing over the emulated links.
+IMAGE_HOST = "127.0.0.1"
+
 
 def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
     """The baseline chain: each stage forwards to the single next stage."""
@@ -138,8 +142,9 @@ class Deployment:
             inst.port = self.port_for(inst.node)
         node = self.emu.nodes[inst.node]
         if spec.image is not None:  # its server in a container of the node, this stage in front
+            # {host}: loopback, as only this stage, in the same network namespace, calls it
             fill = {"{port}": str(spec.image_port), "{name}": inst.stage,
-                    "{model}": str(inst.model_file)}
+                    "{model}": str(inst.model_file), "{host}": IMAGE_HOST}
 
             def filled(s: str) -> str:
                 for k, v in fill.items():
@@ -149,14 +154,15 @@ class Deployment:
             node.start_image(inst.key, spec.image,
                              [filled(a) for a in spec.command] if spec.command else None,
                              {k: filled(v) for k, v in spec.env.items()})
-            what = ["--upstream", f"127.0.0.1:{spec.image_port}"]
+            what = ["--upstream", f"{IMAGE_HOST}:{spec.image_port}"]
         elif inst.model_file is not None:
             what = ["--model", str(inst.model_file)]
         else:
             what = ["--null", inst.null or "x"]
         argv = [node.python, "-m", "harness.pipeline.node.server",
                 *what, *inst.args,
-                "--name", inst.stage, "--node", inst.node, "--port", str(inst.port),
+                "--name", inst.stage, "--node", inst.node,
+                "--host", self.emu.ips[inst.node], "--port", str(inst.port),
                 "--threads", str(spec.threads),
                 "--providers", ",".join(self.requested_providers(inst)),
                 "--ready-file", str(self.dir / f"{inst.key}.json"),

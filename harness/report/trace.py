@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trace error: RUN_DIR={str(d)!r}: not a run directory (needs summary.json "
                   "and events.parquet)", file=sys.stderr)
             return 2
+    from harness.core import access
+
     for d in a.run_dirs:
+        access.use_like(d)  # trace.json as readable as the run it shows
         print(write_trace(d))
     return 0

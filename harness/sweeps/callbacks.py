@@ -14,13 +14,17 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from harness.core import access
+from harness.core.paths import RESULTS_DIR
+
 # The last sweep's directory, for the exit status of `python -m harness -m`: with a
 # launcher that runs jobs in other processes (Ray) its jobs are known only from disk.
 LAST_SWEEP: dict[str, Path] = {}
 
 
 class SweepLifecycle(Callback):
-    """Checks a sweep's launcher before it starts; its table and report when it ends."""
+    """Checks a sweep's launcher before it starts; its table and report when it ends, then
+    who may read the sweep's directory (`results.readable_by`, as its jobs)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """A Ray cluster that cannot run the jobs is bad input: said (exit 2) before Hydra
@@ -45,3 +49,11 @@ class SweepLifecycle(Callback):
             log.info("sweep report: %s", build([sweep_dir], sweep_dir))
         except Exception as e:
             log.error("sweep report failed: %s: %s", type(e).__name__, e)
+        access.apply(sweep_dir, readable_by(config), opens_up_to=RESULTS_DIR)
+
+
+def readable_by(config: DictConfig) -> str:
+    """The sweep's `results.readable_by`; root alone when it is not a valid single value
+    (a job said so already, exit 2)."""
+    value = (config.get("results") or {}).get("readable_by", access.PRIVATE)
+    return value if isinstance(value, str) and value in access.READABLE_BY else access.PRIVATE

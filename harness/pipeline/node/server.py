@@ -3,7 +3,8 @@
 `--model PATH --port N [--name NAME]` serves a partition over gRPC (KServe v2,
 plus the JSON `harness.StageControl` service on the same port); `--null TENSORS`
 serves no model and returns its inputs. A stage started by the harness also
-gets its route, a ready file and an events file.
+gets its route, a ready file, an events file and `--host`: its node's emulated
+address, the only one it listens on.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _control_handler(stage: Stage) -> grpc.GenericRpcHandler:
 
 
 
-def serve(stage: Stage, port: int, host: str = "0.0.0.0", workers: int = 64) -> grpc.Server:
+def serve(stage: Stage, port: int, host: str, workers: int = 64) -> grpc.Server:
+    # `host` is one address, never a wildcard: in a node, its emulated address only, so the
+    # stage is reachable over the emulated links and nowhere else.
     # so_reuseport off: gRPC sets SO_REUSEPORT by default, so a second stage on a port in
     # use would bind silently and share its traffic instead of failing.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
@@ -83,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="no model here: forward to this KServe v2 server's model --name "
                          "(a stage from a container image in the same node)")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--host", default="0.0.0.0")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="the one address to listen on (the harness gives the node's "
+                         "emulated address; default loopback: standalone, nothing outside "
+                         "this machine reaches it)")
     ap.add_argument("--name", help="model name served (default: the file's stem)")
     ap.add_argument("--node", default=os.uname().nodename, help="node name for `path`")
     ap.add_argument("--route", default="", help="JSON route to the next stage")
