@@ -21,14 +21,14 @@ from tests.helpers import harness_cmd, machine_state, root_only
 
 EXAMPLES = int(os.environ.get("HX_FUZZ_EXAMPLES", "60"))
 GROUPS = {
-    "topology": ["pair", "device_edge_cloud", "edge_mesh", "custom_example"],
+    "topology": ["pair", "device_edge_cloud", "edge_mesh", "custom_example", "fleet"],
     "network": ["default", "lan", "wifi"],
     "shaper": ["auto", "netem", "userspace"],
     "faults": ["none", "edge_crash", "edge_crash_recover", "edge_hang", "edge_stress",
                "link_down", "bandwidth_collapse", "overload", "pair_crash", "pair_link_flap",
                "partition", "sensor_crash", "sensor_noise", "stage_kill", "thermal"],
     "workload": ["null", "digits"],
-    "pipeline": ["device_edge_cloud", "device_edge", "edge_edge", "on_device"],
+    "pipeline": ["device_edge_cloud", "device_edge", "edge_edge", "on_device", "fleet"],
     "technique": ["baseline", "failover", "structural", "reconfiguration",
                   "sensing_redundancy"],
 }
@@ -38,7 +38,8 @@ KEYS = [
     "network.queue_pkts", "network.tcp_cc", "network.trace",
     "fidelity.enabled", "fidelity.probes", "fidelity.delay_tol_ms", "fidelity.attempts",
     "topology.link.delay_ms", "topology.link.bw_mbit", "topology.edge_cpu",
-    "topology.edge_mem_mb", "topology.devices", "topology.edge_gpus",
+    "topology.edge_mem_mb", "topology.devices", "topology.edge_gpus", "topology.devices_per_edge",
+    "topology.n_edges", "pipeline.stages.0.role",
     "workload.rate_hz", "workload.slo_ms", "workload.arrival", "workload.grace_s",
     "workload.timestamps_file", "workload.sensors", "workload.samples.occlusion",
     "workload.rate_schedule", "workload.start_delay_s",
@@ -46,7 +47,7 @@ KEYS = [
     "technique.mode", "technique.replicas", "technique.health_period_ms",
     "technique.health_timeout_ms", "technique.attempt_timeout_ms", "technique.variant.middle",
     "technique.early_exit", "technique.hedge_ms",
-    "faults.actions",
+    "faults.actions", "results.readable_by",
 ]
 ATOMS = st.one_of(
     st.integers(-10**6, 10**6).map(str),
@@ -85,6 +86,7 @@ PLAUSIBLE = {
     "technique.mode": ["warm", "cold", "active_active"],
     "technique.health_period_ms": ["10", "25", "250"],
     "technique.health_timeout_ms": ["20", "50"], "technique.hedge_ms": ["0", "5"],
+    "results.readable_by": ["root", "group", "all"],
 }
 OVERRIDES = st.lists(
     st.one_of(
@@ -95,7 +97,8 @@ OVERRIDES = st.lists(
         st.sampled_from(sorted(GROUPS)).flatmap(
             lambda g: st.sampled_from([*GROUPS[g], "nosuch"]).map(lambda v: f"{g}={v}")),
         st.tuples(st.sampled_from(KEYS), VALUES).map(lambda kv: f"{kv[0]}={kv[1]}"),
-        st.tuples(st.sampled_from(["network.nosuch", "+bogus", "technique.nosuch", "run.x"]),
+        st.tuples(st.sampled_from(["network.nosuch", "+bogus", "technique.nosuch", "run.x",
+                                   "results.x"]),
                   ATOMS).map(lambda kv: f"{kv[0]}={kv[1]}"),
     ),
     max_size=6,

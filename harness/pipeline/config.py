@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.core.config import ConfigError, check_range, fail
 from harness.core.paths import REPO
@@ -18,7 +19,7 @@ from harness.emulation.topology import Topology
 @dataclass
 class StageSpec:
     name: str
-    node: str
+    node: str = ""  # the node serving it (or, with `role`, empty)
     inputs: list[str] = field(default_factory=list)  # cut: tensors entering this stage
     outputs: list[str] = field(default_factory=list)  # cut: tensors it produces
     model: str | None = None  # a ready partition file instead of a cut of model_file
@@ -26,11 +27,13 @@ class StageSpec:
     providers: list[str] | None = None  # None: the node's providers (topology)
     # A server from a container image instead of this project's stage: any KServe v2 gRPC
     # server on `image_port` of the node, serving the model `name` (backend=docker). The
-    # command may use {port}, {name} and {model} (this stage's cut of model_file).
+    # command may use {port}, {name}, {model} (this stage's cut of model_file) and {host}
+    # (the address to listen on: loopback, where the stage in front of it calls it).
     image: str | None = None
     command: list[str] | None = None  # None: the image's own command
     env: dict[str, str] = field(default_factory=dict)
     image_port: int = 9000
+    role: str | None = None  # instead of node: one instance on every node of this role
 
     def validate(self, key: str) -> None:
         if not self.name.isidentifier():
@@ -41,6 +44,17 @@ class StageSpec:
             fail(f"{key}.image", self.image, "must be an image name")
         if self.model is None and not (self.inputs and self.outputs):
             fail(f"{key}.inputs", self.inputs, "a cut stage needs inputs and outputs")
+        if self.role is not None:
+            from harness.emulation.topology import ROLES
+
+            if self.node:
+                fail(f"{key}.role", self.role, f"give node ({self.node}) or role, not both")
+            if self.role not in ROLES:
+                fail(f"{key}.role", self.role, f"unknown role (one of {', '.join(ROLES)})")
+            if self.image is not None:
+                fail(f"{key}.image", self.image, "a stage placed by role runs no image")
+        elif not self.node:
+            fail(f"{key}.node", self.node, "name the node serving the stage (or a role)")
 
 
 @dataclass
@@ -50,6 +64,9 @@ class PipelineConfig:
     stages: list[StageSpec] = field(default_factory=list)
     port: int = 8001
     ready_timeout_s: float = 60.0
+    # where each instance runs and sends (harness.pipeline.placement.Placement), set by
+    # check_against: derived from the topology, never configured
+    placement: Any = field(default=None, init=False, repr=False, compare=False)
 
     def validate(self, key: str) -> None:
         if not self.stages:
@@ -65,11 +82,13 @@ class PipelineConfig:
     def check_against(self, topo: Topology, key: str = "pipeline") -> None:
         """Nodes exist, cuts are valid cuts of the model, the chain carries what it needs."""
         from harness.pipeline.partition import check_cut, load_model
+        from harness.pipeline.placement import place
 
         nodes = {n.name for n in topo.nodes}
         for i, s in enumerate(self.stages):
-            if s.node not in nodes:
+            if s.role is None and s.node not in nodes:
                 fail(f"{key}.stages[{i}].node", s.node, "unknown node")
+        self.placement = place(self.stages, topo, key)
         path = resolve(self.model_file, f"{key}.model_file")
         try:
             model = load_model(path)
@@ -99,6 +118,15 @@ class PipelineConfig:
             later = carry
         need.reverse()
         return need
+
+    @property
+    def fleet(self) -> bool:
+        """Some stage runs on every node of a role (one instance per device, say)."""
+        return any(s.role is not None for s in self.stages)
+
+    def n_placed(self) -> int:
+        """Instances the pipeline itself places (what a technique adds are replicas)."""
+        return self.placement.n_instances if self.placement else len(self.stages)
 
     def sensor_inputs(self) -> list[str]:
         return self.carries()[0]

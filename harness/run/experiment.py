@@ -6,8 +6,9 @@ Nothing here touches the network: every check a config can fail runs first.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +18,7 @@ from harness.core.config import (
     ConfigError,
     FidelityConfig,
     NetworkConfig,
+    ResultsConfig,
     RunConfig,
     fail,
     target_of,
@@ -52,6 +54,7 @@ class Experiment:
     pipeline: PipelineConfig | None = None
     technique: Any = None  # a harness.techniques.base.Technique
     technique_name: str = "baseline"
+    results: ResultsConfig = field(default_factory=ResultsConfig)
 
     @property
     def config_hash(self) -> str:
@@ -62,6 +65,14 @@ class Experiment:
 def _call_target(group: str, node: dict[str, Any]) -> Any:
     fn = target_of(group, node)
     node.pop("_target_")
+    try:  # an unknown key named with its value, as every other config error is
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for k, v in node.items():
+            if k not in params:
+                fail(f"{group}.{k}", v, f"unknown key (known: {', '.join(sorted(params))})")
     try:
         return fn(**node)
     except TypeError as e:
@@ -101,7 +112,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
             raise ConfigError(f"{k}: {str(e).splitlines()[0]}") from None
     choices = choices or {}
     known = {"mode", "seed", "run", "fidelity", "topology", "network", "shaper", "faults",
-             "backend", "workload", "pipeline", "technique"}
+             "backend", "workload", "pipeline", "technique", "results"}
     for k in raw:
         if k not in known:
             fail(k, raw[k], f"unknown key (known: {', '.join(sorted(known))})")
@@ -141,6 +152,11 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         pipeline = to_dataclass(PipelineConfig, raw.get("pipeline"), "pipeline")
         pipeline.check_against(topology)
         technique = _call_target("technique", dict(raw.get("technique") or {}))
+        if pipeline.fleet and not technique.fleet:
+            i, s = next((i, s) for i, s in enumerate(pipeline.stages) if s.role)
+            fail(f"pipeline.stages[{i}].role", s.role, f"technique "
+                 f"{choices.get('technique', technique.name)} re-routes one instance per "
+                 f"stage; stages placed by role run with technique=baseline")
         technique.check(pipeline, topology)
     faults.check_sensors(sensors_of(workload, topology) if workload else None)
     return Experiment(
@@ -160,6 +176,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         pipeline=pipeline,
         technique=technique,
         technique_name=choices.get("technique", "baseline"),
+        results=to_dataclass(ResultsConfig, raw.get("results"), "results"),
     )
 
 

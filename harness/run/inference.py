@@ -9,9 +9,10 @@ import json
 import time
 from pathlib import Path
 
-from harness.core.files import write_parquet_df
+from harness.core.files import write_json, write_parquet_df
 from harness.emulation.network import Emulation
 from harness.faults.injector import FaultInjector
+from harness.measure import memory
 from harness.measure.metrics import outcomes, read_records, summarize
 from harness.measure.reference import reference_accuracy
 from harness.measure.resilience import breakdown_ms, overheads, resilience
@@ -86,6 +87,7 @@ class Inference(NoLoad):
         self.replay: Replay | None = None
         self.usage0: tuple | None = None
         self.technique_events: list[dict] = []
+        self.mem_ready: dict[str, dict] = {}
 
     def prepare(self) -> None:
         self.deployment.prepare()
@@ -94,12 +96,18 @@ class Inference(NoLoad):
         exp = self.exp
         self.emu = emu
         self.deployment.emu = emu
+        t = time.monotonic()
         self.deployment.start(self.technique.instances(exp.pipeline, self.deployment.files,
                                                        emu.ips))
+        summary["stages_ready_s"] = round(time.monotonic() - t, 3)  # first launch to all ready
+        summary["stage_instances"] = len(self.deployment.instances)
         summary["providers"] = self.deployment.providers()
+        self.mem_ready = memory.snapshot(self.deployment.procs)
         self.replay = Replay(emu, exp.workload, exp.pipeline, self.sensors, self.schedule,
                              exp.run.duration_s, self.out_dir, self.redundant)
+        t = time.monotonic()
         t0 = self.replay.start()
+        summary["sensors_ready_s"] = round(time.monotonic() - t, 3)  # started and warmed up
         self.usage0 = (self.deployment.cpu_s(), emu.shaper.stats())
         return t0
 
@@ -122,13 +130,26 @@ class Inference(NoLoad):
         if self.usage0 is not None:
             usage1 = (self.deployment.cpu_s(), self.emu.shaper.stats())
             summary.update(overheads(self.usage0, usage1, len(self.deployment.instances),
-                                     len(self.exp.pipeline.stages)))
+                                     self.exp.pipeline.n_placed()))
         if self.replay is not None:
             self.replay.stop()
             reasons += self.replay.sensor_errors()
         reasons += self.deployment.provider_fallbacks()
+        self._memory(summary)
         self.deployment.stop()
         return reasons
+
+    def _memory(self, summary: dict) -> None:
+        """Each stage's memory when ready and now (stages/memory.json), summarised."""
+        if not self.mem_ready:
+            return
+        end = memory.snapshot(self.deployment.procs)
+        write_json(self.deployment.dir / "memory.json",
+                   {k: {"ready": self.mem_ready.get(k), "end": end.get(k)}
+                    for k in sorted(self.mem_ready.keys() | end.keys())})
+        fields, warnings = memory.summarize(self.mem_ready, end)
+        summary.update(fields)
+        summary["warnings"] += warnings
 
     def account(self, summary: dict, events: EventLog, emu: Emulation | None) -> list[str]:
         reasons = self._merge_technique_events(events, emu)

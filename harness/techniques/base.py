@@ -45,6 +45,7 @@ def check_moves(key: str, moves: dict[str, str], pipe: PipelineConfig, topo: Top
 class Technique:
     name = "technique"
     observations = False  # True: every sensor sends every request (redundant sensing)
+    fleet = False  # True: runs pipelines with stages placed by role (many instances each)
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
         """Config errors (ConfigError) before anything touches the network."""

@@ -1,9 +1,25 @@
-"""No resilience: one copy of each stage, the plain chain; a failure stays a failure."""
+"""No resilience: one copy of each stage, the plain chain; a failure stays a failure.
+
+It is also the technique that runs a fleet (stages placed by role: one instance per
+device, each on its own path): resilience techniques re-route one instance per stage.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from harness.pipeline.config import PipelineConfig
+from harness.pipeline.deployment import Instance
+from harness.pipeline.placement import placed
 from harness.techniques.base import Technique
 
 
 class Baseline(Technique):
     name = "baseline"
+    fleet = True
+
+    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+                  ips: dict[str, str]) -> list[Instance]:
+        if pipe.fleet:
+            return placed(pipe, files, ips)
+        return super().instances(pipe, files, ips)

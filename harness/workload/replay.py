@@ -37,12 +37,12 @@ class Replay:
         """Start every sensor, wait until all are ready, give them t0; returns t0."""
         self.dir.mkdir(parents=True, exist_ok=True)
         first = self.pipe.stages[0]
-        target = f"{self.emu.ips[first.node]}:{self.pipe.port}"
         self.check_inputs()
         for i, sensor in enumerate(self.sensors):
             plan = {
-                "sensor": sensor, "deadline_s": self.deadline_s,
-                "target": target, "model": first.name, "output": self.pipe.output,
+                "sensor": sensor, "deadline_s": self.deadline_s, "end_s": self.duration_s,
+                "target": f"{self.emu.ips[self.entry(sensor)]}:{self.pipe.port}",
+                "model": first.name, "output": self.pipe.output,
                 "samples": self.wl.samples, "sensor_index": i,
                 "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
                 "requests": [[s.request_id, s.sample_id, s.scheduled_s]
@@ -67,6 +67,14 @@ class Replay:
             p.stdin.write(json.dumps({"t0": self.t0}) + "\n")
             p.stdin.close()
         return self.t0
+
+    def entry(self, sensor: str) -> str:
+        """The node whose first stage this sensor feeds: the first stage's node, or in a
+        fleet (first stage on every device) the nearest instance, its own device's."""
+        first = self.pipe.stages[0]
+        if self.pipe.fleet and self.pipe.placement is not None:
+            return self.pipe.placement.next_node(first.name, sensor)
+        return first.node
 
     def check_inputs(self) -> None:
         """Every sensor feeds inputs the first stage takes (before any process starts)."""

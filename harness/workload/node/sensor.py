@@ -9,7 +9,9 @@ it knows no data set. It warms the chain up with one unrecorded request, prints
 time whatever earlier requests are doing (open loop: a stalled pipeline must not
 slow the load), and every answer or error is appended to OUT.jsonl as it
 arrives, so a run that dies keeps what was recorded. Times are seconds since
-run start, measured on CLOCK_MONOTONIC, which every namespace shares.
+run start, measured on CLOCK_MONOTONIC, which every namespace shares. It sends
+at real-time priority (from its connection on: start-up runs at normal priority)
+and leaves once the schedule (`end_s`) is over and its last requests' SLO has passed.
 """
 
 from __future__ import annotations
@@ -111,6 +113,16 @@ class SensorFault:
                               "slo_ms": float(plan["slo_ms"]), "noisy": True})
 
 
+def priority(policy: int, level: int, every_thread: bool = False) -> None:
+    """The scheduling policy (sends on time: SCHED_FIFO) of this thread, and of the threads
+    it starts from now on, or of every thread; where allowed."""
+    for tid in os.listdir("/proc/self/task") if every_thread else ["0"]:
+        try:
+            os.sched_setscheduler(int(tid), policy, os.sched_param(level))
+        except (OSError, AttributeError, ValueError):
+            pass
+
+
 def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     """Prepare, warm up, say ready, read t0 from `start`, then replay."""
     requests = plan["requests"]  # [request_id, sample_id, scheduled_s]
@@ -120,6 +132,10 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
                           {"sensor": plan["sensor"], "scheduled_s": float(sched),
                            "slo_ms": float(plan["slo_ms"])})
             for rid, sample, sched in requests]
+    # Real time from here: gRPC's threads, which time the answers, inherit it. Not for the
+    # set-up above (imports, payloads): a fleet's 100 sensors doing that at real-time
+    # priority would starve everything else while they start.
+    priority(os.SCHED_FIFO, 3)
     channel = grpc.insecure_channel(plan["target"], options=CHANNEL_OPTIONS)
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     if requests:
@@ -165,6 +181,11 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
         rec.done.wait_for(lambda: rec.pending == 0,
                           timeout=max(0.0, deadline - time.monotonic()) + 5)
     rec.f.close()
+    # Leave once the schedule is over and its last requests' SLO has passed: a sensor
+    # exiting costs CPU, and a fleet's sensors finishing one after another would delay
+    # the other sensors' last requests (a request still out by then is late anyway).
+    end = min(deadline, t0 + plan.get("end_s", 0.0) + plan["slo_ms"] / 1000)
+    time.sleep(max(0.0, end - time.monotonic()))
     channel.close()
     return 0
 
@@ -174,13 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m harness.workload.node.sensor PLAN.json OUT.jsonl", file=sys.stderr)
         return 2
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(3))  # send on time
-    except (OSError, AttributeError):
-        pass
     with open(args[0]) as f:
         plan = json.load(f)
-    return run(plan, args[1])
+    code = run(plan, args[1])
+    # Done (records closed). Tearing the interpreter down at real-time priority would
+    # starve the stages still serving other sensors: a fleet's 100 sensors finish one
+    # after another and took the last second's requests with them. Leave real time, and
+    # skip the teardown.
+    priority(os.SCHED_OTHER, 0, every_thread=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
