@@ -26,3 +26,17 @@ def test_a_busy_loop_beside_it_makes_the_machine_busy() -> None:
     assert n.other_cores >= 0.6, n
     assert n.busy and "other processes used" in n.why, n
     assert n.wake_late_p50_ms >= 0 and n.wake_late_p99_ms >= n.wake_late_p50_ms
+
+
+def test_the_bench_report_names_a_busy_section_first() -> None:
+    from harness.report.markdown import noise_md
+
+    quiet = {"wake_late_p50_ms": 0.1, "wake_late_p99_ms": 0.2, "wake_late_max_ms": 0.4,
+             "other_cores": 0.01, "steal_pct": 0.0, "busy": False, "why": ""}
+    busy = {**quiet, "other_cores": 1.0, "busy": True,
+            "why": "other processes used 1.00 cores (> 0.3)"}
+    md = noise_md({"link": quiet, "pipeline": busy, "end": quiet})
+    assert "Measured on a busy machine: the figures of `pipeline`" in md
+    assert "pipeline: other processes used 1.00 cores" in md
+    assert "`link`" not in md.split("|")[0]
+    assert "Quiet before every section" in noise_md({"link": quiet})

@@ -2,11 +2,12 @@
 
 Sections: `overhead` (`harness.measure.overhead`), `link` (the scenarios of
 `harness.report.link_bench`, against their targets), `backend` (network up/down
-and stage cold start per backend, `harness.report.backend_bench`) and `pipeline`
-(every technique under its faults via `python -m harness`, on each backend,
-`harness.report.pipeline_bench`). Writes `results/bench/<time>/`
-(link_fidelity.json, overhead.json, backends.json, pipeline.csv, report.md);
-exits 1 if a target is missed or a run is INVALID.
+and stage cold start per backend, `harness.report.backend_bench`), `scale`
+(edge_mesh up to ~210 nodes up and down, and memory, `harness.report.scale_bench`)
+and `pipeline` (every technique under its faults via `python -m harness`, on each
+backend, `harness.report.pipeline_bench`). Writes `results/bench/<time>/`
+(link_fidelity.json, overhead.json, backends.json, scale.json, pipeline.csv,
+report.md); exits 1 if a target is missed or a run is INVALID.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from harness.core.files import write_json, write_text_atomic
 from harness.core.provenance import provenance
 from harness.report.backend_bench import BACKEND_COLS, backend_rows
 from harness.report.link_bench import run_all
-from harness.report.markdown import _fmt, backend_md, overhead_md, pipeline_md, report_md
+from harness.report.markdown import (
+    _fmt,
+    backend_md,
+    noise_md,
+    overhead_md,
+    pipeline_md,
+    report_md,
+    scale_md,
+)
 from harness.report.pipeline_bench import (
     GATE_MATRIX,
     MATRIX,
@@ -33,7 +42,7 @@ from harness.report.pipeline_bench import (
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
-    ap.add_argument("--only", choices=["link", "overhead", "backend", "pipeline"],
+    ap.add_argument("--only", choices=["link", "overhead", "backend", "scale", "pipeline"],
                     action="append", help="run only these sections (repeatable; default: all)")
     ap.add_argument("--backend", choices=["mininet", "docker"], action="append",
                     help="backends of the pipeline section (repeatable, rows side by side; "
@@ -60,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     sections = args.only or (["pipeline"] if args.gate else
-                             ["link", "overhead", "backend", "pipeline"])
+                             ["link", "overhead", "backend", "scale", "pipeline"])
     backends = tuple(args.backend or ["mininet"])
     out = Path(args.out) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     console = Console(width=max(Console().width, 140))
     report, ok = [], True
+    noise: dict[str, dict] = {}  # section -> the machine's noise just before it
     # first, on a quiet machine: run right after the link scenarios (which build and
     # tear down many namespaces) it read ~0.3 ms higher (p50 1.02-1.08 vs 0.66-0.78 ms)
     if "overhead" in sections:
+        noise["overhead"] = _quiet_enough("overhead", console)
         from harness.measure import overhead
 
         fig = overhead.run(n=200 if args.quick else 1000)
@@ -77,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         overhead.print_table(fig)
         ok &= fig["ok"]
     if "link" in sections:
+        noise["link"] = _quiet_enough("link", console)
         rows = run_all(args.quick)
         shaper = next((r["shaper"] for r in rows if "shaper" in r), "?")
         write_json(out / "link_fidelity.json", {"shaper": shaper, "rows": rows})
@@ -90,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         ok &= all(r["ok"] for r in rows)
     if "backend" in sections:
+        noise["backend"] = _quiet_enough("backend", console)
         rows = backend_rows(["mininet", "docker"], repeats=2 if args.quick else 3)
         write_json(out / "backends.json", rows)
         report.append(backend_md(rows))
@@ -101,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                             ("[green]yes[/]" if r["ok"] else "[red]NO[/]") for c in BACKEND_COLS])
         console.print(table)
         ok &= all(r["ok"] for r in rows)
+    if "scale" in sections:
+        noise["scale"] = _quiet_enough("scale", console)
+        md, good = _scale(out, args.quick, console)
+        report.append(md)
+        ok &= good
     if "pipeline" in sections:
+        noise["pipeline"] = _quiet_enough("pipeline", console)
         import pandas as pd
         from rich.progress import (
             BarColumn,
@@ -141,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(*[_fmt(r[c]) for c in PIPELINE_COLS])
         console.print(table)
         ok &= all(r["valid"] == r["seeds"] for r in rows)
+    noise["end"] = _quiet_enough("end", console)
+    write_json(out / "noise.json", noise)
+    report.insert(0, noise_md(noise))
     write_text_atomic(out / "bench.md", "\n".join(report))
     if "pipeline" in sections:
         from harness.report.render import build
@@ -149,6 +171,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out}/ (report.md, report.html, figures/ and one file per section)")
     print(out, flush=True)  # machine-readable: the bench's dir is the last line
     return 0 if ok else 1
+
+
+def _quiet_enough(section: str, console) -> dict:
+    """The machine's scheduling noise right now; said aloud when it is too busy for the
+    section's tight figures to be the harness's own."""
+    from harness.measure.noise import measure
+
+    n = measure().to_dict()
+    if n["busy"]:
+        console.print(f"[yellow]machine busy before {section}: {n['why']}[/]")
+    return n
+
+
+def _scale(out: Path, quick: bool, console) -> tuple[str, bool]:
+    """The scale section: its markdown and whether it met its targets."""
+    from rich.table import Table
+
+    from harness.report.figures import scale
+    from harness.report.scale_bench import SCALE_COLS, TARGETS, check, scale_rows
+
+    with console.status("scale") as status:
+        rows = scale_rows(repeats=1 if quick else 3, progress=status.update)
+    verdict = check(rows)
+    write_json(out / "scale.json", {"rows": rows, **verdict})
+    fig = scale(rows, TARGETS, out / "figures")
+    table = Table(title=f"scale: edge_mesh up/down (medians); {verdict['figure']}")
+    for c in SCALE_COLS:
+        table.add_column(c.replace("_", " "))
+    for r in rows:
+        table.add_row(*[_fmt(r[c]) for c in SCALE_COLS])
+    console.print(table)
+    return scale_md(rows, verdict, fig), verdict["ok"]
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from harness.report.backend_bench import BACKEND_COLS
 from harness.report.pipeline_bench import PIPELINE_COLS
+from harness.report.scale_bench import SCALE_COLS
 
 
 def report_md(rows: list[dict], shaper: str) -> str:
@@ -37,6 +39,21 @@ def backend_md(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scale_md(rows: list[dict], verdict: dict, figure: tuple[Path, str] | None) -> str:
+    cols = SCALE_COLS
+    lines = [f"## Scale: edge_mesh up and down (median of {rows[0]['runs']} runs, shaper "
+             f"{rows[0]['shaper']}; cpu_s: the harness and its children over up and down; "
+             "RSS while up)", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    lines += ["", f"target: {verdict['target']}: {verdict['figure']}: "
+                  f"{'yes' if verdict['ok'] else '**NO**'}"]
+    if figure:  # the figure sits in figures/ beside bench.md (and the report)
+        lines += ["", f"![{figure[1]}](figures/{figure[0].name})"]
+    return "\n".join(lines) + "\n"
+
+
 def overhead_md(f: dict) -> str:
     rows = [("(a) in-process session.run", f["inprocess"]), ("(b) client -> stage", f["direct"]),
             ("(c) client -> null stage -> stage", f["via_null"])]
@@ -57,3 +74,25 @@ def _fmt(v: object) -> str:
     return "-" if v is None else str(v)
 
 
+
+
+def noise_md(noise: dict[str, dict]) -> str:
+    """The machine's noise per section; a busy one named first, with why."""
+    busy = {k: n for k, n in noise.items() if n["busy"]}
+    out = ["## Machine noise", ""]
+    if busy:
+        out += ["**Measured on a busy machine: the figures of "
+                + ", ".join(f"`{k}`" for k in busy if k != "end")
+                + (" (and the machine was busy at the end)" if "end" in busy else "")
+                + " include a neighbour's load, not only the harness's; rerun on a quiet "
+                "machine before publishing them.** "
+                + "; ".join(f"{k}: {n['why']}" for k, n in busy.items()), ""]
+    else:
+        out += ["Quiet before every section and at the end.", ""]
+    out += ["| before | wake-up late p50 / p99 / max (ms) | other processes (cores) | "
+            "steal % | busy |", "|---|---|---|---|---|"]
+    for k, n in noise.items():
+        out.append(f"| {k} | {n['wake_late_p50_ms']:.3f} / {n['wake_late_p99_ms']:.3f} / "
+                   f"{n['wake_late_max_ms']:.3f} | {n['other_cores']:.2f} | "
+                   f"{n['steal_pct']:.1f} | {'yes' if n['busy'] else 'no'} |")
+    return "\n".join(out) + "\n"

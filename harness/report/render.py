@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -112,7 +113,11 @@ def build(dirs: list[Path], out: Path) -> Path:
     if prov:
         md += ["## Provenance", "", "```json", json.dumps(prov, indent=1), "```", ""]
     write_text_atomic(out / "report.md", "\n".join(md))
-    write_text_atomic(out / "report.html", _html(md, figs))
+    # figures a bench section drew itself (bench.md links them): in the HTML too
+    drawn = [(f.parent / m.group(2), m.group(1)) for f in extra
+             for m in re.finditer(r"!\[([^\]]*)\]\((figures/[^)]+)\)", f.read_text())
+             if (f.parent / m.group(2)).is_file()]
+    write_text_atomic(out / "report.html", _html(md, drawn + figs))
     return out / "report.md"
 
 
@@ -137,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
+    from harness.core import access
     from harness.core.config import ConfigError
 
     ap = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__)
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = a.out or (a.dirs[0] if len(a.dirs) == 1 else
                     Path("results/reports") / a.dirs[0].name)
+    access.use_like(out if out.is_dir() else a.dirs[0])  # as readable as what it reports on
     try:
         print(build(a.dirs, out))
     except (ConfigError, ValueError) as e:
