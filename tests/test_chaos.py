@@ -61,3 +61,10 @@ def test_without_clean_the_trial_reports_the_kill_s_leftovers(tmp_path: Path) ->
         assert f"{t.prefix}.json" in t.leftovers["state_files"]
     finally:
         subprocess.run(chaos.CLEAN, capture_output=True, timeout=300)
+
+
+def test_a_run_that_never_starts_is_no_trial(tmp_path: Path) -> None:
+    """Bad input (here an unknown backend; in practice a stale image) ends the chaos run
+    with the reason instead of counting 'clean' trials that killed nothing."""
+    with pytest.raises(chaos.TrialError, match="did not start a run: config error: .*backend"):
+        chaos.run_trial(chaos.Trial(3, "nosuch", "setup", 0.0), tmp_path)

@@ -41,6 +41,10 @@ MARKERS = [("network up in", "stages"), ("run.start", "run"), ("fault.", "faults
            ("run.end", "after run"), ("teardown of", "teardown"), ("verdict", "finished")]
 
 
+class TrialError(Exception):
+    """A trial that could not be one: the harness exited before setting anything up."""
+
+
 @dataclass
 class Trial:
     n: int
@@ -55,10 +59,12 @@ class Trial:
     seconds: float = 0.0
 
 
-def _new_state_file(before: set[str], pid: int, timeout: float) -> str:
-    """The prefix of the state file the harness `pid` writes when its set-up begins."""
+def _new_state_file(before: set[str], proc: subprocess.Popen, timeout: float) -> str:
+    """The prefix of the state file the harness `proc` writes when its set-up begins ("" if
+    it exits first)."""
+    pid = proc.pid
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         for name in inventory.state_files() - before:
             if not STATE_FILE.match(name):
                 continue  # the atomic write's temporary file
@@ -125,7 +131,7 @@ def run_trial(t: Trial, out_dir: Path, clean: list[str] = CLEAN) -> Trial:
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     out = Output(proc)
-    t.prefix = _new_state_file(states, proc.pid, timeout=60)
+    t.prefix = _new_state_file(states, proc, timeout=60)
     marker, _ = PHASES[t.target]
     if not marker or out.wait_for(marker, timeout=120):
         time.sleep(t.delay_s)
@@ -135,6 +141,10 @@ def run_trial(t: Trial, out_dir: Path, clean: list[str] = CLEAN) -> Trial:
         t.killed = True
     proc.wait()
     out.thread.join(timeout=10)
+    if not t.prefix:  # it never set anything up: not a kill trial (bad input, stale image)
+        last = [line.strip() for line in out.lines if line.strip()]
+        raise TrialError(f"trial {t.n} ({t.backend}) did not start a run: "
+                         f"{last[-1] if last else 'no output'}")
     c = subprocess.run(clean, cwd=REPO, capture_output=True, text=True, timeout=300)
     t.clean_output = (c.stdout + c.stderr).strip()
     t.leftovers = inventory.new_items(before, inventory.snapshot(),
@@ -191,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = plan(args.trials, backends, args.seed)
     for t in trials:
-        run_trial(t, out_dir)
+        try:
+            run_trial(t, out_dir)
+        except TrialError as e:
+            print(f"harness.chaos: {e}", file=sys.stderr)
+            return 2
         status = "LEFTOVERS " + inventory.dumps(t.leftovers) if t.leftovers else "clean"
         print(f"trial {t.n:2d}/{len(trials)} {t.backend:7s} aimed {t.target:8s} "
               f"+{t.delay_s:.3f}s landed {t.landed:9s} {'' if t.killed else '(ended) '}"
