@@ -10,6 +10,7 @@ imported (`python -m harness.clean` imports every backend).
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 from harness.emulation.inventory import PREFIX_RE, ResourceKind, register
@@ -79,9 +80,32 @@ def remove(container: dict) -> bool:
     except docker.errors.NotFound:
         return False
     except docker.errors.APIError as e:
-        if "already in progress" in str(e):  # another cleaner is on it
-            return False
+        if "already in progress" in str(e):
+            # another cleaner is on it, or a teardown killed mid-way (the daemon goes on
+            # without its client): done only once the container is gone, so that clean
+            # leaves nothing when it returns (kill trials found it listed right after)
+            return _gone(container["Id"])
         raise
+
+
+def _gone(container_id: str, timeout_s: float = 60) -> bool:
+    """Wait for a removal in progress to finish; force it again if it stalls."""
+    import docker.errors
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            client().api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return True
+        time.sleep(0.1)
+    try:
+        client().api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError:
+        return False  # still stuck: left for the next clean, and counted as not removed
+    return True
 
 
 # After the run's processes (order 10: they carry the run mark, the containers' own ones
