@@ -142,9 +142,10 @@ def run_trial(t: Trial, out_dir: Path, clean: list[str] = CLEAN) -> Trial:
     proc.wait()
     out.thread.join(timeout=10)
     if not t.prefix:  # it never set anything up: not a kill trial (bad input, stale image)
-        last = [line.strip() for line in out.lines if line.strip()]
+        said = [line.strip() for line in out.lines if line.strip()]
+        errors = [line for line in said if "error" in line.lower()]
         raise TrialError(f"trial {t.n} ({t.backend}) did not start a run: "
-                         f"{last[-1] if last else 'no output'}")
+                         f"{(errors or said or ['no output'])[-1]}")
     c = subprocess.run(clean, cwd=REPO, capture_output=True, text=True, timeout=300)
     t.clean_output = (c.stdout + c.stderr).strip()
     t.leftovers = inventory.new_items(before, inventory.snapshot(),
@@ -164,10 +165,10 @@ def docker_present() -> str | None:
     return None
 
 
-def plan(n: int, backends: list[str], seed: int) -> list[Trial]:
+def plan(n: int, backends: list[str], seed: int, phases: list[str] | None = None) -> list[Trial]:
     """Every (backend, phase) pair in turn, so each gets its share; random delays."""
     rng = random.Random(seed)
-    pairs = [(b, p) for b in backends for p in PHASES]
+    pairs = [(b, p) for b in backends for p in phases or PHASES]
     trials = []
     for i in range(n):
         backend, phase = pairs[i % len(pairs)]
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--backend", choices=["mininet", "docker"], action="append",
                     help="backends to try (default: every one present)")
+    ap.add_argument("--phase", choices=list(PHASES), action="append",
+                    help="phases to aim at (default: all)")
     ap.add_argument("--out", default="results/chaos", help="where chaos.json goes")
     args = ap.parse_args(argv)
     if args.trials < 1:
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         backends = [b for b in backends if b != "docker"]
     out_dir = REPO / args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     out_dir.mkdir(parents=True, exist_ok=True)
-    trials = plan(args.trials, backends, args.seed)
+    trials = plan(args.trials, backends, args.seed, args.phase)
     for t in trials:
         try:
             run_trial(t, out_dir)
