@@ -40,7 +40,10 @@ def test_delay(delay_ms: float) -> None:
     def check(r: dict) -> None:
         assert r["received"] == r["sent"]
         assert rtt_median_ok(r["median_ms"], 2 * delay_ms), r
-        assert r["p90_ms"] <= 2 * delay_ms + RTT_P90_ABOVE_MS, r
+        # the tail against the tail the machine's load gives the same probes over loopback
+        # right after (quiet: ~0.2 ms, so the bound is unchanged); a wrong line moves the
+        # median too, which has no such allowance
+        assert r["p90_ms"] <= 2 * delay_ms + RTT_P90_ABOVE_MS + r["reference_p90_ms"], r
 
     measured(check, bench.rtt_scenario, delay_ms, probes=300, interval_ms=5)
 

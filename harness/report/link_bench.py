@@ -27,6 +27,9 @@ def rtt_scenario(delay_ms: float, jitter_ms: float = 0.0, probes: int = 300,
                              f"network.jitter_ms={jitter_ms}")
     with emulated(exp) as emu:
         r = measure_rtt(emu, "h1", "h2", probes, interval_ms)
+        # the same probe over h1's loopback right after: what the machine's load alone
+        # does to these two processes' tail now (a busy neighbour, not the delay line)
+        ref = measure_rtt(emu, "h1", "h1", probes, interval_ms)
         shaper = emu.shaper.name
     rtts = r["rtts_ms"]
     return {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "shaper": shaper,
@@ -38,7 +41,8 @@ def rtt_scenario(delay_ms: float, jitter_ms: float = 0.0, probes: int = 300,
             "expected_iqr_ms": 4 * jitter_ms * (1 - 0.5 ** 0.5),
             "expected_stdev_ms": jitter_ms * (2 / 3) ** 0.5,
             "min_ms": min(rtts), "max_ms": max(rtts), "received": r["received"],
-            "sent": r["sent"]}
+            "sent": r["sent"],
+            "reference_p90_ms": percentile(ref["rtts_ms"], 90) if ref["rtts_ms"] else None}
 
 
 def _datagram_loss(emu, src: str, dst: str, count: int, rate: float, port: int) -> float:
