@@ -13,6 +13,8 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from harness.measure.node.probe import percentile
+
 # Beyond these the bench's tight figures (sub-millisecond delay error, lateness p99)
 # would report the neighbour, not the harness.
 MAX_WAKE_P99_MS = 1.0
@@ -45,11 +47,6 @@ def _cpu_jiffies() -> tuple[int, int, int]:
     return busy, steal, busy + idle + iowait + steal
 
 
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q / 100 * len(s)))]
-
-
 def judge(wake_p99_ms: float, other_cores: float, steal_pct: float) -> str:
     """Why the machine is too busy to trust tight figures, or "" if it is not."""
     why = []
@@ -79,8 +76,8 @@ def measure(seconds: float = 2.0, sleep_ms: float = 1.0) -> Noise:
     own = (sum(os.times()[:2]) - own0) * tick
     other = max(0.0, (b1 - b0 - own) / tick / elapsed)
     steal = 100 * (s1 - s0) / max(1, t1 - t0)
-    p99 = _pct(late, 99)
+    p99 = percentile(late, 99)
     why = judge(p99, other, steal)
-    return Noise(round(elapsed, 3), round(_pct(late, 50), 4), round(p99, 4),
+    return Noise(round(elapsed, 3), round(percentile(late, 50), 4), round(p99, 4),
                  round(max(late), 4), round(other, 3), round(steal, 2),
                  os.cpu_count() or 1, bool(why), why)

@@ -15,10 +15,8 @@ trial. The phase the kill really landed in is the last marker seen before it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from pathlib import Path
 
 from harness.core.files import write_json
 from harness.core.paths import REPO
+from harness.emulation.ledger import load_ledgers
 from harness.selftest import inventory
 
 RUN = ["technique=failover", "faults=edge_crash", "workload=digits",
@@ -36,7 +35,6 @@ RUN = ["technique=failover", "faults=edge_crash", "workload=digits",
 # phase -> (log marker that starts it, seconds of its typical length to kill within)
 PHASES = {"setup": ("", 0.4), "stages": ("network up in", 0.6),
           "faults": ("fault.", 1.0), "teardown": ("teardown of", 0.4)}
-STATE_FILE = re.compile(r"^hx[0-9a-f]{6}\.json$")
 MARKERS = [("network up in", "stages"), ("run.start", "run"), ("fault.", "faults"),
            ("run.end", "after run"), ("teardown of", "teardown"), ("verdict", "finished")]
 
@@ -61,19 +59,12 @@ class Trial:
 
 def _new_state_file(before: set[str], proc: subprocess.Popen, timeout: float) -> str:
     """The prefix of the state file the harness `proc` writes when its set-up begins ("" if
-    it exits first)."""
-    pid = proc.pid
+    it exits first); `before`: the state files there were already."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        for name in inventory.state_files() - before:
-            if not STATE_FILE.match(name):
-                continue  # the atomic write's temporary file
-            try:
-                owner = json.loads((inventory.state_dir() / name).read_text())["owner_pid"]
-            except (OSError, ValueError, KeyError):
-                continue
-            if owner == pid:
-                return name.removesuffix(".json")
+        for led in load_ledgers():  # complete state files only, temporary ones skipped
+            if led.owner_pid == proc.pid and f"{led.prefix}.json" not in before:
+                return led.prefix
         time.sleep(0.005)
     return ""
 
