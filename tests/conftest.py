@@ -2,4 +2,4 @@
 several test modules share are plugins listed here (imported by name they would shadow
 the tests' parameters)."""
 
-pytest_plugins = ["tests.faults_kit"]
+pytest_plugins = ["tests.faults_kit", "tests.delayline_kit"]

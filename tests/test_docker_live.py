@@ -93,7 +93,7 @@ def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
     docker_client()
     before = containers()
     with watching() as seen:
-        s, df, ev = run_pipeline(*DOCKER, "faults=none", "run.duration_s=8", "seed=1")
+        s, df, ev = run_pipeline(*DOCKER, "faults=none", "run.duration_s=6", "seed=1")
     assert s["backend"].endswith("DockerBackend")
     # every request answered; one may miss the SLO when a neighbour steals the CPU
     assert s["n_failed"] == s["n_lost"] == 0 and s["availability"] >= 0.98, s
@@ -102,7 +102,7 @@ def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
     assert all(name.startswith(s["prefix"]) for name in seen)
     assert all(v[6] == "none" for states in seen.values() for v in states)  # no docker net
     assert containers() == before  # removed at teardown
-    p, dp, _ = run_pipeline("backend=mininet", "faults=none", "run.duration_s=8", "seed=1")
+    p, dp, _ = run_pipeline("backend=mininet", "faults=none", "run.duration_s=6", "seed=1")
     assert abs(s["accuracy"] - p["accuracy"]) <= 0.01
     assert list(df["sample_id"]) == list(dp["sample_id"])
     assert s["providers"] == {k: ["CPUExecutionProvider"] for k in s["providers"]}

@@ -30,7 +30,7 @@ run = run_pipeline
 
 
 def test_baseline_no_faults_matches_the_model_card() -> None:
-    s, df, _ = run("faults=none", "run.duration_s=20", "seed=1")
+    s, df, _ = run("faults=none", "run.duration_s=12", "seed=1")
     assert s["verdict"] == "VALID", s["verdict_reasons"]
     accounting(s, df)
     assert s["availability"] >= 0.999
@@ -49,11 +49,11 @@ def test_baseline_no_faults_matches_the_model_card() -> None:
 
 
 def test_same_seed_same_requests() -> None:
-    s1, a, _ = run("run.duration_s=3", "seed=7")
-    s2, b, _ = run("run.duration_s=3", "seed=7")
+    s1, a, _ = run("run.duration_s=2", "seed=7")
+    s2, b, _ = run("run.duration_s=2", "seed=7")
     cols = ["request_id", "sensor", "sample_id", "scheduled_s"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
-    _, c, _ = run("run.duration_s=3", "seed=8")
+    _, c, _ = run("run.duration_s=2", "seed=8")
     assert list(c["sample_id"]) != list(a["sample_id"])
 
 

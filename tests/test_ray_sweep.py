@@ -59,7 +59,8 @@ def cluster():
             time.sleep(0.5)
         yield m.group(1)
     finally:
-        for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        # a test cluster: 3 s to go on SIGTERM, then SIGKILL (its raylet took 15 s)
+        for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
             deadline = time.monotonic() + wait_s
             while (pids := _session_pids(proc.pid)) and time.monotonic() < deadline:
                 for pid in pids:
@@ -79,18 +80,18 @@ def _sweep(address: str, *overrides: str, timeout: float = 240) -> subprocess.Co
 
 def test_a_sweep_runs_as_ray_tasks_one_emulation_at_a_time(cluster) -> None:
     p = _sweep(cluster, "technique=baseline,failover", "faults=edge_crash", "workload=digits",
-               "topology=device_edge_cloud", "run.duration_s=8", "seed=1,2")
+               "topology=device_edge_cloud", "run.duration_s=5", "seed=1")
     assert p.returncode == 0, p.stderr[-3000:]
     sweep = Path(p.stdout.strip().splitlines()[-1])
     df = pd.read_csv(sweep / "sweep.csv")
-    assert len(df) == 4
-    assert list(df["verdict"]) == ["VALID"] * 4, list(df["reasons"])
-    assert list(df["technique"]) == ["baseline", "baseline", "failover", "failover"]
+    assert len(df) == 2
+    assert list(df["verdict"]) == ["VALID"] * 2, list(df["reasons"])
+    assert list(df["technique"]) == ["baseline", "failover"]
     # each job its own directory and network prefix; never two emulations at once here
     prefixes = {json.loads((Path(d) / "summary.json").read_text())["prefix"]
                 for d in df["run_dir"]}
-    assert len(prefixes) == 4
-    assert list(df["concurrent_jobs"]) == [1, 1, 1, 1]
+    assert len(prefixes) == 2
+    assert list(df["concurrent_jobs"]) == [1, 1]
     spans = df.sort_values("started_at")
     assert (spans["started_at"].iloc[1:].values >= spans["ended_at"].iloc[:-1].values).all()
     assert set(df["host"]) == {platform.node()}

@@ -1,4 +1,4 @@
-"""Pipeline stages (`harness.stage`) as KServe v2 gRPC servers, and the null-stage benchmark.
+"""Pipeline stages (`harness.stage`) as KServe v2 gRPC servers: serving, chains, routes.
 
 No root needed: every stage is a `python -m harness.stage` process on 127.0.0.1,
 on a port picked by binding to port 0, started with Popen (waiting for its
@@ -8,10 +8,8 @@ on a port picked by binding to port 0, started with Popen (waiting for its
 from __future__ import annotations
 
 import json
-import math
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +20,6 @@ import tritonclient.grpc as tc
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
-from harness.measure import overhead
 from harness.measure.overhead import free_port, start_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.codec import decode_outputs, infer_request
@@ -294,77 +291,3 @@ def test_hung_next_stage_error_names_the_hop(chain, head_route, black_hole):
     with pytest.raises(grpc.RpcError) as e:
         infer(chain["head"], "head", {"image": frames([0])}, timeout=0.5)
     assert "nodeA:head -> middle" in (e.value.details() or "")
-
-
-def run_stage(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.stage", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=30)
-
-
-def assert_exit_2_one_line(r: subprocess.CompletedProcess, *words: str) -> None:
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("stage error: "), r.stderr
-    for w in words:
-        assert w in lines[0]
-    assert "serving" not in r.stdout
-
-
-@pytest.mark.parametrize("case", ["missing", "corrupt", "port0", "port70000", "route-json",
-                                  "route-keys"])
-def test_bad_start_exits_2_with_one_line(case, tmp_path):
-    model, port, route, words = str(DIGITS / "full.onnx"), str(free_port(HOST)), [], []
-    if case == "missing":
-        model, words = str(tmp_path / "absent.onnx"), ["absent.onnx", "no such file"]
-    elif case == "corrupt":
-        bad = tmp_path / "corrupt.onnx"
-        bad.write_bytes(b"this is not an onnx model\n" * 10)
-        model, words = str(bad), ["corrupt.onnx", "cannot read ONNX model"]
-    elif case.startswith("port"):
-        port, words = case[4:], [f"--port={case[4:]}"]
-    elif case == "route-json":
-        route, words = ["--route", "{not json"], ["--route="]
-    else:
-        route, words = ["--route", json.dumps({"model": "middle"})], ["--route=", "targets"]
-    r = run_stage("--model", model, "--host", HOST, "--port", port, *route)
-    assert_exit_2_one_line(r, *words)
-
-
-def test_port_in_use_exits_2(full):
-    """A port held by another stage (gRPC's default SO_REUSEPORT would share it silently)
-    or by any socket: exit 2. gRPC core logs its own line before the stage's."""
-    port = full.rsplit(":", 1)[1]
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        s.listen()
-        for p in (port, str(s.getsockname()[1])):
-            r = run_stage("--model", str(DIGITS / "full.onnx"), "--host", HOST, "--port", p)
-            assert r.returncode == 2, r.stderr
-            last = r.stderr.splitlines()[-1]
-            assert last == f"stage error: --port={p}: cannot listen on {HOST}:{p}"
-    assert client(full).is_model_ready("full")
-
-
-# -- the null-stage benchmark (figures only; the 1 ms target belongs to the benchmark) -------
-
-
-def test_overhead_figures_are_positive_and_finite(tmp_path):
-    model = overhead.build_identity_model(tmp_path / "identity.onnx")
-    x = np.random.default_rng(0).random((1, overhead.N_FLOATS), dtype=np.float32)
-    assert x.nbytes == 64 * 1024
-    np.testing.assert_array_equal(load_session(model).run(["y"], {"x": x})[0], x)
-
-    f = overhead.run(n=100, warmup=10)
-    for key in ("inprocess", "direct", "via_null"):
-        for p in ("p50_ms", "p99_ms"):
-            assert math.isfinite(f[key][p]) and f[key][p] > 0, (key, p, f)
-        assert f[key]["p99_ms"] >= f[key]["p50_ms"]
-    for key in ("hop_overhead_p50_ms", "stage_overhead_p50_ms"):
-        assert math.isfinite(f[key]) and f[key] > 0, (key, f)
-    assert f["n"] == 100 and f["tensor_bytes"] == 65536 and isinstance(f["ok"], bool)
-    json.dumps(f)  # the JSON line the CLI prints
-
-
-def test_overhead_bad_n_exits_2(capsys):
-    assert overhead.main(["--n", "0"]) == 2
-    assert capsys.readouterr().err.startswith("overhead error: --n=0")
