@@ -82,12 +82,24 @@ def test_real_cellular_trace() -> None:
 
 
 def test_iperf3_errors_are_named_not_key_errors() -> None:
-    from harness.measure.fidelity import _received_mbit
+    from harness.measure.fidelity import _received as _received_mbit
 
-    ok = json.dumps({"end": {"sum_received": {"bits_per_second": 9.6e6}}})
-    assert _received_mbit(ok, "h1", "h2") == pytest.approx(9.6)
+    ok = json.dumps({"start": {"tcp_mss_default": 1448},
+                     "end": {"sum_received": {"bits_per_second": 9.6e6}}})
+    assert _received_mbit(ok, "h1", "h2") == (pytest.approx(9.6), 1448)
     err = json.dumps({"start": {}, "end": {}, "error": "unable to receive control message"})
     with pytest.raises(EmulationError, match="iperf3 h1 -> h2: unable to receive control"):
         _received_mbit(err, "h1", "h2")
     with pytest.raises(EmulationError, match="not JSON"):
         _received_mbit("iperf3: error", "h1", "h2")
+
+
+def test_a_bandwidth_cap_is_judged_by_the_payload_it_allows() -> None:
+    """htb counts whole frames, iperf3 counts TCP payload: an exact 100 Mbit/s link with
+    TCP timestamps (MSS 1448, 1514-byte frames) carries 95.6 Mbit/s of payload."""
+    from harness.measure.fidelity import goodput_mbit
+
+    assert goodput_mbit(100, 1448) == pytest.approx(95.64, abs=0.01)
+    assert goodput_mbit(10, 1460) == pytest.approx(9.643, abs=0.001)
+    with pytest.raises(EmulationError, match="TCP MSS 22016"):
+        goodput_mbit(100, 22016)  # loopback's MSS: not a 1500-byte MTU link

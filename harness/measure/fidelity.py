@@ -3,7 +3,10 @@
 Delay by UDP echo between the link's two ends, less the same probe over the
 sending node's loopback right after it (what the machine's load alone costs the two
 probe processes at that moment; one-way = the difference of the medians / 2),
-jitter as the RTT spread, bandwidth by an iperf3 TCP flow a -> b. A link out of
+jitter as the RTT spread, bandwidth by an iperf3 TCP flow a -> b, judged against
+the goodput the cap allows (the cap counts whole frames, iperf3 counts payload: at a
+1500-byte MTU with TCP timestamps 1448 of every 1514 bytes, so a perfect 100 Mbit/s
+link carries 95.6 Mbit/s of TCP payload). A link out of
 tolerance is measured again (up to `attempts` times) so that one burst of load on a
 shared machine is not reported as the emulator's error, while a link that is wrong
 stays wrong in every attempt. Results, every attempt included, go to
@@ -23,6 +26,7 @@ from harness.emulation.tc import EmulationError
 
 ECHO_PORT = 7907
 IPERF_PORT = 7908
+FRAME_BYTES = 1514  # a full frame as htb counts it: a 1500-byte MTU + the Ethernet header
 
 
 def _start_ready(node, argv: list[str]) -> subprocess.Popen:
@@ -51,7 +55,8 @@ def measure_rtt(emu: Emulation, a: str, b: str, count: int, interval_ms: float) 
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure_tcp_mbit(emu: Emulation, a: str, b: str, duration_s: float) -> float:
+def measure_tcp(emu: Emulation, a: str, b: str, duration_s: float) -> tuple[float, int]:
+    """(goodput in Mbit/s, TCP payload bytes per full segment) of an iperf3 flow a -> b."""
     server = emu.nodes[b].popen(["iperf3", "-s", "-1", "-B", emu.ips[b],
                                        "-p", str(IPERF_PORT)])
     try:
@@ -67,24 +72,33 @@ def measure_tcp_mbit(emu: Emulation, a: str, b: str, duration_s: float) -> float
                 time.sleep(0.05)
         else:
             raise EmulationError(f"{b}: iperf3 server did not start")
-        return _received_mbit(out, a, b)
+        return _received(out, a, b)
     finally:
         server.kill()
         server.wait()
 
 
-def _received_mbit(iperf3_json: str, a: str, b: str) -> float:
-    """The receiver's goodput from `iperf3 -J`, or what iperf3 said instead of a result
-    (on a busy machine it reports an error in the same JSON and no `sum_received`)."""
+def _received(iperf3_json: str, a: str, b: str) -> tuple[float, int]:
+    """The receiver's goodput and the flow's MSS from `iperf3 -J`, or what iperf3 said
+    instead of a result (on a busy machine it reports an error in the same JSON and no
+    `sum_received`)."""
     try:
         result = json.loads(iperf3_json)
     except ValueError:
         raise EmulationError(f"iperf3 {a} -> {b}: not JSON: {iperf3_json[:200]!r}") from None
     try:
-        return result["end"]["sum_received"]["bits_per_second"] / 1e6
-    except (KeyError, TypeError):
-        why = result.get("error") or "no end.sum_received in its report"
+        return (result["end"]["sum_received"]["bits_per_second"] / 1e6,
+                int(result["start"]["tcp_mss_default"]))
+    except (KeyError, TypeError, ValueError):
+        why = result.get("error") or "no end.sum_received or start.tcp_mss_default in its report"
         raise EmulationError(f"iperf3 {a} -> {b}: {why}") from None
+
+
+def goodput_mbit(cap_mbit: float, mss: int) -> float:
+    """The TCP payload rate a link capped at `cap_mbit` carries when it is exact."""
+    if not 0 < mss <= FRAME_BYTES - 54:  # 54: Ethernet, IPv4 and TCP headers
+        raise EmulationError(f"TCP MSS {mss}: not a segment of a 1500-byte MTU link")
+    return cap_mbit * mss / FRAME_BYTES
 
 
 def expected_rtt_stdev(st: LinkState) -> float:
@@ -129,9 +143,10 @@ def check_link(emu: Emulation, name: str, cfg: FidelityConfig) -> dict:
     }
     bw = st.fwd.props.bw_mbit or 0
     if bw > 0 and cfg.bw_duration_s > 0:
-        got = measure_tcp_mbit(emu, a, b, cfg.bw_duration_s)
-        res["bw_mbit"] = {"configured": bw, "measured_tcp": got,
-                          "ok": abs(got - bw) / bw * 100 <= cfg.bw_tol_pct}
+        got, mss = measure_tcp(emu, a, b, cfg.bw_duration_s)
+        want = goodput_mbit(bw, mss)
+        res["bw_mbit"] = {"configured": bw, "measured_tcp": got, "expected_tcp": want,
+                          "mss": mss, "ok": abs(got - want) / want * 100 <= cfg.bw_tol_pct}
     return res
 
 
