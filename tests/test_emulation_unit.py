@@ -285,3 +285,22 @@ def test_leftovers_of_a_live_run_by_kind(pair) -> None:
     left = leftovers(pair.ledger.prefix)
     assert left["processes"] and left["cgroups"]
     assert {pair.nodes["h1"].ns_pid, pair.nodes["h2"].ns_pid} <= set(left["processes"])
+
+
+def test_a_child_that_cannot_join_its_cgroup_says_why(tmp_path) -> None:
+    """Python reports a failed preexec_fn only as "Exception occurred in preexec_fn" (all a
+    failed CI run said); the joiner hands the file and the reason back through a pipe."""
+    import subprocess
+
+    from harness.emulation.cgroups import joiner, started_joined
+    from harness.emulation.tc import EmulationError
+
+    j = joiner([str(tmp_path / "nosuch" / "cgroup.procs")])
+    with pytest.raises(EmulationError, match=r"^n1: joining .*nosuch/cgroup.procs: No such file"):
+        started_joined(j, lambda: subprocess.Popen(["true"], preexec_fn=j), "n1")
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    j = joiner([str(procs)])
+    p = started_joined(j, lambda: subprocess.Popen(["true"], preexec_fn=j), "n1")
+    p.wait()
+    assert procs.read_text() == str(p.pid)

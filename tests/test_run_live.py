@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -133,6 +134,28 @@ def test_clean_leaves_live_runs_alone() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert_nothing_left(prefix)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_taken_by_another_thread_still_stops_the_run(sig: signal.Signals) -> None:
+    """The kernel may hand a process's signal to any of its threads; Python acts on it in
+    the main thread, so the main thread must not sleep through the run (it did: a SIGINT
+    taken by a watcher thread went unnoticed for the whole 60 s). tgkill aims the signal
+    at a thread other than the main one."""
+    proc, prefix = _start_run("topology=pair", "run.duration_s=60", "faults=pair_crash")
+    time.sleep(0.3)
+    others = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir()
+              if int(t.name) != proc.pid]
+    assert others, "the run has no other thread"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(234, proc.pid, others[0], int(sig)) == 0  # SYS_tgkill on x86_64
+    t = time.monotonic()
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - t < 10, "the signal waited for the run's end"
+    assert proc.returncode != 0
+    assert_nothing_left(prefix)
+    d = next(Path(x) for x in reversed(out.strip().splitlines()) if Path(x).is_dir())
+    assert json.loads((d / "summary.json").read_text())["verdict"] == "INVALID"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

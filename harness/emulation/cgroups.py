@@ -7,12 +7,19 @@ place. Works with cgroup v1 (cpu, cpuacct, memory hierarchies) and v2.
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from harness.emulation.inventory import CGROUP_ROOT
 from harness.emulation.resources import NodeResources
+from harness.emulation.tc import EmulationError
+
+T = TypeVar("T")
 
 PERIOD_US = 100_000
 
@@ -46,19 +53,63 @@ def read_oom_kills(d: Path, v2: bool) -> int:
     return 0
 
 
-def joiner(procs_files: list[str]) -> Callable[[], None]:
-    """A Popen preexec_fn: the child writes its pid into each `cgroup.procs` file before
-    it execs (plain os calls only: it runs between fork and exec)."""
-    def join() -> None:
-        pid = str(os.getpid()).encode()
-        for f in procs_files:
-            fd = os.open(f, os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
+# a migration the kernel refuses for a moment (a cgroup busy with another migration, a
+# pids limit still counting tasks that are exiting): tried again, 20 x 10 ms at most
+TRANSIENT = (errno.EAGAIN, errno.EBUSY, errno.EINTR)
 
-    return join
+
+class Joiner:
+    """A Popen preexec_fn: the child writes its pid into each `cgroup.procs` file before
+    it execs (plain os calls only: it runs between fork and exec). Python reports any
+    failure there only as "Exception occurred in preexec_fn", so the child first writes
+    which file refused it and why into a pipe; `why()` reads it in the parent."""
+
+    def __init__(self, procs_files: list[str]) -> None:
+        self.files = procs_files
+        self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+
+    def __call__(self) -> None:
+        pid = str(os.getpid()).encode()
+        for f in self.files:
+            for attempt in range(20):
+                try:
+                    fd = os.open(f, os.O_WRONLY)
+                    try:
+                        os.write(fd, pid)
+                    finally:
+                        os.close(fd)
+                    break
+                except OSError as e:
+                    if e.errno not in TRANSIENT or attempt == 19:
+                        os.write(self.w, f"joining {f}: {e.strerror}".encode())
+                        raise
+                    time.sleep(0.01)
+
+    def why(self) -> str:
+        try:
+            return os.read(self.r, 4096).decode(errors="replace")
+        except BlockingIOError:
+            return ""
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            os.close(fd)
+
+
+def joiner(procs_files: list[str]) -> Joiner:
+    return Joiner(procs_files)
+
+
+def started_joined(join: Joiner | None, start: Callable[[], T], who: str) -> T:
+    """`start()` (a Popen with `preexec_fn=join`); a failure to join names its reason."""
+    try:
+        return start()
+    except subprocess.SubprocessError as e:
+        why = join.why() if join is not None else ""
+        raise EmulationError(f"{who}: {why or e}") from None
+    finally:
+        if join is not None:
+            join.close()
 
 
 class NodeCgroup(NodeResources):
@@ -89,7 +140,7 @@ class NodeCgroup(NodeResources):
         for f in self._procs_files():
             f.write_text(str(pid))
 
-    def preexec(self) -> Callable[[], None]:
+    def preexec(self) -> Joiner:
         """For Popen(preexec_fn=...): the child joins the cgroup before it execs."""
         return joiner([str(f) for f in self._procs_files()])
 

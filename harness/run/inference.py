@@ -57,8 +57,13 @@ class NoLoad:
     def run(self, duration_s: float, interactive: bool, emu: Emulation) -> None:
         if interactive:
             emu.backend.cli()
-        else:
-            time.sleep(max(0.0, self.t0 + duration_s - time.monotonic()))
+            return
+        # In slices: the kernel hands a signal to any thread of the process, and if it is
+        # not the main thread, Python raises its KeyboardInterrupt/SystemExit only when
+        # the main thread next runs, which one long sleep would put off to the run's end.
+        end = self.t0 + duration_s
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
 
     def stop(self, summary: dict) -> list[str]:
         """Stop what runs on the network; reasons the run is INVALID."""

@@ -22,7 +22,7 @@ from mininet.net import Mininet
 from mininet.node import Host
 
 from harness.emulation.backends.base import Backend, EmuNode
-from harness.emulation.cgroups import NodeCgroup
+from harness.emulation.cgroups import NodeCgroup, started_joined
 from harness.emulation.ledger import Ledger
 from harness.emulation.tc import EmulationError
 from harness.emulation.topology import Node
@@ -48,8 +48,11 @@ class HarnessHost(Host):
             popen = super()._popen(cmd, **params)
             self.node_cgroup.add(popen.pid)
             return popen
-        params.setdefault("preexec_fn", self.node_cgroup.preexec())
-        return super()._popen(cmd, **params)
+        if "preexec_fn" in params:
+            return super()._popen(cmd, **params)
+        join = params["preexec_fn"] = self.node_cgroup.preexec()
+        return started_joined(join, lambda: super(HarnessHost, self)._popen(cmd, **params),
+                              self.name)
 
 
 class KnownIntf(Intf):

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.emulation.backends.base import EmuNode
-from harness.emulation.cgroups import joiner, read_cpu_usage_s, read_oom_kills
+from harness.emulation.cgroups import (
+    Joiner,
+    joiner,
+    read_cpu_usage_s,
+    read_oom_kills,
+    started_joined,
+)
 from harness.emulation.inventory import CGROUP_ROOT
 from harness.emulation.resources import NodeResources
 
@@ -122,7 +128,7 @@ class ContainerResources(NodeResources):
         for f in self._procs_files():
             Path(f).write_text(str(pid))
 
-    def preexec(self) -> Callable[[], None]:
+    def preexec(self) -> Joiner:
         return joiner(self._procs_files())
 
 
@@ -200,8 +206,9 @@ class DockerNode(EmuNode):
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
         env = {**self.env, **(kwargs.pop("env", None) or {})}
-        p = EnteredPopen([*self.enter, *argv], env=env, preexec_fn=self.resources.preexec(),
-                         **kwargs)
+        join = self.resources.preexec()
+        p = started_joined(join, lambda: EnteredPopen([*self.enter, *argv], env=env,
+                                                      preexec_fn=join, **kwargs), self.name)
         self.launched.add(p.pid)
         return p
 

@@ -15,6 +15,7 @@ from typing import Any
 from mininet.node import Host
 
 from harness.emulation.backends.docker.container import DockerNode
+from harness.emulation.cgroups import started_joined
 
 
 class ContainerHost(Host):
@@ -34,8 +35,9 @@ class ContainerHost(Host):
             rest = cmd[3:] if cmd[1] == "-da" else cmd[2:]
             cmd = [*node.enter, *rest]
             params["env"] = node.env
-            params["preexec_fn"] = node.resources.preexec()
-            p = super()._popen(cmd, **params)
+            join = params["preexec_fn"] = node.resources.preexec()
+            p = started_joined(join, lambda: super(ContainerHost, self)._popen(cmd, **params),
+                               node.name)
             node.launched.add(p.pid)
             return p
         return super()._popen(cmd, **params)
