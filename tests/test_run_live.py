@@ -78,8 +78,11 @@ def test_cli_mode_reads_stdin_and_measures_delay() -> None:
 def _start_run(*overrides: str) -> tuple[subprocess.Popen, str]:
     """Start a long run; return it and its prefix once its network is up."""
     before = {p.name for p in state_dir().glob("hx*.json")} if state_dir().is_dir() else set()
+    # Ctrl-C reaches the run as at a terminal: a shell without job control starts its
+    # background jobs (a CI step run with `&`) with SIGINT ignored, which Python keeps
     proc = subprocess.Popen([PY, "-m", "harness", *overrides], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     assert proc.stdout is not None
     for line in proc.stdout:
