@@ -122,7 +122,11 @@ class ContainerResources(NodeResources):
         return sorted(out)
 
     def _procs_files(self) -> list[str]:
-        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+        # the hierarchies with controllers only: a `name=` hierarchy (v1's name=systemd)
+        # limits nothing, and its directory of a running container was seen removed by the
+        # host's agent, which failed the restart of a crashed node's stages (a CI run)
+        return [str(d / "cgroup.procs") for k, d in self.dirs.items()
+                if not k.startswith("name=")]
 
     def add(self, pid: int) -> None:
         for f in self._procs_files():
