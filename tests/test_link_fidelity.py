@@ -69,8 +69,11 @@ def test_loss_per_direction() -> None:
 def test_bandwidth(bw: float) -> None:
     def check(r: dict) -> None:
         # error against the payload rate the cap allows (0 to -1 % on a quiet machine). A
-        # busy neighbour starves the delay line (lower only); a wrong rate misses a bound
-        assert -4 <= r["error_pct"] <= 3, r
+        # busy neighbour starves the delay line (lower only): at 100 Mbit/s (8,300 frames
+        # a second) CI read -4.8 % three tries running under a busy host, hence -8 there;
+        # 10 and 50 keep -4, where the frame accounting's 4.4 % would show. A wrong rate
+        # or unit misses a bound; the bench judges +-5 % and says when its host was busy
+        assert (-8 if bw >= 100 else -4) <= r["error_pct"] <= 3, r
 
     measured(check, bench.tcp_scenario, bw, duration_s=3)
 

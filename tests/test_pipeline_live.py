@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -57,15 +59,33 @@ def test_same_seed_same_requests() -> None:
     assert list(c["sample_id"]) != list(a["sample_id"])
 
 
+# Paces itself as a sensor does (its sleep_until) at 100 Hz while the run goes on, and
+# prints how late it woke: the lateness the machine alone gives such a process.
+PACER = """
+import json, sys, time
+from harness.workload.node.sensor import sleep_until
+t0, late = time.monotonic() + 0.05, []
+for i in range(int(float(sys.argv[1]) * 100)):
+    sleep_until(t0 + i / 100)
+    late.append(time.monotonic() - (t0 + i / 100))
+late.sort()
+print(json.dumps({"p90_ms": late[int(0.9 * len(late)) - 1] * 1000}))
+"""
+
+
 def test_open_loop_lateness_at_200_per_second() -> None:
+    pacer = subprocess.Popen([sys.executable, "-c", PACER, "12"], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
     s, df, _ = run("topology.n_sensors=2", "workload.rate_hz=100", "run.duration_s=8")
+    ref_p90 = json.loads(pacer.communicate(timeout=30)[0])["p90_ms"]
     accounting(s, df)
     assert s["n_scheduled"] == 1600
     # sent on time whatever the pipeline does: the median to the spin-wait's precision;
-    # a busy neighbour delays a few sends, a closed loop would delay most
+    # a busy neighbour delays a few sends (CI under a busy host: p90 1.46 ms), a closed
+    # loop would delay most. The tail is judged against the pacer's, beside the run
     late = df["sent_s"] - df["scheduled_s"]
     assert late.median() * 1000 <= 0.2, s["lateness_ms"]
-    assert late.quantile(0.9) * 1000 <= 1.0, s["lateness_ms"]
+    assert late.quantile(0.9) * 1000 <= 1.0 + ref_p90, (s["lateness_ms"], ref_p90)
 
 
 def test_network_delay_shows_in_latency() -> None:
