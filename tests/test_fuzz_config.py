@@ -46,7 +46,8 @@ KEYS = [
     "pipeline.model_file", "pipeline.stages",
     "technique.mode", "technique.replicas", "technique.health_period_ms",
     "technique.health_timeout_ms", "technique.attempt_timeout_ms", "technique.variant.middle",
-    "technique.early_exit", "technique.hedge_ms",
+    "technique.early_exit", "technique.hedge_ms", "technique.detector",
+    "technique.idle_probe_ms", "technique.suspect_min_ms",
     "faults.actions", "results.readable_by",
 ]
 ATOMS = st.one_of(
@@ -56,7 +57,7 @@ ATOMS = st.one_of(
     st.sampled_from(["null", "true", "false", "''", "e1", "e9", "h1", "d1-e1", "zz-top",
                      "models/digits/head.onnx", "models/nosuch.onnx", "/etc/passwd",
                      "README.md", "../shared/traces", "warm", "cold", "poisson", "recorded",
-                     "-1", "0", "1e9", "0.5", "101"]),
+                     "passive", "-1", "0", "1e9", "0.5", "101"]),
 )
 VALUES = st.one_of(
     ATOMS,
@@ -86,6 +87,8 @@ PLAUSIBLE = {
     "technique.mode": ["warm", "cold", "active_active"],
     "technique.health_period_ms": ["10", "25", "250"],
     "technique.health_timeout_ms": ["20", "50"], "technique.hedge_ms": ["0", "5"],
+    "technique.detector": ["probe", "passive"], "technique.idle_probe_ms": ["100", "250"],
+    "technique.suspect_min_ms": ["10", "25"],
     "results.readable_by": ["root", "group", "all"],
 }
 OVERRIDES = st.lists(

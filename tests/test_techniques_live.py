@@ -52,6 +52,27 @@ def test_failover_warm_recovers_fast() -> None:
     assert set(after["path"].dropna()) == {"d1:head>e2:middle>c1:tail"}
 
 
+@pytest.mark.parametrize("faults", ["edge_crash", "edge_hang"])
+def test_failover_passive_detector_finds_silence_in_its_calls(faults: str) -> None:
+    """detector=passive: a silent crash or a hang of e1 is found by the head's own calls
+    (signal "silence": no answer within e1's recent latency), not by a probe; a hung e1
+    that resumes is seen back by the probe of a target that is down."""
+    s, df, ev = run("technique=failover", "technique.detector=passive", f"faults={faults}",
+                    "run.duration_s=9")
+    detected(s, ev, "e1")
+    first = ev[(ev["kind"] == "detect") & (ev["t_s"] >= s["fault_at_s"])].iloc[0]
+    assert first["target"] == "e1" and json.loads(first["detail"])["signal"] == "silence", \
+        ev[["t_s", "kind", "target", "detail"]].to_string()
+    assert s["availability_after_fault"] >= 0.95
+    assert s["mttr_ms"] <= 150, (s["mttd_ms"], s["mttr_ms"])
+    after = df[(df["scheduled_s"] > s["fault_at_s"] + 0.2) & (df["scheduled_s"] < 5.8)]
+    assert set(after["path"].dropna()) == {"d1:head>e2:middle>c1:tail"}
+    if faults == "edge_hang":  # e1 resumes at 6 s: back in the route
+        ups = ev[(ev["kind"] == "detect.up") & (ev["target"] == "e1")]
+        assert (ups["t_s"] >= 6.0).any(), ev[["t_s", "kind", "target"]].to_string()
+        assert FULL in set(df[df["scheduled_s"] > 7.0]["path"].dropna())
+
+
 def test_failover_active_active() -> None:
     s, df, ev = run("technique=failover", "technique.mode=active_active", "faults=edge_crash",
                     "run.duration_s=6")

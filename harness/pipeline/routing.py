@@ -6,8 +6,11 @@ per-attempt timeout (failover), `hedge` sends to several at once or after
 `hedge_ms` and takes the first answer (active-active / hedged requests). A
 `fallback` route (e.g. straight to the tail over the skip connection, with
 zeros for the missing tensor) serves when every target has failed. With
-`health` set, the stage probes every target (KServe ServerLive) on a period
-and skips targets marked down; transitions are recorded as events.
+`health` set, the stage watches every target and skips targets marked down;
+transitions are recorded as events. How it watches is the `detector`: `probe`
+asks every target (KServe ServerLive) on a period; `passive` learns from the calls
+it makes anyway (a target that refuses a call, or takes longer than its own recent
+latency allows, is marked down) and probes only targets that are down or idle.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 POLICIES = ("ordered", "hedge")
+DETECTORS = ("probe", "passive")
 
 
 @dataclass
@@ -23,6 +27,14 @@ class Health:
     period_ms: float = 50.0
     timeout_ms: float = 50.0
     failures: int = 1  # consecutive failed probes before a target is marked down
+    detector: str = "probe"  # probe | passive
+    idle_ms: float = 250.0  # passive: probe a target with no answered call for this long
+    suspect_min_ms: float = 25.0  # passive: never suspect a call younger than this
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"route.health.detector={self.detector!r}: one of "
+                             f"{', '.join(DETECTORS)}")
 
 
 @dataclass
@@ -65,7 +77,7 @@ class Route:
         return cls(model=model, targets=targets, inputs=inputs, policy=policy,
                    attempt_timeout_ms=float(data.get("attempt_timeout_ms", 0.0)),
                    hedge_ms=float(data.get("hedge_ms", 0.0)),
-                   health=Health(**health) if health else None,
+                   health=_health(health),
                    zeros={k: [int(d) for d in v] for k, v in (data.get("zeros") or {}).items()},
                    fallback=cls.from_json(data.get("fallback")),
                    degraded=bool(data.get("degraded", False)))
@@ -84,3 +96,14 @@ class Route:
 
     def all_targets(self) -> list[str]:
         return self.targets + (self.fallback.all_targets() if self.fallback else [])
+
+
+def _health(data: Any) -> Health | None:
+    if not data:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError("route.health: must be an object")
+    try:
+        return Health(**data)
+    except TypeError as e:
+        raise ValueError(f"route.health: {e}") from None

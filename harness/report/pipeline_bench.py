@@ -14,6 +14,9 @@ from pathlib import Path
 MATRIX = [
     ("baseline", ["technique=baseline"], ["none", "edge_crash"]),
     ("failover warm", ["technique=failover"], ["none", "edge_crash"]),
+    # the same replica watched through its own calls instead of 25 ms probes (issue 11)
+    ("failover warm passive", ["technique=failover", "technique.detector=passive"],
+     ["none", "edge_crash", "edge_hang"]),
     ("failover active_active", ["technique=failover", "technique.mode=active_active"],
      ["none", "edge_crash"]),
     ("failover cold", ["technique=failover", "technique.mode=cold"], ["edge_crash"]),

@@ -15,6 +15,7 @@ from harness.core.config import fail
 from harness.emulation.topology import Topology
 from harness.pipeline.config import PipelineConfig
 from harness.pipeline.deployment import Deployment, Instance, primaries, routes
+from harness.pipeline.routing import DETECTORS, Health
 
 Record = Callable[..., None]
 
@@ -24,6 +25,17 @@ def positive(**values: float) -> None:
     for key, v in values.items():
         if v <= 0:
             fail(f"technique.{key}", v, "must be > 0")
+
+
+def health_watch(detector: str, health_period_ms: float, health_timeout_ms: float,
+                 idle_probe_ms: float, suspect_min_ms: float) -> Health:
+    """How an upstream stage watches its targets (routing.Health), from technique keys."""
+    if detector not in DETECTORS:
+        fail("technique.detector", detector, f"one of {', '.join(DETECTORS)}")
+    positive(health_period_ms=health_period_ms, health_timeout_ms=health_timeout_ms,
+             idle_probe_ms=idle_probe_ms, suspect_min_ms=suspect_min_ms)
+    return Health(health_period_ms, health_timeout_ms, detector=detector,
+                  idle_ms=idle_probe_ms, suspect_min_ms=suspect_min_ms)
 
 
 def check_moves(key: str, moves: dict[str, str], pipe: PipelineConfig, topo: Topology,

@@ -17,8 +17,7 @@ from harness.core.config import ConfigError, fail
 from harness.emulation.topology import Topology
 from harness.pipeline.config import PipelineConfig, resolve
 from harness.pipeline.deployment import Deployment, Instance, routes, startup_phases
-from harness.pipeline.routing import Health
-from harness.techniques.base import Record, Technique, check_moves, positive
+from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
 
 MODES = ("warm", "cold", "active_active")
 
@@ -29,18 +28,19 @@ class Failover(Technique):
     def __init__(self, mode: str = "warm", replicas: dict[str, str] | None = None,
                  variant: dict[str, str] | None = None, health_period_ms: float = 25.0,
                  health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0,
-                 hedge_ms: float = 0.0) -> None:
+                 hedge_ms: float = 0.0, detector: str = "probe", idle_probe_ms: float = 250.0,
+                 suspect_min_ms: float = 25.0) -> None:
         if mode not in MODES:
             fail("technique.mode", mode, f"one of {', '.join(MODES)}")
         if not replicas:
             fail("technique.replicas", replicas, "name at least one stage: its replica node")
-        positive(health_period_ms=health_period_ms, health_timeout_ms=health_timeout_ms,
-                 attempt_timeout_ms=attempt_timeout_ms)
+        positive(attempt_timeout_ms=attempt_timeout_ms)
         if hedge_ms < 0:
             fail("technique.hedge_ms", hedge_ms, "must be >= 0")
         self.mode, self.replicas = mode, dict(replicas)
         self.variant = {k: v for k, v in (variant or {}).items() if v}
-        self.health = Health(health_period_ms, health_timeout_ms)
+        self.health = health_watch(detector, health_period_ms, health_timeout_ms,
+                                   idle_probe_ms, suspect_min_ms)
         self.attempt_timeout_ms, self.hedge_ms = attempt_timeout_ms, hedge_ms
         self.watch: threading.Thread | None = None
         self.stopped = threading.Event()

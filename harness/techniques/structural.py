@@ -17,8 +17,8 @@ from harness.core.config import fail
 from harness.emulation.topology import Topology
 from harness.pipeline.config import PipelineConfig, resolve
 from harness.pipeline.deployment import Instance, primaries, routes
-from harness.pipeline.routing import Health, Route
-from harness.techniques.base import Technique, positive
+from harness.pipeline.routing import Route
+from harness.techniques.base import Technique, health_watch, positive
 
 
 class Structural(Technique):
@@ -26,12 +26,13 @@ class Structural(Technique):
 
     def __init__(self, skip_stage: str = "middle", health_period_ms: float = 25.0,
                  health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0,
-                 early_exit: str | None = None) -> None:
-        positive(health_period_ms=health_period_ms, health_timeout_ms=health_timeout_ms,
-                 attempt_timeout_ms=attempt_timeout_ms)
+                 early_exit: str | None = None, detector: str = "probe",
+                 idle_probe_ms: float = 250.0, suspect_min_ms: float = 25.0) -> None:
+        positive(attempt_timeout_ms=attempt_timeout_ms)
         self.skip_stage = skip_stage
         self.early_exit = early_exit  # a model answering from the upstream stage's output
-        self.health = Health(health_period_ms, health_timeout_ms)
+        self.health = health_watch(detector, health_period_ms, health_timeout_ms,
+                                   idle_probe_ms, suspect_min_ms)
         self.attempt_timeout_ms = attempt_timeout_ms
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:

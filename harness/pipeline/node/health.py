@@ -1,8 +1,21 @@
-"""Inside a stage: health checks of its route's targets, and the events they produce.
+"""Inside a stage: whether its route's targets are alive, and the events that says.
 
-The stage probes every target (KServe ServerLive) on the route's period and
-skips targets marked down; transitions are appended to the stage's events
-file, which the harness merges into events.parquet.
+Two detectors (the route's `health.detector`):
+
+* `probe`: every target gets a KServe ServerLive every `period_ms`; one slower
+  than `timeout_ms` (`failures` in a row) marks it down. Simple, and it costs a
+  call per target per period whether or not anything is wrong.
+* `passive`: the calls the stage makes anyway are the signal. A call the target
+  refuses (UNAVAILABLE that did not come from further down the pipeline) marks it
+  down at once; so does a call still unanswered after the target's own recent
+  latency allows, as TCP's retransmission timer judges it (RFC 6298: smoothed
+  latency + 4 x its variation, at least `suspect_min_ms`): silent crashes, hangs
+  and partitions send no reset, only silence. A target that answered a call within
+  `idle_ms` is not probed at all; probes go only to targets that are down (to see
+  them come back) or idle (a warm replica, so a dead one is known before it is needed).
+
+Transitions are appended to the stage's events file, which the harness merges
+into events.parquet; each `detect` says which signal fired.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from harness.pipeline.routing import Route
+from harness.pipeline.routing import Health, Route
 
 
 class EventSink:
@@ -32,8 +45,32 @@ class EventSink:
             self.f.write(line + "\n")
 
 
+class Latency:
+    """A target's call latency as TCP's retransmission timer tracks a round trip."""
+
+    def __init__(self) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.last_ok = 0.0  # monotonic time of the last answered call
+
+    def observe(self, seconds: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = seconds, seconds / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
+            self.srtt = 0.875 * self.srtt + 0.125 * seconds
+        self.last_ok = time.monotonic()
+
+    def limit(self, floor_s: float) -> float | None:
+        """How long a call may stay unanswered before the target is suspect (None: no
+        answer seen yet, so nothing to judge by)."""
+        if self.srtt is None:
+            return None
+        return max(floor_s, self.srtt + 4 * self.rttvar)
+
+
 class HealthChecker(threading.Thread):
-    """Probes targets with ServerLive; `down` holds the targets marked down."""
+    """Watches targets; `down` holds the targets marked down."""
 
     def __init__(self, probe, events: EventSink) -> None:
         super().__init__(name="health", daemon=True)
@@ -43,10 +80,59 @@ class HealthChecker(threading.Thread):
         self.down: set[str] = set()
         self.seen_up: set[str] = set()  # a target never seen up is starting, not failing
         self.fails: dict[str, int] = {}
+        self.latency: dict[str, Latency] = {}
+        self.last_probe: dict[str, float] = {}
+        self.lock = threading.Lock()
         self.stopped = threading.Event()
 
     def set_route(self, route: Route | None) -> None:
         self.route = route
+
+    @property
+    def passive(self) -> bool:
+        route = self.route
+        return route is not None and route.health is not None \
+            and route.health.detector == "passive"
+
+    # -- what the stage's own calls say (passive) ------------------------------------------
+    def suspect_after(self, target: str) -> float | None:
+        """Seconds a call to `target` may stay unanswered (None: do not judge it)."""
+        route = self.route
+        if not self.passive or route is None or route.health is None:
+            return None
+        lat = self.latency.get(target)
+        return lat.limit(route.health.suspect_min_ms / 1000) if lat else None
+
+    def answered(self, target: str, seconds: float) -> None:
+        with self.lock:
+            self.latency.setdefault(target, Latency()).observe(seconds)
+            self.seen_up.add(target)
+            self.fails[target] = 0
+        if target in self.down:
+            self._up(target, "call")
+
+    def suspect(self, target: str, signal: str, **detail: Any) -> None:
+        """A call failed or went unanswered too long: down now, not after a probe."""
+        with self.lock:
+            if target in self.down or target not in self.seen_up:
+                return
+            self.down.add(target)
+        self.events("detect", target, signal=signal, **detail)
+
+    def _up(self, target: str, signal: str) -> None:
+        with self.lock:
+            if target not in self.down:
+                return
+            self.down.discard(target)
+        self.events("detect.up", target, signal=signal)
+
+    # -- probes ----------------------------------------------------------------------------
+    def _due(self, target: str, h: Health, now: float) -> bool:
+        if h.detector == "probe" or target in self.down:
+            return True
+        lat = self.latency.get(target)
+        last = max(lat.last_ok if lat else 0.0, self.last_probe.get(target, 0.0))
+        return now - last >= h.idle_ms / 1000
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -57,20 +143,21 @@ class HealthChecker(threading.Thread):
             h = route.health
             t0 = time.monotonic()
             for target in route.all_targets():
+                if not self._due(target, h, time.monotonic()):
+                    continue
+                self.last_probe[target] = time.monotonic()
                 ok = self.probe(target, h.timeout_ms / 1000)
                 if ok:
-                    self.fails[target] = 0
-                    self.seen_up.add(target)
-                    if target in self.down:
-                        self.down.discard(target)
-                        self.events("detect.up", target)
+                    with self.lock:
+                        self.fails[target] = 0
+                        self.seen_up.add(target)
+                    self._up(target, "probe")
                 else:
                     self.fails[target] = self.fails.get(target, 0) + 1
-                    if (self.fails[target] >= h.failures and target not in self.down
-                            and target in self.seen_up):
-                        self.down.add(target)
-                        self.events("detect", target)
-            self.stopped.wait(max(0.0, t0 + h.period_ms / 1000 - time.monotonic()))
+                    if self.fails[target] >= h.failures:
+                        self.suspect(target, "probe")
+            tick = h.period_ms if h.detector == "probe" else min(h.period_ms, h.idle_ms / 5)
+            self.stopped.wait(max(0.0, t0 + tick / 1000 - time.monotonic()))
 
     def order(self, targets: list[str]) -> list[str]:
         """Healthy targets first, in route order; targets marked down last."""

@@ -23,40 +23,27 @@ import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from harness.pipeline.client import CHANNEL_OPTIONS, live_fresh
 from harness.pipeline.codec import decode_inputs, encode
+from harness.pipeline.node.calls import DOWNSTREAM, Calls
 from harness.pipeline.node.health import EventSink, HealthChecker
 from harness.pipeline.node.runner import Runner
 from harness.pipeline.routing import Route
-
-
-class TargetDown(grpc.RpcError):
-    """An attempt abandoned because the health checker marked its target down."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__(target)
-        self.target = target
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self) -> str:
-        return f"{self.target} marked down by health check"
 
 
 class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, runner: Runner, name: str, node: str, route: Route | None,
                  events: EventSink | None = None) -> None:
         self.runner, self.name, self.node = runner, name, node
-        self.channels: dict[str, tuple[grpc.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
         self.lock = threading.Lock()
         self.stats = {"requests": 0, "errors": 0, "forwarded": 0, "failovers": 0,
-                      "degraded": 0}
+                      "degraded": 0, "live_calls": 0}
         self.events = events or EventSink(None, self.hop)
         # joins requests sharing an id (a technique's node part, e.g. fusion): .join(id,
         # tensors) -> (outputs, how many joined)
         self.joiner: Any = None
-        self.health = HealthChecker(self.probe, self.events)
+        self.health = HealthChecker(None, self.events)
+        self.calls = Calls(self.health, self.stats, self.lock)
+        self.health.probe = self.calls.probe
         self.route = route
         self.health.start()
 
@@ -69,26 +56,10 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         self._route = route
         self.health.set_route(route)
 
-    def probe(self, target: str, timeout_s: float) -> bool:
-        """ServerLive within the timeout. A target that is down is probed over a fresh
-        connection (the cached channel may sit in a SYN retry or a reconnect backoff for
-        seconds after the peer is back); once it answers, data calls get a fresh channel."""
-        if target not in self.health.down and target in self.health.seen_up:
-            try:
-                return self.stub(target).ServerLive(pb.ServerLiveRequest(),
-                                                    timeout=timeout_s).live
-            except grpc.RpcError:
-                return False
-        live = live_fresh(target, timeout_s)
-        if live and target in self.health.down:
-            with self.lock:
-                old = self.channels.pop(target, None)
-            if old is not None:
-                old[0].close()  # calls still waiting on the dead connection fail now
-        return live
-
     # KServe v2 health and metadata
     def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
+        with self.lock:
+            self.stats["live_calls"] += 1  # what watching this stage costs it
         return pb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request, context):  # noqa: N802
@@ -139,13 +110,6 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def hop(self) -> str:
         return f"{self.node}:{self.name}"
 
-    def stub(self, target: str) -> pb_grpc.GRPCInferenceServiceStub:
-        with self.lock:
-            if target not in self.channels:
-                ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-                self.channels[target] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
-            return self.channels[target][1]
-
     def next_request(self, request, outputs: dict[str, np.ndarray],
                      route: Route) -> pb.ModelInferRequest:
         """The next model's inputs: fresh outputs encoded, passed-through tensors as the raw
@@ -171,84 +135,6 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             nxt.parameters[k].CopyFrom(v)
         return nxt
 
-    def call(self, msg, route: Route, deadline: float | None):
-        """Try the route's targets by its policy; (response, None) or (None, last error)."""
-        targets = self.health.order(route.targets) if route.health else list(route.targets)
-        if route.health and route.fallback is not None:
-            # a fallback serves while targets are down: do not wait on them
-            targets = [t for t in targets if t not in self.health.down]
-        attempt = route.attempt_timeout_ms / 1000 if route.attempt_timeout_ms else None
-
-        def timeout() -> float | None:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if attempt is None:
-                return left
-            return attempt if left is None else min(attempt, left)
-
-        if route.policy == "hedge":
-            return self._hedge(msg, targets, route.hedge_ms / 1000, timeout)
-        last = None
-        for n, target in enumerate(targets):
-            t = timeout()
-            if t is not None and t <= 0:
-                break
-            try:
-                resp = self._attempt(target, msg, t, watch=route.health is not None)
-                if n:
-                    with self.lock:
-                        self.stats["failovers"] += 1
-                return resp, None
-            except grpc.RpcError as e:
-                last = e
-        return None, last
-
-    def _attempt(self, target: str, msg, timeout: float | None, watch: bool):
-        """One call; with health checks on, abandoned as soon as the target is marked down
-        (in-flight requests move to the survivor instead of waiting out their timeout)."""
-        if not watch:
-            return self.stub(target).ModelInfer(msg, timeout=timeout)
-        fut = self.stub(target).ModelInfer.future(msg, timeout=timeout)
-        done = threading.Event()
-        fut.add_done_callback(lambda _f: done.set())
-        while not done.wait(0.01):
-            if target in self.health.down:
-                fut.cancel()
-                raise TargetDown(target)
-        return fut.result()
-
-    def _hedge(self, msg, targets: list[str], hedge_s: float, timeout):
-        """Ask the first target, then the next ones (at once or after hedge_s); first wins."""
-        lock = threading.Lock()
-        done = threading.Event()
-        state: dict[str, Any] = {"resp": None, "err": None, "failed": 0, "launched": 0}
-        futs = []
-
-        def finished(f) -> None:
-            with lock:
-                if f.cancelled():
-                    return
-                if f.exception() is None and state["resp"] is None:
-                    state["resp"] = f.result()
-                    done.set()
-                elif f.exception() is not None:
-                    state["err"] = f.exception()
-                    state["failed"] += 1
-                    if state["failed"] == len(targets):
-                        done.set()
-
-        for n, target in enumerate(targets):
-            t = timeout()
-            if n and (done.wait(hedge_s) or state["resp"] is not None):
-                break
-            f = self.stub(target).ModelInfer.future(msg, timeout=t)
-            futs.append(f)
-            f.add_done_callback(finished)
-        t = timeout()
-        done.wait(t)
-        for f in futs:
-            f.cancel()
-        return state["resp"], state["err"]
-
     def forward(self, request, outputs: dict[str, np.ndarray], route: Route, context):
         remaining = context.time_remaining()
         if remaining is not None and remaining > 1e8:
@@ -260,11 +146,11 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             remaining = max(0.0, remaining - min(0.05, 0.1 * remaining))
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            resp, err = self.call(self.next_request(request, outputs, route), route, deadline)
+            resp, err = self.calls.call(self.next_request(request, outputs, route), route, deadline)
             degraded = False
             if resp is None and route.fallback is not None:
                 fb = route.fallback
-                resp, err2 = self.call(self.next_request(request, outputs, fb), fb, deadline)
+                resp, err2 = self.calls.call(self.next_request(request, outputs, fb), fb, deadline)
                 err = err2 or err
                 degraded = resp is not None
         except KeyError as e:
@@ -272,6 +158,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         if resp is None:
             with self.lock:
                 self.stats["errors"] += 1
+            # this stage is alive: callers must not blame it for a hop further down
+            context.set_trailing_metadata(((DOWNSTREAM, self.hop),))
             if err is None:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                               f"{self.hop} -> {route.model}: no time left")

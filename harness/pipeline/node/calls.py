@@ -1,0 +1,182 @@
+"""Inside a stage: its calls to the next stage, and how they survive a target that fails.
+
+`Calls` owns the channels to the route's targets and the call policies: `ordered`
+(one target after another, each within the attempt timeout, abandoning a call
+whose target the health checker marks down) and `hedge` (several at once or after
+`hedge_ms`; the first answer wins). With the passive detector the calls are the
+health check (see health.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from harness.pipeline.client import CHANNEL_OPTIONS, live_fresh
+from harness.pipeline.node.health import HealthChecker
+from harness.pipeline.routing import Route
+
+DOWNSTREAM = "hx-downstream-error"  # trailing metadata: the error is a later hop's
+
+
+def _failure_of(err: grpc.RpcError) -> str | None:
+    """What a failed call says of its target: "refused" (no route to it, connection
+    reset), "silence" (no answer within the attempt's time), or None when the error is a
+    later hop's (the target said so in its trailing metadata) or not about liveness."""
+    try:
+        code = err.code()
+        if any(k == DOWNSTREAM for k, _ in (err.trailing_metadata() or ())):
+            return None
+    except AttributeError:  # an error of our own, e.g. TargetDown
+        return None
+    return {grpc.StatusCode.UNAVAILABLE: "refused",
+            grpc.StatusCode.DEADLINE_EXCEEDED: "silence"}.get(code)
+
+
+class TargetDown(grpc.RpcError):
+    """An attempt abandoned because the health checker marked its target down."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return f"{self.target} marked down by health check"
+
+
+class Calls:
+    def __init__(self, health: HealthChecker, stats: dict, lock: threading.Lock) -> None:
+        self.health, self.stats, self.lock = health, stats, lock
+        self.channels: dict[str, tuple[grpc.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+
+    def probe(self, target: str, timeout_s: float) -> bool:
+        """ServerLive within the timeout. A target that is down is probed over a fresh
+        connection (the cached channel may sit in a SYN retry or a reconnect backoff for
+        seconds after the peer is back); once it answers, data calls get a fresh channel."""
+        if target not in self.health.down and target in self.health.seen_up:
+            try:
+                return self.stub(target).ServerLive(pb.ServerLiveRequest(),
+                                                    timeout=timeout_s).live
+            except grpc.RpcError:
+                return False
+        live = live_fresh(target, timeout_s)
+        if live and target in self.health.down:
+            with self.lock:
+                old = self.channels.pop(target, None)
+            if old is not None:
+                old[0].close()  # calls still waiting on the dead connection fail now
+        return live
+
+    def stub(self, target: str) -> pb_grpc.GRPCInferenceServiceStub:
+        with self.lock:
+            if target not in self.channels:
+                ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+                self.channels[target] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+            return self.channels[target][1]
+
+    def call(self, msg, route: Route, deadline: float | None):
+        """Try the route's targets by its policy; (response, None) or (None, last error)."""
+        targets = self.health.order(route.targets) if route.health else list(route.targets)
+        if route.health and route.fallback is not None:
+            # a fallback serves while targets are down: do not wait on them
+            targets = [t for t in targets if t not in self.health.down]
+        attempt = route.attempt_timeout_ms / 1000 if route.attempt_timeout_ms else None
+
+        def timeout() -> float | None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if attempt is None:
+                return left
+            return attempt if left is None else min(attempt, left)
+
+        if route.policy == "hedge":
+            return self._hedge(msg, targets, route.hedge_ms / 1000, timeout)
+        last = None
+        for n, target in enumerate(targets):
+            t = timeout()
+            if t is not None and t <= 0:
+                break
+            try:
+                resp = self._attempt(target, msg, t, watch=route.health is not None)
+                if n:
+                    with self.lock:
+                        self.stats["failovers"] += 1
+                return resp, None
+            except grpc.RpcError as e:
+                last = e
+        return None, last
+
+    def _attempt(self, target: str, msg, timeout: float | None, watch: bool):
+        """One call; with health checks on, abandoned as soon as the target is marked down
+        (in-flight requests move to the survivor instead of waiting out their timeout).
+        With the passive detector the call itself is the health check: a refusal, or
+        silence beyond what the target's recent latency allows, marks it down."""
+        if not watch:
+            return self.stub(target).ModelInfer(msg, timeout=timeout)
+        health = self.health
+        t0 = time.monotonic()
+        limit = health.suspect_after(target)
+        fut = self.stub(target).ModelInfer.future(msg, timeout=timeout)
+        done = threading.Event()
+        fut.add_done_callback(lambda _f: done.set())
+        while True:
+            wait = 0.01 if limit is None else max(0.0, min(0.01, t0 + limit - time.monotonic()))
+            if done.wait(wait):
+                break
+            if target in health.down:
+                fut.cancel()
+                raise TargetDown(target)
+            if limit is not None and time.monotonic() - t0 >= limit:
+                fut.cancel()
+                health.suspect(target, "silence", waited_ms=round(limit * 1000, 2))
+                raise TargetDown(target)
+        try:
+            resp = fut.result()
+        except grpc.RpcError as e:
+            signal = _failure_of(e) if health.passive else None
+            if signal is not None:
+                health.suspect(target, signal, code=e.code().name,
+                               waited_ms=round((time.monotonic() - t0) * 1000, 2))
+            raise
+        health.answered(target, time.monotonic() - t0)
+        return resp
+
+    def _hedge(self, msg, targets: list[str], hedge_s: float, timeout):
+        """Ask the first target, then the next ones (at once or after hedge_s); first wins."""
+        lock = threading.Lock()
+        done = threading.Event()
+        state: dict[str, Any] = {"resp": None, "err": None, "failed": 0, "launched": 0}
+        futs = []
+
+        def finished(f) -> None:
+            with lock:
+                if f.cancelled():
+                    return
+                if f.exception() is None and state["resp"] is None:
+                    state["resp"] = f.result()
+                    done.set()
+                elif f.exception() is not None:
+                    state["err"] = f.exception()
+                    state["failed"] += 1
+                    if state["failed"] == len(targets):
+                        done.set()
+
+        for n, target in enumerate(targets):
+            t = timeout()
+            if n and (done.wait(hedge_s) or state["resp"] is not None):
+                break
+            f = self.stub(target).ModelInfer.future(msg, timeout=t)
+            futs.append(f)
+            f.add_done_callback(finished)
+        t = timeout()
+        done.wait(t)
+        for f in futs:
+            f.cancel()
+        return state["resp"], state["err"]

@@ -1,0 +1,191 @@
+"""The passive detector: a stage learns that its next stage failed from its own calls.
+
+No root needed: stages are `python -m harness.stage` processes on 127.0.0.1. A hang
+is SIGSTOP (the connection stays open and says nothing, as after a silent crash), a
+crash with a reset is SIGKILL (the kernel closes the sockets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from harness.measure.overhead import free_port, start_stage
+from harness.pipeline.client import control_call
+from harness.pipeline.codec import infer_request
+from harness.pipeline.node.health import HealthChecker, Latency
+from harness.pipeline.routing import Health, Route
+from harness.workload.samples import datasets
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS = REPO / "models" / "digits"
+HOST = "127.0.0.1"
+PASSIVE = {"period_ms": 25, "timeout_ms": 50, "failures": 1, "detector": "passive",
+           "idle_ms": 250, "suspect_min_ms": 25}
+
+
+# -- the parts -------------------------------------------------------------------------
+
+
+def test_latency_is_tracked_as_tcp_tracks_a_round_trip() -> None:
+    lat = Latency()
+    assert lat.limit(0.025) is None  # nothing answered yet: nothing to judge by
+    lat.observe(0.004)
+    assert (lat.srtt, lat.rttvar) == (0.004, 0.002)
+    assert lat.limit(0.001) == pytest.approx(0.004 + 4 * 0.002)
+    lat.observe(0.012)  # RFC 6298: rttvar 3/4 + |srtt - r| / 4, srtt 7/8 + r / 8
+    assert lat.rttvar == pytest.approx(0.75 * 0.002 + 0.25 * 0.008)
+    assert lat.srtt == pytest.approx(0.875 * 0.004 + 0.125 * 0.012)
+    assert lat.limit(0.025) == 0.025  # never below the floor
+
+
+def test_passive_probes_only_targets_that_are_down_or_idle() -> None:
+    probed: list[str] = []
+    events: list[tuple] = []
+    hc = HealthChecker(lambda t, _s: probed.append(t) or True,
+                       lambda kind, target, **d: events.append((kind, target, d)))
+    hc.set_route(Route(model="m", targets=["a:1", "b:1"], inputs=["x"],
+                       health=Health(**PASSIVE)))
+    h = hc.route.health
+    now = time.monotonic()
+    hc.answered("a:1", 0.003)  # a carries traffic; b (a warm replica) has never answered
+    assert not hc._due("a:1", h, now) and hc._due("b:1", h, now)
+    assert hc._due("a:1", h, now + 0.3)  # idle for longer than idle_ms
+    hc.suspect("b:1", "silence")
+    assert "b:1" not in hc.down  # never seen up: starting, not failing
+    hc.suspect("a:1", "silence", waited_ms=25.0)
+    assert hc.down == {"a:1"} and hc._due("a:1", h, now)  # down: probed every tick
+    assert events == [("detect", "a:1", {"signal": "silence", "waited_ms": 25.0})]
+    hc.answered("a:1", 0.003)  # a call that went through after all
+    assert hc.down == set() and events[-1] == ("detect.up", "a:1", {"signal": "call"})
+
+
+def test_a_bad_detector_is_a_one_line_route_error() -> None:
+    with pytest.raises(ValueError, match="route.health.detector='gossip'"):
+        Route.from_json({"model": "m", "targets": ["a:1"], "inputs": ["x"],
+                         "health": {**PASSIVE, "detector": "gossip"}})
+    with pytest.raises(ValueError, match="route.health: .*unexpected keyword"):
+        Route.from_json({"model": "m", "targets": ["a:1"], "inputs": ["x"],
+                         "health": {**PASSIVE, "every": 3}})
+
+
+# -- a head with two middles on loopback ---------------------------------------------------
+
+
+class Pair:
+    """head -> [middle a, middle b] -> tail, the head watching a and b passively."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.events = tmp / "head.events.jsonl"
+        tail = self._start("--model", str(DIGITS / "tail.onnx"), "--node", "t")
+        route = {"model": "tail", "targets": [tail], "inputs": ["m", "h"]}
+        self.a = self._start("--model", str(DIGITS / "middle.onnx"), "--node", "a",
+                             "--route", json.dumps(route))
+        self.b = self._start("--model", str(DIGITS / "middle.onnx"), "--node", "b",
+                             "--route", json.dumps(route))
+        self.pid = {self.a: self.procs[-2].pid, self.b: self.procs[-1].pid}
+        head_route = {"model": "middle", "targets": [self.a, self.b], "inputs": ["h"],
+                      "attempt_timeout_ms": 1000, "health": PASSIVE}
+        self.head = self._start("--model", str(DIGITS / "head.onnx"), "--node", "h",
+                                "--route", json.dumps(head_route),
+                                "--events", str(self.events))
+
+    def _start(self, *args: str) -> str:
+        port = free_port(HOST)
+        proc, _ = start_stage(*args, "--host", HOST, "--port", str(port))
+        self.procs.append(proc)
+        return f"{HOST}:{port}"
+
+    def close(self) -> None:
+        for p in self.procs:
+            try:
+                os.kill(p.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            p.kill()
+        for p in self.procs:
+            p.communicate()
+
+    def detections(self) -> list[dict]:
+        if not self.events.exists():
+            return []
+        return [json.loads(line) for line in self.events.read_text().splitlines()]
+
+
+@pytest.fixture
+def pair(tmp_path) -> Iterator[Pair]:
+    p = Pair(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _send(head: str, n: int, every_s: float, out: list) -> None:
+    """n requests to the head, one every `every_s` (open loop); (sent, seconds, path)."""
+    x = datasets.digits_frames([3])
+    with grpc.insecure_channel(head) as ch:
+        stub = pb_grpc.GRPCInferenceServiceStub(ch)
+        t0 = time.monotonic()
+        for i in range(n):
+            time.sleep(max(0.0, t0 + i * every_s - time.monotonic()))
+            sent = time.monotonic()
+            resp = stub.ModelInfer(infer_request("head", {"image": x}, f"r{i}"), timeout=5)
+            out.append((sent, time.monotonic() - sent, resp.parameters["path"].string_param))
+
+
+@pytest.mark.parametrize("fault", ["hang", "reset"])
+def test_a_failed_target_is_found_by_the_calls_not_by_probes(pair: Pair, fault: str) -> None:
+    """Traffic flows to a; a hangs (SIGSTOP) or dies (SIGKILL): the head's next call to
+    it is the detection ("silence" once it outlasts a's own recent latency, "refused"
+    at once), it fails over to b, and no request is lost. Meanwhile a, carrying
+    traffic, was never probed, and b, idle, only every idle_ms (probe detector: both
+    every 25 ms)."""
+    warm: list = []
+    _send(pair.head, 50, 0.02, warm)  # 1 s: a's latency learned, b idle
+    assert {p for *_, p in warm} == {"h:head>a:middle>t:tail"}
+    live_a = control_call(pair.a, "Stats")["live_calls"]
+    live_b = control_call(pair.b, "Stats")["live_calls"]
+    # one warm-up's worth of ServerLive calls at most on each: the probe detector would
+    # have sent ~40 to each in that second
+    assert live_a <= 4 and live_b <= 8, (live_a, live_b)
+
+    got: list = []
+    sender = threading.Thread(target=_send, args=(pair.head, 50, 0.02, got))
+    sender.start()
+    time.sleep(0.3)
+    t_fault = time.monotonic()
+    os.kill(pair.pid[pair.a], signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
+    sender.join(timeout=30)
+    assert len(got) == 50  # every request answered (ModelInfer raises otherwise)
+
+    detect = [e for e in pair.detections() if e["kind"] == "detect"]
+    assert [e["target"] for e in detect] == [pair.a], detect
+    want = "silence" if fault == "hang" else "refused"
+    assert detect[0]["signal"] == want, detect
+    after = [(s, p) for s, _, p in got if s > detect[0]["t"]]
+    assert after and {p for _, p in after} == {"h:head>b:middle>t:tail"}, got
+    # the call that found it waited about its limit (hang) or not at all (reset); the
+    # slowest answer is bounded by that, not by the 1 s attempt timeout
+    slowest = max(d for s, d, _ in got if s >= t_fault - 0.05)
+    assert slowest < 0.5, (slowest, detect)
+    if fault == "hang":
+        os.kill(pair.pid[pair.a], signal.SIGCONT)  # back: the down target's probe sees it
+        deadline = time.monotonic() + 5
+        while not any(e["kind"] == "detect.up" for e in pair.detections()):
+            assert time.monotonic() < deadline, pair.detections()
+            time.sleep(0.05)
+        back: list = []
+        _send(pair.head, 5, 0.02, back)
+        assert {p for *_, p in back} == {"h:head>a:middle>t:tail"}
