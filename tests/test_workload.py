@@ -241,6 +241,8 @@ def test_pipeline_presets_validate(preset) -> None:
     (["technique=failover", "technique.detector=gossip"], "technique.detector"),
     (["technique=structural", "technique.suspect_min_ms=0"], "technique.suspect_min_ms"),
     (["technique=failover", "technique.idle_probe_ms=-5"], "technique.idle_probe_ms"),
+    (["technique=failover", "technique.mode=active_active", "technique.detector=passive"],
+     "technique.detector"),
     (["faults=sensor_crash", "topology.n_sensors=1"], "faults.actions[0].target"),
 ])
 def test_bad_technique_input(overrides, key) -> None:

@@ -37,6 +37,9 @@ class Failover(Technique):
         positive(attempt_timeout_ms=attempt_timeout_ms)
         if hedge_ms < 0:
             fail("technique.hedge_ms", hedge_ms, "must be >= 0")
+        if detector == "passive" and mode == "active_active":
+            fail("technique.detector", detector, "active_active asks every target anyway; "
+                 "passive watches the calls of warm or cold failover")
         self.mode, self.replicas = mode, dict(replicas)
         self.variant = {k: v for k, v in (variant or {}).items() if v}
         self.health = health_watch(detector, health_period_ms, health_timeout_ms,

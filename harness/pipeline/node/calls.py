@@ -24,18 +24,15 @@ from harness.pipeline.routing import Route
 DOWNSTREAM = "hx-downstream-error"  # trailing metadata: the error is a later hop's
 
 
-def _failure_of(err: grpc.RpcError) -> str | None:
-    """What a failed call says of its target: "refused" (no route to it, connection
-    reset), "silence" (no answer within the attempt's time), or None when the error is a
-    later hop's (the target said so in its trailing metadata) or not about liveness."""
+def _refused(err: grpc.RpcError) -> bool:
+    """The target itself refused or dropped the call (no route to it, connection reset),
+    not a later hop (a stage says so in its trailing metadata). A DEADLINE_EXCEEDED says
+    nothing of the target: the caller's own time may be what ran out."""
     try:
-        code = err.code()
-        if any(k == DOWNSTREAM for k, _ in (err.trailing_metadata() or ())):
-            return None
+        return err.code() == grpc.StatusCode.UNAVAILABLE and not any(
+            k == DOWNSTREAM for k, _ in (err.trailing_metadata() or ()))
     except AttributeError:  # an error of our own, e.g. TargetDown
-        return None
-    return {grpc.StatusCode.UNAVAILABLE: "refused",
-            grpc.StatusCode.DEADLINE_EXCEEDED: "silence"}.get(code)
+        return False
 
 
 class TargetDown(grpc.RpcError):
@@ -116,8 +113,8 @@ class Calls:
     def _attempt(self, target: str, msg, timeout: float | None, watch: bool):
         """One call; with health checks on, abandoned as soon as the target is marked down
         (in-flight requests move to the survivor instead of waiting out their timeout).
-        With the passive detector the call itself is the health check: a refusal, or
-        silence beyond what the target's recent latency allows, marks it down."""
+        With the passive detector the call itself is the health check: a refusal marks
+        the target down, silence beyond what its recent latency allows makes it suspect."""
         if not watch:
             return self.stub(target).ModelInfer(msg, timeout=timeout)
         health = self.health
@@ -130,19 +127,18 @@ class Calls:
             wait = 0.01 if limit is None else max(0.0, min(0.01, t0 + limit - time.monotonic()))
             if done.wait(wait):
                 break
-            if target in health.down:
-                fut.cancel()
-                raise TargetDown(target)
-            if limit is not None and time.monotonic() - t0 >= limit:
-                fut.cancel()
-                health.suspect(target, "silence", waited_ms=round(limit * 1000, 2))
+            silent = limit is not None and time.monotonic() - t0 >= limit
+            if target in health.down or silent:
+                if not fut.cancel() and fut.done():
+                    break  # the answer came in the meantime: take it
+                if silent:  # suspect: a probe decides; this call moves on now
+                    health.silent(target, waited_ms=round(limit * 1000, 2))
                 raise TargetDown(target)
         try:
             resp = fut.result()
         except grpc.RpcError as e:
-            signal = _failure_of(e) if health.passive else None
-            if signal is not None:
-                health.suspect(target, signal, code=e.code().name,
+            if health.passive and _refused(e):
+                health.refused(target, code=e.code().name,
                                waited_ms=round((time.monotonic() - t0) * 1000, 2))
             raise
         health.answered(target, time.monotonic() - t0)

@@ -7,12 +7,15 @@ Two detectors (the route's `health.detector`):
   call per target per period whether or not anything is wrong.
 * `passive`: the calls the stage makes anyway are the signal. A call the target
   refuses (UNAVAILABLE that did not come from further down the pipeline) marks it
-  down at once; so does a call still unanswered after the target's own recent
-  latency allows, as TCP's retransmission timer judges it (RFC 6298: smoothed
-  latency + 4 x its variation, at least `suspect_min_ms`): silent crashes, hangs
-  and partitions send no reset, only silence. A target that answered a call within
-  `idle_ms` is not probed at all; probes go only to targets that are down (to see
-  them come back) or idle (a warm replica, so a dead one is known before it is needed).
+  down at once. A call still unanswered after the target's own recent latency
+  allows, as TCP's retransmission timer judges it (RFC 6298: smoothed latency + 4 x
+  its variation, at least `suspect_min_ms`), makes it *suspect*: the call moves to
+  the next target at once and new calls avoid it, and a ServerLive probe decides --
+  down if it fails, cleared if it answers (silence can also be a later hop's, which
+  must not be blamed on this one). Silent crashes, hangs and partitions send no
+  reset, only silence. A target that answered a call within `idle_ms` is not
+  probed at all; probes go only to targets that are down or suspect, and to idle
+  ones (a warm replica, so a dead one is known before it is needed).
 
 Transitions are appended to the stage's events file, which the harness merges
 into events.parquet; each `detect` says which signal fired.
@@ -82,8 +85,12 @@ class HealthChecker(threading.Thread):
         self.fails: dict[str, int] = {}
         self.latency: dict[str, Latency] = {}
         self.last_probe: dict[str, float] = {}
+        self.suspected: set[str] = set()  # passive: silent, a probe to decide
+        self.silence: dict[str, tuple[float, dict]] = {}  # when and how it fell silent
+        self.epoch: dict[str, int] = {}  # times marked down: a probe older than that is stale
         self.lock = threading.Lock()
         self.stopped = threading.Event()
+        self.wake = threading.Event()  # a suspect to probe now
 
     def set_route(self, route: Route | None) -> None:
         self.route = route
@@ -106,33 +113,70 @@ class HealthChecker(threading.Thread):
     def answered(self, target: str, seconds: float) -> None:
         with self.lock:
             self.latency.setdefault(target, Latency()).observe(seconds)
+        if not self.passive:  # the probe detector decides alone, as it always has
+            return
+        with self.lock:
             self.seen_up.add(target)
             self.fails[target] = 0
+            self.suspected.discard(target)
         if target in self.down:
             self._up(target, "call")
 
-    def suspect(self, target: str, signal: str, **detail: Any) -> None:
-        """A call failed or went unanswered too long: down now, not after a probe."""
+    def refused(self, target: str, **detail: Any) -> None:
+        """The target itself refused a call: down now, not after a probe."""
+        self._down(target, "refused", **detail)
+
+    def silent(self, target: str, **detail: Any) -> None:
+        """A call outlasted the target's limit: suspect until a probe says which."""
+        with self.lock:
+            if target in self.down or target not in self.seen_up:
+                return
+            self.suspected.add(target)
+            self.silence[target] = (time.monotonic(), detail)
+        self.wake.set()
+
+    def _down(self, target: str, signal: str, **detail: Any) -> None:
         with self.lock:
             if target in self.down or target not in self.seen_up:
                 return
             self.down.add(target)
+            self.suspected.discard(target)
+            self.epoch[target] = self.epoch.get(target, 0) + 1
         self.events("detect", target, signal=signal, **detail)
 
-    def _up(self, target: str, signal: str) -> None:
+    def _up(self, target: str, signal: str, epoch: int | None = None) -> None:
         with self.lock:
             if target not in self.down:
                 return
+            if epoch is not None and self.epoch.get(target, 0) != epoch:
+                return  # marked down while the probe was out: its answer is older news
             self.down.discard(target)
+            self.latency.pop(target, None)  # a new connection: learn its latency afresh
         self.events("detect.up", target, signal=signal)
 
     # -- probes ----------------------------------------------------------------------------
     def _due(self, target: str, h: Health, now: float) -> bool:
-        if h.detector == "probe" or target in self.down:
+        if h.detector == "probe" or target in self.down or target in self.suspected:
             return True
         lat = self.latency.get(target)
         last = max(lat.last_ok if lat else 0.0, self.last_probe.get(target, 0.0))
         return now - last >= h.idle_ms / 1000
+
+    def _probed(self, target: str, ok: bool, h: Health, epoch: int) -> None:
+        if ok:
+            with self.lock:
+                self.fails[target] = 0
+                self.seen_up.add(target)
+                self.suspected.discard(target)
+            self._up(target, "probe", epoch)
+            return
+        self.fails[target] = self.fails.get(target, 0) + 1
+        if target in self.suspected:  # the silence is confirmed: since when it counts
+            t, detail = self.silence.get(target, (time.monotonic(), {}))
+            self._down(target, "silence", suspected_ms=round((time.monotonic() - t) * 1000, 2),
+                       **detail)
+        elif self.fails[target] >= h.failures:
+            self._down(target, "probe")
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -142,24 +186,20 @@ class HealthChecker(threading.Thread):
                 continue
             h = route.health
             t0 = time.monotonic()
+            self.wake.clear()
             for target in route.all_targets():
                 if not self._due(target, h, time.monotonic()):
                     continue
                 self.last_probe[target] = time.monotonic()
-                ok = self.probe(target, h.timeout_ms / 1000)
-                if ok:
-                    with self.lock:
-                        self.fails[target] = 0
-                        self.seen_up.add(target)
-                    self._up(target, "probe")
-                else:
-                    self.fails[target] = self.fails.get(target, 0) + 1
-                    if self.fails[target] >= h.failures:
-                        self.suspect(target, "probe")
-            tick = h.period_ms if h.detector == "probe" else min(h.period_ms, h.idle_ms / 5)
-            self.stopped.wait(max(0.0, t0 + tick / 1000 - time.monotonic()))
+                epoch = self.epoch.get(target, 0)
+                self._probed(target, self.probe(target, h.timeout_ms / 1000), h, epoch)
+            # passive: a tick only looks for due targets; at least 5 ms whatever idle_ms is
+            tick = h.period_ms if h.detector == "probe" else max(5.0, min(h.period_ms,
+                                                                          h.idle_ms / 5))
+            self.wake.wait(max(0.0, t0 + tick / 1000 - time.monotonic()))
 
     def order(self, targets: list[str]) -> list[str]:
-        """Healthy targets first, in route order; targets marked down last."""
-        return ([t for t in targets if t not in self.down]
-                + [t for t in targets if t in self.down])
+        """Healthy targets first, in route order; suspect ones next; targets marked down
+        last."""
+        rank = {t: 2 if t in self.down else 1 if t in self.suspected else 0 for t in targets}
+        return sorted(targets, key=lambda t: rank[t])
