@@ -111,35 +111,41 @@ class Calls:
         return None, last
 
     def _attempt(self, target: str, msg, timeout: float | None, watch: bool):
-        """One call; with health checks on, abandoned as soon as the target is marked down
-        (in-flight requests move to the survivor instead of waiting out their timeout).
-        With the passive detector the call itself is the health check: a refusal marks
-        the target down, silence beyond what its recent latency allows makes it suspect."""
+        """One call; with the probe detector, abandoned as soon as the target is marked
+        down (in-flight requests move to the survivor instead of waiting out their
+        timeout). With the passive detector the call itself is the health check."""
         if not watch:
             return self.stub(target).ModelInfer(msg, timeout=timeout)
-        health = self.health
-        t0 = time.monotonic()
-        limit = health.suspect_after(target)
+        if self.health.passive:
+            return self._passive(target, msg, timeout)
         fut = self.stub(target).ModelInfer.future(msg, timeout=timeout)
         done = threading.Event()
         fut.add_done_callback(lambda _f: done.set())
-        while True:
-            wait = 0.01 if limit is None else max(0.0, min(0.01, t0 + limit - time.monotonic()))
-            if done.wait(wait):
-                break
-            silent = limit is not None and time.monotonic() - t0 >= limit
-            if target in health.down or silent:
+        while not done.wait(0.01):
+            if target in self.health.down:
                 if not fut.cancel() and fut.done():
                     break  # the answer came in the meantime: take it
-                if silent:  # suspect: a probe decides; this call moves on now
-                    health.silent(target, waited_ms=round(limit * 1000, 2))
                 raise TargetDown(target)
+        return fut.result()
+
+    def _passive(self, target: str, msg, timeout: float | None):
+        """A plain blocking call whose deadline is the target's silence limit: nothing
+        runs beside it while all is well (a watched future costs a thread wake-up per
+        call). A refusal marks the target down; a deadline that was the limit's, not the
+        caller's, makes it suspect and moves the call on."""
+        health = self.health
+        limit = health.suspect_after(target)
+        own = limit is not None and (timeout is None or limit < timeout)
+        t0 = time.monotonic()
         try:
-            resp = fut.result()
+            resp = self.stub(target).ModelInfer(msg, timeout=limit if own else timeout)
         except grpc.RpcError as e:
-            if health.passive and _refused(e):
-                health.refused(target, code=e.code().name,
-                               waited_ms=round((time.monotonic() - t0) * 1000, 2))
+            waited_ms = round((time.monotonic() - t0) * 1000, 2)
+            if _refused(e):
+                health.refused(target, code=e.code().name, waited_ms=waited_ms)
+            elif own and e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                health.silent(target, waited_ms=waited_ms)
+                raise TargetDown(target) from None
             raise
         health.answered(target, time.monotonic() - t0)
         return resp

@@ -193,10 +193,23 @@ class HealthChecker(threading.Thread):
                 self.last_probe[target] = time.monotonic()
                 epoch = self.epoch.get(target, 0)
                 self._probed(target, self.probe(target, h.timeout_ms / 1000), h, epoch)
-            # passive: a tick only looks for due targets; at least 5 ms whatever idle_ms is
-            tick = h.period_ms if h.detector == "probe" else max(5.0, min(h.period_ms,
-                                                                          h.idle_ms / 5))
-            self.wake.wait(max(0.0, t0 + tick / 1000 - time.monotonic()))
+            if h.detector == "probe":
+                self.wake.wait(max(0.0, t0 + h.period_ms / 1000 - time.monotonic()))
+            else:  # sleep until a probe is due (calls and suspects wake it): while all
+                self.wake.wait(self._until_due(route.all_targets(), h))  # answer, rarely
+
+    def _until_due(self, targets: list[str], h: Health) -> float:
+        """Passive: seconds until the next probe is due (down or suspect targets: every
+        period; others: idle_ms after their last answer or probe); at least 5 ms."""
+        now, due = time.monotonic(), []
+        for t in targets:
+            if t in self.down or t in self.suspected:
+                due.append(self.last_probe.get(t, 0.0) + h.period_ms / 1000)
+            else:
+                lat = self.latency.get(t)
+                last = max(lat.last_ok if lat else 0.0, self.last_probe.get(t, 0.0))
+                due.append(last + h.idle_ms / 1000)
+        return max(0.005, min(due, default=now + h.idle_ms / 1000) - now)
 
     def order(self, targets: list[str]) -> list[str]:
         """Healthy targets first, in route order; suspect ones next; targets marked down
