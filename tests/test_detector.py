@@ -20,7 +20,7 @@ import grpc
 import pytest
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from harness.measure.overhead import free_port, start_stage
+from harness.measure.stage_procs import free_lean_port, free_port, start_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.codec import infer_request
 from harness.pipeline.node.health import HealthChecker, Latency
@@ -120,8 +120,9 @@ def test_a_bad_detector_is_a_one_line_route_error() -> None:
 class Pair:
     """head -> [middle a, middle b] -> tail, the head watching a and b passively."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, hop: str) -> None:
         self.procs: list[subprocess.Popen] = []
+        self.lean = ["--lean"] if hop == "lean" else []
         self.events = tmp / "head.events.jsonl"
 
     def start(self) -> None:
@@ -139,8 +140,8 @@ class Pair:
                                 "--events", str(self.events))
 
     def _start(self, *args: str) -> str:
-        port = free_port(HOST)
-        proc, _ = start_stage(*args, "--host", HOST, "--port", str(port))
+        port = free_lean_port() if self.lean else free_port(HOST)
+        proc, _ = start_stage(*args, "--host", HOST, "--port", str(port), *self.lean)
         self.procs.append(proc)
         return f"{HOST}:{port}"
 
@@ -160,9 +161,10 @@ class Pair:
         return [json.loads(line) for line in self.events.read_text().splitlines()]
 
 
-@pytest.fixture
-def pair(tmp_path) -> Iterator[Pair]:
-    p = Pair(tmp_path)
+@pytest.fixture(params=["lean", "grpc"])
+def pair(tmp_path, request) -> Iterator[Pair]:
+    """On either hop: the signals (a refusal, silence) must read the same."""
+    p = Pair(tmp_path, request.param)
     try:
         p.start()  # inside the try: stages already started are killed if a later one fails
         yield p

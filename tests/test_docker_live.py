@@ -342,6 +342,7 @@ def test_servers_in_containers_listen_on_the_node_address_or_loopback() -> None:
     """Stages on their node's emulated address only; an image stage's own server on
     loopback only (`{host}`): its one client is the stage in front of it, in the same
     network namespace, so nothing over the emulated links reaches it directly."""
+    from harness.pipeline.routing import LEAN_PORT_OFFSET
     from tests.helpers import PIPELINE, during_run, exp_for, namespaces_listening, servers_by_node
 
     overrides = [*PIPELINE, *DOCKER, "pipeline=image_tail", "faults=none", "run.duration_s=3"]
@@ -350,9 +351,12 @@ def test_servers_in_containers_listen_on_the_node_address_or_loopback() -> None:
     code, out, seen = during_run(overrides, namespaces_listening)
     assert code == 0, out[-3000:]
     image_port = exp.pipeline.stages[-1].image_port
+    lean = port + LEAN_PORT_OFFSET  # the stage-to-stage hop, same address
     assert servers_by_node(seen, ips) == {
-        "d1": {("tcp", ips["d1"], port)}, "e1": {("tcp", ips["e1"], port)},
-        "c1": {("tcp", ips["c1"], port), ("tcp", "127.0.0.1", image_port)}}
+        "d1": {("tcp", ips["d1"], port), ("tcp", ips["d1"], lean)},
+        "e1": {("tcp", ips["e1"], port), ("tcp", ips["e1"], lean)},
+        "c1": {("tcp", ips["c1"], port), ("tcp", ips["c1"], lean),
+               ("tcp", "127.0.0.1", image_port)}}
 
 
 def test_image_stage_needs_a_container_node() -> None:

@@ -43,7 +43,7 @@ KEYS = [
     "workload.rate_hz", "workload.slo_ms", "workload.arrival", "workload.grace_s",
     "workload.timestamps_file", "workload.sensors", "workload.samples.occlusion",
     "workload.rate_schedule", "workload.start_delay_s",
-    "pipeline.model_file", "pipeline.stages",
+    "pipeline.model_file", "pipeline.stages", "pipeline.hop", "pipeline.port",
     "technique.mode", "technique.replicas", "technique.health_period_ms",
     "technique.health_timeout_ms", "technique.attempt_timeout_ms", "technique.variant.middle",
     "technique.early_exit", "technique.hedge_ms", "technique.detector",
@@ -57,7 +57,7 @@ ATOMS = st.one_of(
     st.sampled_from(["null", "true", "false", "''", "e1", "e9", "h1", "d1-e1", "zz-top",
                      "models/digits/head.onnx", "models/nosuch.onnx", "/etc/passwd",
                      "README.md", "../shared/traces", "warm", "cold", "poisson", "recorded",
-                     "passive", "-1", "0", "1e9", "0.5", "101"]),
+                     "passive", "lean", "grpc", "-1", "0", "1e9", "0.5", "101", "65000"]),
 )
 VALUES = st.one_of(
     ATOMS,

@@ -22,6 +22,7 @@ import pytest
 
 from harness.core import access
 from harness.core.files import write_text_atomic
+from harness.pipeline.routing import LEAN_PORT_OFFSET
 from tests.helpers import (
     PIPELINE,
     REPO,
@@ -259,11 +260,14 @@ def live_run(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.mark.needs_root
 def test_stage_servers_listen_on_their_node_address_only(live_run) -> None:
     """Not on 0.0.0.0, ::, loopback or another address: a stage is reachable over its
-    node's emulated links and nowhere else (sensors, the delay line: nothing listens)."""
+    node's emulated links and nowhere else (sensors, the delay line: nothing listens).
+    A stage's two ports: KServe v2 gRPC and the lean hop (+ LEAN_PORT_OFFSET)."""
     ips = exp_for(*LIVE).topology.addresses()
     port = exp_for(*LIVE).pipeline.port
+    assert exp_for(*LIVE).pipeline.hop == "lean"
     assert servers_by_node(live_run[1]["namespaces"], ips) == {
-        n: {("tcp", ips[n], port)} for n in ("d1", "e1", "e2", "c1")}
+        n: {("tcp", ips[n], port), ("tcp", ips[n], port + LEAN_PORT_OFFSET)}
+        for n in ("d1", "e1", "e2", "c1")}
 
 
 @root_only

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc as tc
 
 from harness.measure import overhead
-from harness.measure.overhead import free_port, start_stage
+from harness.measure.stage_procs import free_port, start_stage
 from harness.pipeline.sessions import load_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,3 +106,15 @@ def test_overhead_figures_are_positive_and_finite(tmp_path):
 def test_overhead_bad_n_exits_2(capsys):
     assert overhead.main(["--n", "0"]) == 2
     assert capsys.readouterr().err.startswith("overhead error: --n=0")
+
+
+def test_hop_floors_relay_every_payload_and_cost_more_than_direct():
+    """Each floor's relay answers the payload it was sent (measure raises otherwise) and a
+    hop through a relay process costs more than none: it adds a round trip."""
+    from harness.measure.hop_floor import floors
+
+    fl = floors(n=60, warmup=5, nbytes=16384)
+    assert set(fl) == {"tcp", "grpc unary", "grpc stream"}
+    for kind, r in fl.items():
+        assert all(math.isfinite(v) for v in r.values()), (kind, r)
+        assert r["relay_p50_ms"] > r["direct_p50_ms"] > 0, (kind, r)

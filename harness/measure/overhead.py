@@ -7,7 +7,9 @@ one intra-op thread:
 (a) in-process: `session.run` of an identity model on a 64 KB tensor;
 (b) client -> stage(identity): one round trip to a stage serving that model;
 (c) client -> null stage -> stage(identity): the same, through a null stage
-    (`--null x`, no model) that forwards the tensor.
+    (`--null x`, no model) that forwards the tensor over the lean hop, as the
+    harness's stages call each other (`pipeline.hop: lean`);
+(d) the same with the null stage calling over gRPC (`pipeline.hop: grpc`).
 
 The identity model (built here with onnx.helper in a temp dir) maps input `x`
 float32 [1, 16384] (64 KB) to output `y` through one Identity node. The null
@@ -15,12 +17,13 @@ stage returns its input `x` as its output, so its route sends `x` on
 (`{"model": "identity", "inputs": ["x"]}`); the identity stage is the last one
 and answers `y`. Each remote call builds the request (`harness.pipeline.codec.infer_request`)
 and decodes the answer, over one reused channel per target (raw KServe v2
-stub); (b) and (c) are measured interleaved, call by call, so that drift on the
+stub); (b), (c) and (d) are measured interleaved, call by call, so that drift on the
 machine affects both alike.
 
-Figures (p50, p99 in ms): per-hop overhead = (c) - (b) at p50; stage overhead
-over in-process = (b) - (a) at p50. Prints a table and one JSON line; exits 0
-if the per-hop overhead p50 <= 1 ms (`TARGET_HOP_MS`), else 1; 2 on bad input.
+Figures (p50, p99 in ms): per-hop overhead = (c) - (b) at p50 (over gRPC: (d) - (b));
+stage overhead over in-process = (b) - (a) at p50. Prints a table and one JSON line;
+exits 0 if the per-hop overhead p50 <= 0.3 ms (`TARGET_HOP_MS`), else 1; 2 on bad
+input. `--floors` adds what a bare Python relay costs per hop (harness.measure.hop_floor).
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ import argparse
 import json
 import math
 import os
-import selectors
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 N_FLOATS = 16384  # float32 [1, 16384] = 64 KB
-TARGET_HOP_MS = 1.0
+TARGET_HOP_MS = 0.3
 IDENTITY = "identity"
-from harness.core.paths import REPO  # noqa: E402
+from harness.measure.stage_procs import free_lean_port, start_stage, stop_stage  # noqa: E402
 
 
 def build_identity_model(path: str | os.PathLike, n: int = N_FLOATS) -> Path:
@@ -64,62 +65,6 @@ def build_identity_model(path: str | os.PathLike, n: int = N_FLOATS) -> Path:
     path = Path(path)
     onnx.save(model, str(path))
     return path
-
-
-# -- stage processes ----------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now on ``host`` (the kernel's pick for a bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def start_stage(*args: str, timeout: float = 20.0) -> tuple[subprocess.Popen, dict]:
-    """Start `python -m harness.stage ARGS` and wait for its `{"serving": ...}` line.
-
-    Returns (process, serving info). The caller owns the process (`stop_stage`);
-    if it does not come up in ``timeout`` s it is killed and RuntimeError names
-    its stderr.
-    """
-    proc = subprocess.Popen([sys.executable, "-m", "harness.stage", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        return proc, _wait_serving(proc, timeout)
-    except BaseException:
-        stop_stage(proc)
-        raise
-
-
-def _wait_serving(proc: subprocess.Popen, timeout: float) -> dict:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not sel.select(left):
-                continue
-            line = proc.stdout.readline()
-            if not line:  # EOF: the process ended
-                break
-            if line.startswith('{"serving"'):
-                return json.loads(line)["serving"]
-    proc.kill()
-    err = proc.communicate()[1].strip() if proc.stderr else ""
-    raise RuntimeError(f"stage {proc.args[3:]} did not start (exit {proc.returncode}): "
-                       f"{err.splitlines()[-1] if err else 'no output'}")
-
-
-def stop_stage(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL if it is still there after 3 s; always reaped."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.communicate()
 
 
 # -- measuring ------------------------------------------------------------------------
@@ -211,16 +156,20 @@ def stages(model_path: str | os.PathLike) -> Iterator[dict[str, tuple[str, str]]
     host = "127.0.0.1"
     procs: list[subprocess.Popen] = []
     try:
-        p_id = free_port()
+        p_id = free_lean_port()
         proc, _ = start_stage("--model", str(model_path), "--name", IDENTITY, "--host", host,
-                              "--port", str(p_id), "--threads", "1", "--node", "identity")
+                              "--port", str(p_id), "--threads", "1", "--node", "identity",
+                              "--lean")
         procs.append(proc)
-        route = {"model": IDENTITY, "targets": [f"{host}:{p_id}"], "inputs": ["x"]}
-        p_null = free_port()
-        proc, _ = start_stage("--null", "x", "--host", host, "--port", str(p_null),
-                              "--threads", "1", "--node", "null", "--route", json.dumps(route))
-        procs.append(proc)
-        yield {"direct": (f"{host}:{p_id}", IDENTITY), "via_null": (f"{host}:{p_null}", "null")}
+        route = json.dumps({"model": IDENTITY, "targets": [f"{host}:{p_id}"], "inputs": ["x"]})
+        out = {"direct": (f"{host}:{p_id}", IDENTITY)}
+        for label, lean in (("via_null", ["--lean"]), ("via_null_grpc", [])):
+            p_null = free_lean_port()
+            proc, _ = start_stage("--null", "x", "--host", host, "--port", str(p_null),
+                                  "--threads", "1", "--node", "null", "--route", route, *lean)
+            procs.append(proc)
+            out[label] = (f"{host}:{p_null}", "null")
+        yield out
     finally:
         for proc in procs:
             stop_stage(proc)
@@ -233,17 +182,20 @@ def run(n: int = 500, warmup: int = 50) -> dict:
         inproc = percentiles(measure_inprocess(model, n, warmup))
         with stages(model) as targets:
             remote = measure_remote(targets, n, warmup)
-    direct, via_null = percentiles(remote["direct"]), percentiles(remote["via_null"])
-    return figures(inproc, direct, via_null, n, warmup)
+    p = {k: percentiles(v) for k, v in remote.items()}
+    return figures(inproc, p["direct"], p["via_null"], n, warmup, p["via_null_grpc"])
 
 
-def figures(inproc: dict, direct: dict, via_null: dict, n: int, warmup: int) -> dict:
+def figures(inproc: dict, direct: dict, via_null: dict, n: int, warmup: int,
+            via_null_grpc: dict) -> dict:
     hop = via_null["p50_ms"] - direct["p50_ms"]
     return {
         "n": n, "warmup": warmup, "tensor_bytes": N_FLOATS * 4, "intra_op_threads": 1,
         "inprocess": inproc, "direct": direct, "via_null": via_null,
+        "via_null_grpc": via_null_grpc,
         "hop_overhead_p50_ms": hop,
         "hop_overhead_p99_ms": via_null["p99_ms"] - direct["p99_ms"],
+        "hop_overhead_grpc_p50_ms": via_null_grpc["p50_ms"] - direct["p50_ms"],
         "stage_overhead_p50_ms": direct["p50_ms"] - inproc["p50_ms"],
         "target_hop_ms": TARGET_HOP_MS,
         "ok": bool(math.isfinite(hop) and hop <= TARGET_HOP_MS),
@@ -260,11 +212,14 @@ def print_table(f: dict) -> None:
         t.add_column(col, justify="left" if col == "measurement" else "right")
     rows = [("(a) in-process session.run", f["inprocess"]),
             ("(b) client -> stage", f["direct"]),
-            ("(c) client -> null stage -> stage", f["via_null"])]
+            ("(c) client -> null stage -> stage (lean hop)", f["via_null"]),
+            ("(d) ... the null stage calling over gRPC", f["via_null_grpc"])]
     for label, p in rows:
         t.add_row(label, f"{p['p50_ms']:.3f}", f"{p['p99_ms']:.3f}")
     t.add_row("per-hop overhead (c) - (b)", f"{f['hop_overhead_p50_ms']:.3f}",
               f"{f['hop_overhead_p99_ms']:.3f}")
+    t.add_row("per-hop overhead over gRPC (d) - (b)", f"{f['hop_overhead_grpc_p50_ms']:.3f}",
+              "")
     t.add_row("stage over in-process (b) - (a)", f"{f['stage_overhead_p50_ms']:.3f}", "")
     Console().print(t)
     verdict = "ok" if f["ok"] else "MISSED"
@@ -277,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=500, help="timed calls per measurement")
     ap.add_argument("--warmup", type=int, default=50, help="untimed calls first")
+    ap.add_argument("--floors", action="store_true",
+                    help="also measure what a bare Python relay costs per hop over raw TCP, "
+                         "unary gRPC and one persistent gRPC stream (harness.measure.hop_floor)")
     a = ap.parse_args(argv)
     if a.n < 1 or a.warmup < 0:
         print(f"overhead error: --n={a.n} must be >= 1 and --warmup={a.warmup} >= 0",
@@ -284,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     f = run(a.n, a.warmup)
     print_table(f)
+    if a.floors:
+        from harness.measure.hop_floor import floors, print_floors
+
+        f["floors"] = floors(a.n, a.warmup, N_FLOATS * 4)
+        print_floors(f["floors"])
     print(json.dumps({"overhead": f}), flush=True)
     return 0 if f["ok"] else 1
 

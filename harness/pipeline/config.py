@@ -14,6 +14,7 @@ from typing import Any
 from harness.core.config import ConfigError, check_range, fail
 from harness.core.paths import REPO
 from harness.emulation.topology import Topology
+from harness.pipeline.routing import HOPS, LEAN_PORT_OFFSET
 
 
 @dataclass
@@ -63,6 +64,9 @@ class PipelineConfig:
     output: str = "logits"  # the tensor the last stage answers with
     stages: list[StageSpec] = field(default_factory=list)
     port: int = 8001
+    # how stages call each other: lean (KServe v2 messages over plain TCP on port + 1000:
+    # a hop costs a fraction of gRPC's) or grpc; outside clients always get gRPC
+    hop: str = "lean"
     ready_timeout_s: float = 60.0
     # where each instance runs and sends (harness.pipeline.placement.Placement), set by
     # check_against: derived from the topology, never configured
@@ -75,7 +79,10 @@ class PipelineConfig:
         for i, n in enumerate(names):
             if n in names[:i]:
                 fail(f"{key}.stages[{i}].name", n, "duplicate stage name")
-        check_range(f"{key}.port", self.port, 1024, 65535)
+        if self.hop not in HOPS:
+            fail(f"{key}.hop", self.hop, f"one of {', '.join(HOPS)}")
+        check_range(f"{key}.port", self.port, 1024,
+                    65535 - (LEAN_PORT_OFFSET if self.hop == "lean" else 0))
         if not 0 < self.ready_timeout_s <= 3600:
             fail(f"{key}.ready_timeout_s", self.ready_timeout_s, "must be in (0, 3600]")
 

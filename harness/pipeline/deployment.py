@@ -169,6 +169,8 @@ class Deployment:
                 "--events", str(self.dir / f"{inst.key}.events.jsonl")]
         if inst.route is not None:
             argv += ["--route", json.dumps(inst.route.to_json())]
+        if self.pipe.hop == "lean":
+            argv += ["--lean"]
         log = open(self.dir / f"{inst.key}.log", "w")
         self.instances[inst.key] = inst
         self.info[inst.key] = {"t_spawn": time.monotonic()}

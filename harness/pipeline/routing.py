@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 POLICIES = ("ordered", "hedge")
+HOPS = ("lean", "grpc")  # how a stage calls the next one (harness.pipeline.node.lean)
+LEAN_PORT_OFFSET = 1000  # a stage's lean port: its gRPC port + this
 DETECTORS = ("probe", "passive")
 
 

@@ -18,6 +18,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.pipeline.client import CHANNEL_OPTIONS, live_fresh
+from harness.pipeline.node import lean
 from harness.pipeline.node.health import HealthChecker
 from harness.pipeline.routing import Route
 
@@ -53,6 +54,10 @@ class Calls:
     def __init__(self, health: HealthChecker, stats: dict, lock: threading.Lock) -> None:
         self.health, self.stats, self.lock = health, stats, lock
         self.channels: dict[str, tuple[grpc.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+        # lean: blocking calls to the next stage go over lean.Channel (probes, control and
+        # hedged or watched calls stay on gRPC)
+        self.lean = False
+        self.lean_channels: dict[str, lean.Channel] = {}
 
     def probe(self, target: str, timeout_s: float) -> bool:
         """ServerLive within the timeout. A target that is down is probed over a fresh
@@ -78,6 +83,15 @@ class Calls:
                 ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
                 self.channels[target] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
             return self.channels[target][1]
+
+    def infer(self, target: str):
+        """ModelInfer of a blocking call to `target`, on the lean hop if this stage uses it."""
+        if not self.lean:
+            return self.stub(target).ModelInfer
+        with self.lock:
+            if target not in self.lean_channels:
+                self.lean_channels[target] = lean.Channel(target)
+            return self.lean_channels[target].ModelInfer
 
     def call(self, msg, route: Route, deadline: float | None):
         """Try the route's targets by its policy; (response, None) or (None, last error)."""
@@ -115,7 +129,7 @@ class Calls:
         down (in-flight requests move to the survivor instead of waiting out their
         timeout). With the passive detector the call itself is the health check."""
         if not watch:
-            return self.stub(target).ModelInfer(msg, timeout=timeout)
+            return self.infer(target)(msg, timeout=timeout)
         if self.health.passive:
             return self._passive(target, msg, timeout)
         fut = self.stub(target).ModelInfer.future(msg, timeout=timeout)
@@ -138,7 +152,7 @@ class Calls:
         own = limit is not None and (timeout is None or limit < timeout)
         t0 = time.monotonic()
         try:
-            resp = self.stub(target).ModelInfer(msg, timeout=limit if own else timeout)
+            resp = self.infer(target)(msg, timeout=limit if own else timeout)
         except grpc.RpcError as e:
             waited_ms = round((time.monotonic() - t0) * 1000, 2)
             if _refused(e):

@@ -24,6 +24,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.core.config import ConfigError
 from harness.pipeline.client import CONTROL_SERVICE, GRPC_OPTIONS
+from harness.pipeline.node import lean
 from harness.pipeline.node.health import EventSink
 from harness.pipeline.node.runner import Runner, UpstreamRunner, first_inference
 from harness.pipeline.node.stage import Stage
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="a --null stage that joins the requests sharing an id (a technique's "
                          "node part, e.g. sensing redundancy's fusion)")
     ap.add_argument("--join-args", default="{}", help="JSON keyword arguments of --join")
+    ap.add_argument("--lean", action="store_true",
+                    help="also serve stage-to-stage calls on --port + 1000, and call the "
+                         "next stage there (harness.pipeline.node.lean)")
     a = ap.parse_args(argv)
     try:
         if sum(x is not None for x in (a.model, a.null, a.upstream)) != 1:
@@ -109,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                               "--upstream HOST:PORT")
         if a.upstream and not a.name:
             raise ConfigError("--name: --upstream needs the model name it serves")
-        if not 0 < a.port < 65536:
-            raise ConfigError(f"--port={a.port}: must be 1-65535")
+        if not 0 < a.port < 65536 - (lean.OFFSET if a.lean else 0):
+            raise ConfigError(f"--port={a.port}: must be 1-65535"
+                              + (f" - {lean.OFFSET} with --lean" if a.lean else ""))
         t_load = time.monotonic()
         if a.upstream:
             try:
@@ -134,6 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.join:
             stage.joiner = load_joiner(a.join, a.join_args, a.null)
         server = serve(stage, a.port, a.host)
+        lean_server = None
+        if a.lean:
+            stage.calls.lean = True
+            try:
+                lean_server = lean.Server(stage, a.host, a.port + lean.OFFSET)
+            except OSError as e:
+                server.stop(None)
+                raise ConfigError(f"--port={a.port}: cannot listen on "
+                                  f"{a.host}:{a.port + lean.OFFSET} (the lean hop): "
+                                  f"{e.strerror}") from None
     except ConfigError as e:
         print(f"stage error: {e}", file=sys.stderr)
         return 2
@@ -152,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: done.set())
     done.wait()
+    if lean_server is not None:
+        lean_server.stop()
     server.stop(grace=0.5)
     return 0
 
