@@ -93,11 +93,13 @@ def test_overhead_figures_are_positive_and_finite(tmp_path):
     np.testing.assert_array_equal(load_session(model).run(["y"], {"x": x})[0], x)
 
     f = overhead.run(n=100, warmup=10)
-    for key in ("inprocess", "direct", "via_null"):
+    for key in ("inprocess", "direct", "via_null", "via_null_grpc", "lean_direct",
+                "lean_via_null"):
         for p in ("p50_ms", "p99_ms"):
             assert math.isfinite(f[key][p]) and f[key][p] > 0, (key, p, f)
         assert f[key]["p99_ms"] >= f[key]["p50_ms"]
-    for key in ("hop_overhead_p50_ms", "stage_overhead_p50_ms"):
+    for key in ("hop_overhead_p50_ms", "hop_overhead_from_grpc_p50_ms",
+                "hop_overhead_grpc_p50_ms", "stage_overhead_p50_ms"):
         assert math.isfinite(f[key]) and f[key] > 0, (key, f)
     assert f["n"] == 100 and f["tensor_bytes"] == 65536 and isinstance(f["ok"], bool)
     json.dumps(f)  # the JSON line the CLI prints

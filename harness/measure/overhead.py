@@ -97,16 +97,19 @@ def measure_inprocess(model_path: str | os.PathLike, n: int, warmup: int = 50) -
 
 
 class Client:
-    """A KServe v2 client over one reused channel (the raw stub, no extra layers)."""
+    """A KServe v2 client over one reused channel (the raw stub, no extra layers), or with
+    `lean` over the lean hop, as a stage calls the next one."""
 
-    def __init__(self, target: str, model: str) -> None:
+    def __init__(self, target: str, model: str, lean: bool = False) -> None:
         import grpc
         from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
         from harness.pipeline.client import GRPC_OPTIONS
+        from harness.pipeline.node import lean as lean_hop
 
-        self.channel = grpc.insecure_channel(target, options=GRPC_OPTIONS)
-        self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
+        self.channel = lean_hop.Channel(target) if lean else \
+            grpc.insecure_channel(target, options=GRPC_OPTIONS)
+        self.stub = self.channel if lean else pb_grpc.GRPCInferenceServiceStub(self.channel)
         self.model = model
 
     def infer(self, x: np.ndarray, timeout: float = 10.0) -> np.ndarray:
@@ -121,12 +124,14 @@ class Client:
 
 def measure_remote(targets: dict[str, tuple[str, str]], n: int,
                    warmup: int = 50) -> dict[str, list[float]]:
-    """Durations (s) of round trips to each target (label -> (host:port, model)), interleaved.
+    """Durations (s) of round trips to each target (label -> (host:port, model)), interleaved;
+    labels starting `lean_` are called over the lean hop.
 
     Every answer is checked to be the tensor sent (ValueError otherwise).
     """
     x = np.random.default_rng(1).random((1, N_FLOATS), dtype=np.float32)
-    clients = {label: Client(t, model) for label, (t, model) in targets.items()}
+    clients = {label: Client(t, model, label.startswith("lean_"))
+               for label, (t, model) in targets.items()}
     try:
         for label, c in clients.items():
             y = c.infer(x)
@@ -169,6 +174,8 @@ def stages(model_path: str | os.PathLike) -> Iterator[dict[str, tuple[str, str]]
                                   "--threads", "1", "--node", "null", "--route", route, *lean)
             procs.append(proc)
             out[label] = (f"{host}:{p_null}", "null")
+        # as inside a pipeline: the stage before calls over the lean hop too
+        out["lean_direct"], out["lean_via_null"] = out["direct"], out["via_null"]
         yield out
     finally:
         for proc in procs:
@@ -183,18 +190,21 @@ def run(n: int = 500, warmup: int = 50) -> dict:
         with stages(model) as targets:
             remote = measure_remote(targets, n, warmup)
     p = {k: percentiles(v) for k, v in remote.items()}
-    return figures(inproc, p["direct"], p["via_null"], n, warmup, p["via_null_grpc"])
+    return figures(inproc, p["direct"], p["via_null"], n, warmup, p["via_null_grpc"],
+                   p["lean_direct"], p["lean_via_null"])
 
 
 def figures(inproc: dict, direct: dict, via_null: dict, n: int, warmup: int,
-            via_null_grpc: dict) -> dict:
-    hop = via_null["p50_ms"] - direct["p50_ms"]
+            via_null_grpc: dict, lean_direct: dict, lean_via_null: dict) -> dict:
+    hop = lean_via_null["p50_ms"] - lean_direct["p50_ms"]
     return {
         "n": n, "warmup": warmup, "tensor_bytes": N_FLOATS * 4, "intra_op_threads": 1,
         "inprocess": inproc, "direct": direct, "via_null": via_null,
-        "via_null_grpc": via_null_grpc,
+        "via_null_grpc": via_null_grpc, "lean_direct": lean_direct,
+        "lean_via_null": lean_via_null,
         "hop_overhead_p50_ms": hop,
-        "hop_overhead_p99_ms": via_null["p99_ms"] - direct["p99_ms"],
+        "hop_overhead_p99_ms": lean_via_null["p99_ms"] - lean_direct["p99_ms"],
+        "hop_overhead_from_grpc_p50_ms": via_null["p50_ms"] - direct["p50_ms"],
         "hop_overhead_grpc_p50_ms": via_null_grpc["p50_ms"] - direct["p50_ms"],
         "stage_overhead_p50_ms": direct["p50_ms"] - inproc["p50_ms"],
         "target_hop_ms": TARGET_HOP_MS,
@@ -213,13 +223,15 @@ def print_table(f: dict) -> None:
     rows = [("(a) in-process session.run", f["inprocess"]),
             ("(b) client -> stage", f["direct"]),
             ("(c) client -> null stage -> stage (lean hop)", f["via_null"]),
-            ("(d) ... the null stage calling over gRPC", f["via_null_grpc"])]
+            ("(d) ... the null stage calling over gRPC", f["via_null_grpc"]),
+            ("(e) client -lean-> stage", f["lean_direct"]),
+            ("(f) client -lean-> null stage -lean-> stage", f["lean_via_null"])]
     for label, p in rows:
         t.add_row(label, f"{p['p50_ms']:.3f}", f"{p['p99_ms']:.3f}")
-    t.add_row("per-hop overhead (c) - (b)", f"{f['hop_overhead_p50_ms']:.3f}",
+    t.add_row("per-hop overhead in a pipeline (f) - (e)", f"{f['hop_overhead_p50_ms']:.3f}",
               f"{f['hop_overhead_p99_ms']:.3f}")
-    t.add_row("per-hop overhead over gRPC (d) - (b)", f"{f['hop_overhead_grpc_p50_ms']:.3f}",
-              "")
+    t.add_row("... entered over gRPC (c) - (b)", f"{f['hop_overhead_from_grpc_p50_ms']:.3f}", "")
+    t.add_row("... all over gRPC (d) - (b)", f"{f['hop_overhead_grpc_p50_ms']:.3f}", "")
     t.add_row("stage over in-process (b) - (a)", f"{f['stage_overhead_p50_ms']:.3f}", "")
     Console().print(t)
     verdict = "ok" if f["ok"] else "MISSED"

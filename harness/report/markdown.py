@@ -56,12 +56,17 @@ def scale_md(rows: list[dict], verdict: dict, figure: tuple[Path, str] | None) -
 
 def overhead_md(f: dict) -> str:
     rows = [("(a) in-process session.run", f["inprocess"]), ("(b) client -> stage", f["direct"]),
-            ("(c) client -> null stage -> stage", f["via_null"])]
+            ("(c) client -> null stage -> stage (lean hop)", f["via_null"]),
+            ("(d) ... the null stage calling over gRPC", f["via_null_grpc"]),
+            ("(e) client -lean-> stage", f["lean_direct"]),
+            ("(f) client -lean-> null stage -lean-> stage", f["lean_via_null"])]
     lines = [f"## Stage overhead ({f['tensor_bytes'] // 1024} KB tensor, n={f['n']}, loopback)",
              "", "| measurement | p50 ms | p99 ms |", "|---|---|---|"]
     lines += [f"| {label} | {p['p50_ms']:.3f} | {p['p99_ms']:.3f} |" for label, p in rows]
-    lines += [f"| per-hop overhead (c) - (b) | {f['hop_overhead_p50_ms']:.3f} | "
+    lines += [f"| per-hop overhead in a pipeline (f) - (e) | {f['hop_overhead_p50_ms']:.3f} | "
               f"{f['hop_overhead_p99_ms']:.3f} |",
+              f"| ... entered over gRPC (c) - (b) | {f['hop_overhead_from_grpc_p50_ms']:.3f} | |",
+              f"| ... all over gRPC (d) - (b) | {f['hop_overhead_grpc_p50_ms']:.3f} | |",
               f"| stage over in-process (b) - (a) | {f['stage_overhead_p50_ms']:.3f} | |",
               "", f"target: per-hop p50 <= {f['target_hop_ms']} ms: "
                   f"{'yes' if f['ok'] else '**NO**'}"]
