@@ -31,6 +31,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from harness.pipeline.node.lean import recv_exact
+
 SERVICE = "hxfloor.Floor"
 OPTIONS = [("grpc.max_send_message_length", 1 << 24),
            ("grpc.max_receive_message_length", 1 << 24)]
@@ -40,20 +42,9 @@ HEADER = struct.Struct("!I")
 # -- raw TCP --------------------------------------------------------------------------------
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view, got = memoryview(buf), 0
-    while got < n:
-        k = sock.recv_into(view[got:])
-        if not k:
-            raise ConnectionError("peer closed")
-        got += k
-    return bytes(buf)
-
-
 def _recv_msg(sock: socket.socket) -> bytes:
-    (n,) = HEADER.unpack(_recv_exact(sock, HEADER.size))
-    return _recv_exact(sock, n)
+    (n,) = HEADER.unpack(recv_exact(sock, HEADER.size))
+    return recv_exact(sock, n)
 
 
 def _send_msg(sock: socket.socket, data: bytes) -> None:

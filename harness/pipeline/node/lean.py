@@ -36,7 +36,8 @@ INFER = 1
 CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytearray:
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
+    """Exactly n bytes (ConnectionResetError if the peer closes first)."""
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
@@ -93,8 +94,8 @@ class Server:
         with conn:
             try:
                 while True:
-                    n, kind, timeout = REQ.unpack(_recv_exact(conn, REQ.size))
-                    body = _recv_exact(conn, n)
+                    n, kind, timeout = REQ.unpack(recv_exact(conn, REQ.size))
+                    body = recv_exact(conn, n)
                     code, out = self._answer(kind, body, timeout)
                     conn.sendall(ANS.pack(len(out), code) + out)
             except OSError:
@@ -181,9 +182,9 @@ class Channel:
         timeout = _left(deadline)
         sock.settimeout(timeout)
         sock.sendall(REQ.pack(len(body), INFER, -1.0 if timeout is None else timeout) + body)
-        n, code = ANS.unpack(_recv_exact(sock, ANS.size))
+        n, code = ANS.unpack(recv_exact(sock, ANS.size))
         sock.settimeout(_left(deadline))
-        return code, bytes(_recv_exact(sock, n))
+        return code, bytes(recv_exact(sock, n))
 
     def _release(self, sock: socket.socket) -> None:
         with self.lock:
