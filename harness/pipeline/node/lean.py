@@ -163,7 +163,8 @@ class Channel:
             except OSError as e:
                 _close(sock)
                 if reused and isinstance(e, (ConnectionResetError, BrokenPipeError)):
-                    continue  # a kept connection the peer dropped since: a fresh one, once
+                    continue  # a kept connection the peer dropped since: the next kept one,
+                    # or a fresh one once none is left (a restarted peer drops them all)
                 raise Error(grpc.StatusCode.UNAVAILABLE, f"lean {self.addr}: {e}") from None
             self._release(sock)
             if code == 0:
