@@ -20,7 +20,7 @@ from harness.workload.schedule import Scheduled
 
 REQUEST_COLUMNS = ["request_id", "sensor", "sample_id", "scheduled_s", "sent_s", "completed_s",
                    "latency_ms", "status", "prediction", "label", "correct", "path", "degraded",
-                   "error"]
+                   "joined", "error"]
 STATUSES = ("ok", "late", "failed", "lost")
 
 
@@ -75,6 +75,8 @@ def outcomes(schedule: list[Scheduled], records: dict[int, dict], labels: dict[i
             "correct": None if pred is None else bool(pred == label),
             "path": r.get("path") if completed is not None else None,
             "degraded": bool(r.get("degraded")) if completed is not None else None,
+            # a join stage's inputs that arrived ("emb_acc+emb_gyro"); None: no join
+            "joined": r.get("joined") if completed is not None else None,
             "error": r.get("error"),
         })
     df = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
@@ -110,6 +112,10 @@ def summarize(df: pd.DataFrame) -> dict:
         "lateness_ms": {"p50": _pct(late_by, 50), "p99": _pct(late_by, 99),
                         "max": None if late_by.dropna().empty else float(late_by.max())},
     }
+    if answered["joined"].notna().any():  # what each mix of a join's inputs was worth
+        out["accuracy_by_joined"] = {
+            str(k): {"n": len(g), "accuracy": float(g["correct"].mean())}
+            for k, g in answered.groupby("joined")}
     assert n == sum(counts.values())  # the accounting identity, always
     return out
 

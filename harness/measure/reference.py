@@ -34,3 +34,60 @@ def reference_accuracy(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFram
         pred = int(np.argmax(sess.run(None, x)[0]))
         correct += int(pred == label)
     return correct / len(answered)
+
+
+def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
+                   sensors: list[str], noise_seed: int) -> dict | None:
+    """For branches meeting at a last, join stage (each modality's encoder, then fusion):
+    the model in process on the whole test split for every set of branches that may
+    arrive (`by_joined`: what losing a modality costs, the figures a run's
+    `accuracy_by_joined` is read against), and on the answered requests how often the
+    pipeline said what the model says for the branches that did arrive (`agreement`:
+    1.0 when serving, joining and masking lost nothing). None for other pipelines."""
+    from itertools import combinations
+
+    joins = pipe.joins()
+    if joins != [len(pipe.stages) - 1] or any(s.model is None for s in pipe.stages):
+        return None
+    join = pipe.stages[-1]
+    sess = {s.name: load_session(resolve(s.model, "pipeline.stages.model"))
+            for s in pipe.stages}
+    branch_of = {}  # sensor index -> the stages its data runs through before the join
+    for k in range(len(sensors)):
+        i = pipe.entry_for(lib.input_names(k))
+        chain = []
+        while i is not None and i != joins[0]:
+            chain.append(pipe.stages[i])
+            i = pipe.next_index(i)
+        branch_of[k] = chain
+
+    def parts(sample: int) -> dict[str, np.ndarray]:
+        got: dict[str, np.ndarray] = {}
+        for k, chain in branch_of.items():
+            x = lib.payload(sample, k, noise_seed)
+            for st in chain:
+                x = dict(zip([o.name for o in sess[st.name].get_outputs()],
+                             sess[st.name].run(None, x), strict=True))
+            got.update({t: v for t, v in x.items() if t in join.inputs})
+        return got
+
+    def predict(got: dict[str, np.ndarray], arrived: tuple[str, ...]) -> int:
+        feed = {t: got[t] if t in arrived else np.zeros_like(got[t]) for t in join.inputs}
+        if join.mask:
+            feed[join.mask] = np.array([[float(t in arrived) for t in join.inputs]], np.float32)
+        outs = dict(zip([o.name for o in sess[join.name].get_outputs()],
+                        sess[join.name].run(None, feed), strict=True))
+        return int(np.argmax(outs[pipe.output]))
+
+    cache = {int(s): parts(int(s)) for s in lib.sample_ids()}
+    subsets = [c for n in range(len(join.inputs), 0, -1)
+               for c in combinations(join.inputs, n)] if join.mask else [tuple(join.inputs)]
+    by_joined = {"+".join(c): float(np.mean([predict(g, c) == lib.label(s)
+                                             for s, g in cache.items()]))
+                 for c in subsets}
+    answered = df[df["status"].isin(["ok", "late"]) & df["joined"].notna()]
+    agree = [predict(cache.get(int(s)) or parts(int(s)), tuple(str(j).split("+"))) == p
+             for s, j, p in zip(answered["sample_id"], answered["joined"],
+                                answered["prediction"], strict=True)]
+    return {"by_joined": by_joined,
+            "agreement": float(np.mean(agree)) if agree else None}

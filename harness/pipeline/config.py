@@ -2,7 +2,9 @@
 
 Stages form a chain, each forwarding to the next the tensors it and later
 stages need (e.g. the skip tensor `h` rides along from the head to the tail).
-Every check runs before the network exists.
+A stage may name a later stage as its `next` instead: several branches (one per
+sensor modality, say) then meet at a join stage, which waits for each request's
+tensors from all of them. Every check runs before the network exists.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ class StageSpec:
     env: dict[str, str] = field(default_factory=dict)
     image_port: int = 9000
     role: str | None = None  # instead of node: one instance on every node of this role
+    next: str | None = None  # the stage it sends to (None: the one after it in the list)
+    # A join stage (one that several stages send to) waits for a request's tensors from all
+    # of them up to join_wait_ms; `mask` names its model input that says which of its
+    # `inputs` arrived (1/0 per input, in order), so a technique may let it answer without
+    # some (sensing_redundancy); without one, a missing input fails the request.
+    mask: str | None = None
+    join_wait_ms: float = 100.0
 
     def validate(self, key: str) -> None:
         if not self.name.isidentifier():
@@ -56,11 +65,13 @@ class StageSpec:
                 fail(f"{key}.image", self.image, "a stage placed by role runs no image")
         elif not self.node:
             fail(f"{key}.node", self.node, "name the node serving the stage (or a role)")
+        if not 0 < self.join_wait_ms <= 60_000:
+            fail(f"{key}.join_wait_ms", self.join_wait_ms, "must be in (0, 60000]")
 
 
 @dataclass
 class PipelineConfig:
-    model_file: str = "models/digits/full.onnx"
+    model_file: str | None = "models/digits/full.onnx"  # None: every stage gives `model`
     output: str = "logits"  # the tensor the last stage answers with
     stages: list[StageSpec] = field(default_factory=list)
     port: int = 8001
@@ -79,6 +90,21 @@ class PipelineConfig:
         for i, n in enumerate(names):
             if n in names[:i]:
                 fail(f"{key}.stages[{i}].name", n, "duplicate stage name")
+        for i, st in enumerate(self.stages):
+            if st.next is not None and st.next not in names[i + 1:]:
+                fail(f"{key}.stages[{i}].next", st.next,
+                     f"not a stage after {st.name} (one of {names[i + 1:]})")
+        if self.joins():
+            for i, st in enumerate(self.stages):
+                if st.role is not None:
+                    fail(f"{key}.stages[{i}].role", st.role, "a pipeline with a join places "
+                                                             "its stages by node")
+        for i, st in enumerate(self.stages):
+            if st.mask is not None and i not in self.joins():
+                fail(f"{key}.stages[{i}].mask", st.mask, "only a join stage (one that several "
+                                                         "stages send to) has a mask")
+        if self.model_file is None and any(st.model is None for st in self.stages):
+            fail(f"{key}.model_file", None, "a stage without `model` is a cut of model_file")
         if self.hop not in HOPS:
             fail(f"{key}.hop", self.hop, f"one of {', '.join(HOPS)}")
         check_range(f"{key}.port", self.port, 1024,
@@ -96,26 +122,76 @@ class PipelineConfig:
             if s.role is None and s.node not in nodes:
                 fail(f"{key}.stages[{i}].node", s.node, "unknown node")
         self.placement = place(self.stages, topo, key)
-        path = resolve(self.model_file, f"{key}.model_file")
-        try:
-            model = load_model(path)
-        except ConfigError as e:
-            raise ConfigError(f"{key}.model_file={self.model_file!r}: {e}") from None
+        model = path = None
+        if self.model_file is not None:
+            path = resolve(self.model_file, f"{key}.model_file")
+            try:
+                model = load_model(path)
+            except ConfigError as e:
+                raise ConfigError(f"{key}.model_file={self.model_file!r}: {e}") from None
         for i, s in enumerate(self.stages):
             if s.model is None:
+                assert model is not None and path is not None
                 try:
                     check_cut(model, s.inputs, s.outputs, s.name, path.name)
                 except ConfigError as e:
                     raise ConfigError(f"{key}.stages[{i}]: {e}") from None
             else:
-                resolve(s.model, f"{key}.stages[{i}].model")
+                check_model(resolve(s.model, f"{key}.stages[{i}].model"), s,
+                            f"{key}.stages[{i}]")
+        self._check_joins(key)
         if self.output not in self.stages[-1].outputs and self.stages[-1].model is None:
             fail(f"{key}.output", self.output, f"not an output of the last stage "
                                                f"{self.stages[-1].name}")
         self.carries()  # raises if a stage needs a tensor nothing upstream has
 
+    def port_of(self, stage: str) -> int:
+        """Where a stage listens: the pipeline's port, + n for the nth stage on its node."""
+        names = [s.name for s in self.stages]
+        i = names.index(stage)
+        node = self.stages[i].node
+        return self.port + sum(1 for s in self.stages[:i] if s.node == node and s.role is None)
+
+    def next_index(self, i: int) -> int | None:
+        """The stage stage `i` sends to (None: the last stage answers)."""
+        nxt = self.stages[i].next
+        if nxt is not None:
+            return [s.name for s in self.stages].index(nxt)
+        return i + 1 if i + 1 < len(self.stages) else None
+
+    def upstream(self, i: int) -> list[int]:
+        return [j for j in range(len(self.stages)) if self.next_index(j) == i]
+
+    def joins(self) -> list[int]:
+        """Stages several stages send to."""
+        return [i for i in range(len(self.stages)) if len(self.upstream(i)) > 1]
+
+    def entries(self) -> list[int]:
+        """Stages no stage sends to: where sensors feed the pipeline."""
+        return [i for i in range(len(self.stages)) if not self.upstream(i)]
+
+    def entry_for(self, inputs: tuple[str, ...] | list[str]) -> int | None:
+        """The entry stage a sensor sending `inputs` feeds (None: none takes them)."""
+        carries = self.carries()
+        return next((i for i in self.entries() if set(inputs) <= set(carries[i])), None)
+
+    def _check_joins(self, key: str) -> None:
+        """Each input of a join comes from exactly one branch: the stage sending it there."""
+        for j in self.joins():
+            st = self.stages[j]
+            for t in st.inputs:
+                senders = [self.stages[u].name for u in self.upstream(j)
+                           if t in self.stages[u].outputs]
+                if len(senders) != 1:
+                    fail(f"{key}.stages[{j}].inputs", t,
+                         f"join stage {st.name} needs it from exactly one of the stages "
+                         f"sending to it ({senders or 'none'} produce it)")
+
     def carries(self) -> list[list[str]]:
-        """For each stage, the tensors it receives: its inputs plus what later stages need."""
+        """For each stage, the tensors it receives: its inputs plus what later stages need
+        (in a pipeline with a join: its inputs only; nothing rides along a branch)."""
+        if self.joins():
+            return [list(s.inputs) for s in self.stages]
         need: list[list[str]] = []
         later: list[str] = []
         for s in reversed(self.stages):
@@ -137,6 +213,26 @@ class PipelineConfig:
 
     def sensor_inputs(self) -> list[str]:
         return self.carries()[0]
+
+
+def check_model(path: Path, stage: StageSpec, key: str) -> None:
+    """A ready partition file takes the stage's inputs (and its mask) and gives its outputs."""
+    from harness.pipeline.sessions import load_session
+
+    try:
+        sess = load_session(path)
+    except Exception as e:  # onnxruntime's errors have no common base
+        raise ConfigError(f"{key}.model={stage.model!r}: not a loadable ONNX model "
+                          f"({str(e).splitlines()[0][:120]})") from None
+    ins = [x.name for x in sess.get_inputs()]
+    outs = [x.name for x in sess.get_outputs()]
+    if stage.mask is not None and stage.mask not in ins:
+        fail(f"{key}.mask", stage.mask, f"not an input of {path.name} (inputs: {ins})")
+    want = list(stage.inputs) + ([stage.mask] if stage.mask else [])
+    if stage.inputs and sorted(want) != sorted(ins):
+        fail(f"{key}.inputs", stage.inputs, f"{path.name} takes {ins}")
+    if stage.outputs and not set(stage.outputs) <= set(outs):
+        fail(f"{key}.outputs", stage.outputs, f"{path.name} gives {outs}")
 
 
 def resolve(path: str, key: str) -> Path:

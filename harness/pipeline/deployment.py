@@ -21,17 +21,37 @@ from harness.pipeline.routing import Route
 IMAGE_HOST = "127.0.0.1"
 
 
+JOIN = "harness.pipeline.node.join:Join"  # a join stage's node part
+
+
 def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
-    """The baseline chain: each stage forwards to the single next stage."""
+    """The baseline chain: each stage forwards to its next stage (the one after it, or
+    its `next`) the tensors that stage receives which it has."""
     carries = pipe.carries()
     out: dict[str, Route | None] = {}
     for i, s in enumerate(pipe.stages):
-        if i + 1 == len(pipe.stages):
+        j = pipe.next_index(i)
+        if j is None:
             out[s.name] = None
-        else:
-            nxt = pipe.stages[i + 1]
-            out[s.name] = Route(nxt.name, [f"{ips[nxt.node]}:{pipe.port}"], carries[i + 1])
+            continue
+        nxt = pipe.stages[j]
+        send = carries[j]
+        if j in pipe.joins():  # each branch sends the join what it has
+            send = [t for t in send if t in s.outputs or t in carries[i]]
+        out[s.name] = Route(nxt.name, [f"{ips[nxt.node]}:{pipe.port_of(nxt.name)}"], send)
     return out
+
+
+def join_args(pipe: PipelineConfig, stage: str, partial_wait_ms: float | None = None
+              ) -> list[str]:
+    """A join stage's arguments: wait for every branch's tensors; with `partial_wait_ms`
+    (a technique's choice, needs the stage's mask) answer after that long with what came."""
+    i = [s.name for s in pipe.stages].index(stage)
+    st = pipe.stages[i]
+    spec = {"inputs": st.inputs, "mask": st.mask,
+            "wait_ms": partial_wait_ms if partial_wait_ms is not None else st.join_wait_ms,
+            "partial": partial_wait_ms is not None}
+    return ["--join", JOIN, "--join-args", json.dumps(spec)]
 
 
 class EventFiles:
@@ -90,8 +110,11 @@ def startup_phases(info: dict, t_detect: float) -> dict:
 
 def primaries(pipe: PipelineConfig, files: dict[str, Path],
               stage_routes: dict[str, Route | None]) -> list[Instance]:
-    return [Instance(s.name, s.node, files[s.name], stage_routes.get(s.name))
-            for s in pipe.stages]
+    joins = pipe.joins()
+    return [Instance(s.name, s.node, files[s.name], stage_routes.get(s.name),
+                     port=pipe.port_of(s.name),
+                     args=join_args(pipe, s.name) if i in joins else [])
+            for i, s in enumerate(pipe.stages)]
 
 
 class Deployment:

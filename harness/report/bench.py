@@ -4,9 +4,10 @@ Sections: `overhead` (`harness.measure.overhead`), `link` (the scenarios of
 `harness.report.link_bench`, against their targets), `backend` (network up/down
 and stage cold start per backend, `harness.report.backend_bench`), `scale`
 (edge_mesh up to ~210 nodes up and down, and memory, `harness.report.scale_bench`)
-and `pipeline` (every technique under its faults via `python -m harness`, on each
-backend, `harness.report.pipeline_bench`). Writes `results/bench/<time>/`
-(link_fidelity.json, overhead.json, backends.json, scale.json, pipeline.csv,
+`pipeline` (every technique under its faults via `python -m harness`, on each
+backend, `harness.report.pipeline_bench`) and `har` (multi-modal sensing under
+faults on one modality, `harness.report.har_bench`). Writes `results/bench/<time>/`
+(link_fidelity.json, overhead.json, backends.json, scale.json, pipeline.csv, har.csv,
 report.md); exits 1 if a target is missed or a run is INVALID.
 """
 
@@ -42,7 +43,8 @@ from harness.report.pipeline_bench import (
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
-    ap.add_argument("--only", choices=["link", "overhead", "backend", "scale", "pipeline"],
+    ap.add_argument("--only", choices=["link", "overhead", "backend", "scale", "pipeline",
+                                       "har"],
                     action="append", help="run only these sections (repeatable; default: all)")
     ap.add_argument("--backend", choices=["mininet", "docker"], action="append",
                     help="backends of the pipeline section (repeatable, rows side by side; "
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     sections = args.only or (["pipeline"] if args.gate else
-                             ["link", "overhead", "backend", "scale", "pipeline"])
+                             ["link", "overhead", "backend", "scale", "pipeline", "har"])
     backends = tuple(args.backend or ["mininet"])
     out = Path(args.out) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -160,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(*[_fmt(r[c]) for c in PIPELINE_COLS])
         console.print(table)
         ok &= all(r["valid"] == r["seeds"] for r in rows)
+    if "har" in sections:
+        noise["har"] = _quiet_enough("har", console)
+        ok &= _har(out, max(args.duration_s, 6.0), 1 if args.quick else min(args.seeds, 3),
+                   report, console)
     noise["end"] = _quiet_enough("end", console)
     write_json(out / "noise.json", noise)
     report.insert(0, noise_md(noise))
@@ -171,6 +177,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out}/ (report.md, report.html, figures/ and one file per section)")
     print(out, flush=True)  # machine-readable: the bench's dir is the last line
     return 0 if ok else 1
+
+
+def _har(out: Path, duration_s: float, seeds: int, report: list[str], console) -> bool:
+    """The multi-modal section: har.csv, its markdown; whether every run was VALID and
+    sensing redundancy kept every window answered under each single-modality fault."""
+    import pandas as pd
+    from rich.table import Table
+
+    from harness.report.har_bench import HAR_COLS, har_md, har_rows
+
+    rows, reference = har_rows(duration_s, seeds, lambda what: console.print(what))
+    write_text_atomic(out / "har.csv", pd.DataFrame(rows).assign(
+        run_dirs=[";".join(r["run_dirs"]) for r in rows]).to_csv(index=False))
+    report.append(har_md(rows, reference))
+    table = Table(title="har: one modality faulty (accuracy in process: "
+                        + ", ".join(f"{k} {v:.3f}" for k, v in reference.items()) + ")")
+    for c in HAR_COLS:
+        table.add_column(c.replace("_", " "))
+    for r in rows:
+        table.add_row(*[_fmt(r[c]) for c in HAR_COLS])
+    console.print(table)
+    return all(r["valid"] == r["seeds"] for r in rows) and all(
+        (r["availability_after_fault"] or 0) >= 0.99 for r in rows
+        if r["technique"] == "sensing_redundancy" and r["faults"] != "none")
 
 
 def _quiet_enough(section: str, console) -> dict:

@@ -28,6 +28,7 @@ from harness.core.paths import CONF_DIR
 from harness.emulation.topology import Topology
 from harness.faults.schedule import FaultsConfig
 from harness.pipeline.config import PipelineConfig
+from harness.workload.replay import entry_error
 from harness.workload.schedule import WorkloadConfig
 
 # `${div:${run.duration_s},3}`: fault times as a fraction of the run. Registered here,
@@ -157,7 +158,15 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
             fail(f"pipeline.stages[{i}].role", s.role, f"technique "
                  f"{choices.get('technique', technique.name)} re-routes one instance per "
                  f"stage; stages placed by role run with technique=baseline")
+        if pipeline.joins() and not technique.branches:
+            j = pipeline.joins()[0]
+            fail("technique", choices.get("technique", technique.name),
+                 f"re-routes a chain, but stage {pipeline.stages[j].name} joins branches: "
+                 "such a pipeline runs with technique=baseline or sensing_redundancy")
         technique.check(pipeline, topology)
+        error = entry_error(workload.library(), pipeline, sensors_of(workload, topology))
+        if error:
+            fail("workload.samples", workload.samples.get("_target_"), error)
     faults.check_sensors(sensors_of(workload, topology) if workload else None)
     return Experiment(
         mode=mode,

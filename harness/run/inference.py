@@ -14,7 +14,7 @@ from harness.emulation.network import Emulation
 from harness.faults.injector import FaultInjector
 from harness.measure import memory
 from harness.measure.metrics import outcomes, read_records, summarize
-from harness.measure.reference import reference_accuracy
+from harness.measure.reference import join_reference, reference_accuracy
 from harness.measure.resilience import breakdown_ms, overheads, resilience
 from harness.pipeline.deployment import Deployment
 from harness.run.events import EventLog
@@ -83,8 +83,9 @@ class Inference(NoLoad):
         self.technique = exp.technique
         self.library = exp.workload.library()
         self.sensors = sensors_of(exp.workload, exp.topology)
-        self.redundant = exp.technique.observations
-        # redundant sensing: one request per observation, sent by every sensor
+        # one request per observation, sent by every sensor: redundant sensing, or sensors
+        # of different modalities whose branches meet at a join stage
+        self.redundant = exp.technique.observations or bool(exp.pipeline.joins())
         self.schedule = make_schedule(exp.workload,
                                       ["+".join(self.sensors)] if self.redundant
                                       else self.sensors, exp.run.duration_s, exp.seed)
@@ -174,6 +175,9 @@ class Inference(NoLoad):
             summary.get("mttr_ms"))
         summary["reference_accuracy"] = None if self.redundant else reference_accuracy(
             self.library, exp.pipeline, df, self.sensors, wl.noise_seed)
+        if exp.pipeline.joins():
+            summary["reference_join"] = join_reference(self.library, exp.pipeline, df,
+                                                       self.sensors, wl.noise_seed)
         if (summary["lateness_ms"]["p99"] or 0) > 1.0:
             summary["warnings"].append(
                 f"load generator lateness p99 {summary['lateness_ms']['p99']:.2f} ms > 1 ms")

@@ -58,6 +58,7 @@ class Technique:
     name = "technique"
     observations = False  # True: every sensor sends every request (redundant sensing)
     fleet = False  # True: runs pipelines with stages placed by role (many instances each)
+    branches = False  # True: runs pipelines whose branches meet at a join stage
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
         """Config errors (ConfigError) before anything touches the network."""

@@ -17,6 +17,7 @@ from harness.techniques.base import Technique
 class Baseline(Technique):
     name = "baseline"
     fleet = True
+    branches = True  # a join stage waits for every branch (a missing one fails)
 
     def instances(self, pipe: PipelineConfig, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:

@@ -36,12 +36,13 @@ class Replay:
     def start(self) -> float:
         """Start every sensor, wait until all are ready, give them t0; returns t0."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        first = self.pipe.stages[0]
         self.check_inputs()
         for i, sensor in enumerate(self.sensors):
+            first = self.entry_stage(i)
             plan = {
                 "sensor": sensor, "deadline_s": self.deadline_s, "end_s": self.duration_s,
-                "target": f"{self.emu.ips[self.entry(sensor)]}:{self.pipe.port}",
+                "target": f"{self.emu.ips[self.entry(sensor, first)]}:"
+                          f"{self.pipe.port_of(first.name)}",
                 "model": first.name, "output": self.pipe.output,
                 "samples": self.wl.samples, "sensor_index": i,
                 "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
@@ -68,26 +69,24 @@ class Replay:
             p.stdin.close()
         return self.t0
 
-    def entry(self, sensor: str) -> str:
-        """The node whose first stage this sensor feeds: the first stage's node, or in a
-        fleet (first stage on every device) the nearest instance, its own device's."""
-        first = self.pipe.stages[0]
+    def entry_stage(self, sensor_index: int):
+        """The stage sensor `i` feeds: the one taking what it sends (the first stage of a
+        chain; in a pipeline with branches, its modality's)."""
+        i = self.pipe.entry_for(self.wl.library().input_names(sensor_index))
+        return self.pipe.stages[0 if i is None else i]
+
+    def entry(self, sensor: str, first) -> str:
+        """The node of the entry stage this sensor feeds: the stage's node, or in a fleet
+        (first stage on every device) the nearest instance, its own device's."""
         if self.pipe.fleet and self.pipe.placement is not None:
             return self.pipe.placement.next_node(first.name, sensor)
         return first.node
 
     def check_inputs(self) -> None:
-        """Every sensor feeds inputs the first stage takes (before any process starts)."""
-        lib, takes = self.wl.library(), set(self.pipe.sensor_inputs())
-        for i, sensor in enumerate(self.sensors):
-            try:
-                names = lib.input_names(i)
-            except ValueError as e:
-                raise RuntimeError(f"sensor {sensor}: {e}") from None
-            if not set(names) <= takes:
-                raise RuntimeError(
-                    f"sensor {sensor} ({lib.name}) sends {', '.join(names)} but the first "
-                    f"stage takes {', '.join(sorted(takes))}")
+        """Every sensor feeds inputs an entry stage takes (before any process starts)."""
+        error = entry_error(self.wl.library(), self.pipe, self.sensors)
+        if error:
+            raise RuntimeError(error)
 
     def _last_log_line(self, sensor: str) -> str:
         lines = (self.dir / f"{sensor}.log").read_text().strip().splitlines()
@@ -128,3 +127,18 @@ class Replay:
             if p.returncode not in (0, None, -9):
                 out.append(f"sensor {s} exited {p.returncode}: {self._last_log_line(s)}")
         return out
+
+
+def entry_error(lib, pipe: PipelineConfig, sensors: list[str]) -> str | None:
+    """Why some sensor's data has no entry stage to go to (None: every sensor has one)."""
+    carries = pipe.carries()
+    takes = sorted({t for i in pipe.entries() for t in carries[i]})
+    for i, sensor in enumerate(sensors):
+        try:
+            names = lib.input_names(i)
+        except ValueError as e:
+            return f"sensor {sensor}: {e}"
+        if pipe.entry_for(names) is None:
+            return (f"sensor {sensor} ({lib.name}) sends {', '.join(names)} but the "
+                    f"pipeline's entry stages take {', '.join(takes)}")
+    return None

@@ -63,15 +63,17 @@ def serve(stage: Stage, port: int, host: str, workers: int = 64) -> grpc.Server:
 
 
 
-def load_joiner(target: str, args: str, null: str | None):
-    """`MODULE:CLASS` built with `--join-args` and the tensor it joins (the null stage's)."""
-    if not null:
-        raise ConfigError(f"--join={target!r}: a joining stage is a --null stage")
+def load_joiner(target: str, args: str, null: str | None, runner: Runner):
+    """`MODULE:CLASS` built with `--join-args` and, for a --null stage, the tensor it joins
+    (a technique's fusion), else the stage's model (a join stage: it runs the model)."""
     module, _, cls = target.partition(":")
     try:
         kwargs = json.loads(args)
-        return getattr(importlib.import_module(module), cls)(
-            tensor=null.split(",")[0], **kwargs)
+        if null:
+            kwargs["tensor"] = null.split(",")[0]
+        else:
+            kwargs["runner"] = runner
+        return getattr(importlib.import_module(module), cls)(**kwargs)
     except (ImportError, AttributeError, ValueError, TypeError) as e:
         raise ConfigError(f"--join={target!r}: {e}") from None
 
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--route={a.route!r}: {e}") from None
         stage = Stage(runner, name, a.node, route, EventSink(a.events, f"{a.node}:{name}"))
         if a.join:
-            stage.joiner = load_joiner(a.join, a.join_args, a.null)
+            stage.joiner = load_joiner(a.join, a.join_args, a.null, runner)
         server = serve(stage, a.port, a.host)
         lean_server = None
         if a.lean:

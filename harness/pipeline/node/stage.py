@@ -26,6 +26,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from harness.pipeline.codec import decode_inputs, encode
 from harness.pipeline.node.calls import DOWNSTREAM, Calls
 from harness.pipeline.node.health import EventSink, HealthChecker
+from harness.pipeline.node.join import Missing
 from harness.pipeline.node.runner import Runner
 from harness.pipeline.routing import Route
 
@@ -85,13 +86,20 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model_name!r}")
         with self.lock:
             self.stats["requests"] += 1
-        fused = 0
+        fused, joined = 0, None
         try:
             tensors = decode_inputs(request)
             if self.joiner is not None:
-                outputs, fused = self.joiner.join(request.id, tensors)
+                # (outputs, how many joined[, which: a join stage's inputs "a+b"])
+                outputs, fused, *which = self.joiner.join(request.id, tensors)
+                joined = which[0] if which else None
             else:
                 outputs = self.runner.run(tensors)
+        except Missing as e:  # a branch's part never came: this stage itself is fine
+            with self.lock:
+                self.stats["errors"] += 1
+            context.set_trailing_metadata(((DOWNSTREAM, self.hop),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.hop}: {e}")
         except Exception as e:
             self.stats["errors"] += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.hop}: {e}")
@@ -103,6 +111,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             resp.parameters["path"].string_param = self.hop
             if self.joiner is not None:
                 resp.parameters["fused"].int64_param = fused
+            if joined is not None:
+                resp.parameters["joined"].string_param = joined
             return resp
         return self.forward(request, outputs, route, context)
 

@@ -4,6 +4,11 @@ Every sensor sends every request (one observation, its own noise: two cameras
 seeing the same digit), each through the pipeline; a fusion stage after the last
 stage averages the logits of the observations that arrive within `wait_ms` of the
 first. A crashed, cut off or noisy sensor costs accuracy, not availability.
+
+With sensors of different modalities (a pipeline whose branches meet at a join
+stage, e.g. `pipeline=har`), there is nothing to average: the join stage's model
+fuses the modalities itself, and this technique lets it answer `wait_ms` after
+the first branch arrives with whatever came, the missing ones masked out.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 from harness.core.config import fail
 from harness.emulation.topology import Topology
 from harness.pipeline.config import PipelineConfig
-from harness.pipeline.deployment import Instance, primaries, routes
+from harness.pipeline.deployment import Instance, join_args, primaries, routes
 from harness.pipeline.routing import Route
 from harness.techniques.base import Technique
 
@@ -24,6 +29,7 @@ FUSER = "harness.techniques.sensing_redundancy.node.fusion:Fuser"  # runs in the
 class SensingRedundancy(Technique):
     name = "sensing_redundancy"
     observations = True
+    branches = True
 
     def __init__(self, fusion_node: str | None = None, wait_ms: float = 20.0) -> None:
         if wait_ms <= 0:
@@ -38,10 +44,20 @@ class SensingRedundancy(Technique):
         if self.fusion_node is not None and self.fusion_node not in {n.name for n in topo.nodes}:
             fail("technique.fusion_node", self.fusion_node, "unknown node")
         self.n_sensors = len(sensors)
+        for j in pipe.joins():
+            if pipe.stages[j].mask is None:
+                fail("technique", self.name, f"join stage {pipe.stages[j].name} has no mask: "
+                                             "its model cannot answer without a modality")
 
     def instances(self, pipe: PipelineConfig, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
         base = routes(pipe, ips)
+        if pipe.joins():  # modalities: the join stage answers with what arrived in time
+            out = primaries(pipe, files, base)
+            for inst in out:
+                if pipe.stages[[s.name for s in pipe.stages].index(inst.stage)].mask:
+                    inst.args = join_args(pipe, inst.stage, self.wait_ms)
+            return out
         last = pipe.stages[-1]
         node = self.fusion_node or last.node
         port = pipe.port + 1 if any(s.node == node for s in pipe.stages) else pipe.port

@@ -160,6 +160,8 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
                      path=resp.parameters["path"].string_param,
                      degraded=bool(resp.parameters["degraded"].bool_param)
                      if "degraded" in resp.parameters else False)
+            if "joined" in resp.parameters:  # which branches a join stage's answer used
+                r["joined"] = resp.parameters["joined"].string_param
         except grpc.RpcError as e:
             lost = e.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
             r.update(outcome="lost" if lost else "error", completed_s=done_s,
