@@ -31,7 +31,10 @@ def build(
     edge_edge_link: dict[str, Any] | None = None,
     edge_cloud_link: dict[str, Any] | None = None,
     device_cloud_link: dict[str, Any] | None = None,
+    links: dict[str, dict[str, Any]] | None = None,
 ) -> Topology:
+    """`links`: per-link overrides by name over the tier's, e.g. {d1-e2: {delay_ms: 15}}
+    (one replica's path slower than the primary's)."""
     count("n_sensors", n_sensors, 0)
     count("n_devices", n_devices, 1)
     count("n_edges", n_edges, 2)
@@ -44,20 +47,29 @@ def build(
     edges = [Node(f"e{i + 1}", "edge", cpu=edge_cpu, mem_mb=edge_mem_mb, gpus=edge_gpus)
              for i in range(n_edges)]
     cloud = Node("c1", "cloud", gpus=cloud_gpus)
-    links: list[Link] = []
+    overrides = dict(links or {})
+    wires: list[Link] = []
     for i, s in enumerate(sensors):
-        links.append(Link(s.name, devices[i % n_devices].name,
+        wires.append(Link(s.name, devices[i % n_devices].name,
                           props=props("sensor_link", sensor_link)))
     for d in devices:
         for e in edges:
-            links.append(Link(d.name, e.name, props=props("device_edge_link", device_edge_link)))
+            wires.append(Link(d.name, e.name, props=props("device_edge_link", device_edge_link)))
     for i, e in enumerate(edges):
         for f in edges[i + 1:]:
-            links.append(Link(e.name, f.name, props=props("edge_edge_link", edge_edge_link)))
+            wires.append(Link(e.name, f.name, props=props("edge_edge_link", edge_edge_link)))
     for e in edges:
-        links.append(Link(e.name, cloud.name, props=props("edge_cloud_link", edge_cloud_link)))
+        wires.append(Link(e.name, cloud.name, props=props("edge_cloud_link", edge_cloud_link)))
     if device_cloud:
         for d in devices:
-            links.append(Link(d.name, cloud.name,
+            wires.append(Link(d.name, cloud.name,
                               props=props("device_cloud_link", device_cloud_link)))
-    return Topology("device_edge_cloud", sensors + devices + edges + [cloud], links)
+    by_name = {lk.name: lk for lk in wires}
+    for name, override in overrides.items():
+        if name not in by_name:
+            from harness.core.config import fail
+
+            fail(f"topology.links.{name}", override, f"unknown link (links: "
+                                                    f"{', '.join(sorted(by_name))})")
+        by_name[name].props = props(f"links.{name}", override).over(by_name[name].props)
+    return Topology("device_edge_cloud", sensors + devices + edges + [cloud], wires)

@@ -11,6 +11,9 @@ transitions are recorded as events. How it watches is the `detector`: `probe`
 asks every target (KServe ServerLive) on a period; `passive` learns from the calls
 it makes anyway (a target that refuses a call, or takes longer than its own recent
 latency allows, is marked down) and probes only targets that are down or idle.
+A `plan` (technique=adaptive) lists other ways to the answer -- each a route with
+its predicted latency and accuracy -- for the stage to choose among when the
+route's first target is down.
 """
 
 from __future__ import annotations
@@ -40,6 +43,41 @@ class Health:
 
 
 @dataclass
+class Action:
+    """One way to an answer when the route's first target is down (a replica, a skip
+    connection, an early exit ...), and what the technique predicted it gives."""
+
+    name: str
+    route: Route
+    predicted_ms: float  # end-to-end latency of a request served this way
+    accuracy: float  # the model card's accuracy of answers served this way
+
+
+@dataclass
+class Plan:
+    slo_ms: float
+    actions: list[Action] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Plan | None:
+        if not data:
+            return None
+        try:
+            return cls(float(data["slo_ms"]), [
+                Action(str(a["name"]), Route.from_json(a["route"]),  # type: ignore[arg-type]
+                       float(a["predicted_ms"]), float(a["accuracy"]))
+                for a in data["actions"]])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"route.plan: {e!r}") from None
+
+    def to_json(self) -> dict:
+        return {"slo_ms": self.slo_ms,
+                "actions": [{"name": a.name, "route": a.route.to_json(),
+                             "predicted_ms": a.predicted_ms, "accuracy": a.accuracy}
+                            for a in self.actions]}
+
+
+@dataclass
 class Route:
     model: str = ""
     targets: list[str] = field(default_factory=list)  # host:port, in order of preference
@@ -51,6 +89,7 @@ class Route:
     zeros: dict[str, list[int]] = field(default_factory=dict)  # missing tensors -> shape
     fallback: Route | None = None
     degraded: bool = False  # answers through this route are marked degraded
+    plan: Plan | None = None  # what to do instead when targets[0] is down (adaptive)
 
     @classmethod
     def from_json(cls, data: Any) -> Route | None:
@@ -71,7 +110,7 @@ class Route:
         if policy not in POLICIES:
             raise ValueError(f"route.policy={policy!r}: one of {', '.join(POLICIES)}")
         known = {"model", "targets", "inputs", "policy", "attempt_timeout_ms", "hedge_ms",
-                 "health", "zeros", "fallback", "degraded"}
+                 "health", "zeros", "fallback", "degraded", "plan"}
         extra = set(data) - known
         if extra:
             raise ValueError(f"route.{sorted(extra)[0]}: unknown key")
@@ -82,7 +121,8 @@ class Route:
                    health=_health(health),
                    zeros={k: [int(d) for d in v] for k, v in (data.get("zeros") or {}).items()},
                    fallback=cls.from_json(data.get("fallback")),
-                   degraded=bool(data.get("degraded", False)))
+                   degraded=bool(data.get("degraded", False)),
+                   plan=Plan.from_json(data.get("plan")))
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"model": self.model, "targets": self.targets,
@@ -94,10 +134,15 @@ class Route:
             out["health"] = self.health.__dict__
         if self.fallback:
             out["fallback"] = self.fallback.to_json()
+        if self.plan:
+            out["plan"] = self.plan.to_json()
         return out
 
     def all_targets(self) -> list[str]:
-        return self.targets + (self.fallback.all_targets() if self.fallback else [])
+        out = self.targets + (self.fallback.all_targets() if self.fallback else [])
+        for a in self.plan.actions if self.plan else []:
+            out += [t for t in a.route.all_targets() if t not in out]
+        return out
 
 
 def _health(data: Any) -> Health | None:

@@ -158,6 +158,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
             fail(f"pipeline.stages[{i}].role", s.role, f"technique "
                  f"{choices.get('technique', technique.name)} re-routes one instance per "
                  f"stage; stages placed by role run with technique=baseline")
+        technique.bind(network.defaults(), workload.slo_ms)
         if pipeline.joins() and not technique.branches:
             j = pipeline.joins()[0]
             fail("technique", choices.get("technique", technique.name),

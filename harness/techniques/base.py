@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.core.config import fail
+from harness.core.config import LinkProps, fail
 from harness.emulation.topology import Topology
 from harness.pipeline.config import PipelineConfig
 from harness.pipeline.deployment import Deployment, Instance, primaries, routes
@@ -59,6 +59,13 @@ class Technique:
     observations = False  # True: every sensor sends every request (redundant sensing)
     fleet = False  # True: runs pipelines with stages placed by role (many instances each)
     branches = False  # True: runs pipelines whose branches meet at a join stage
+    # what the run's other groups say that a technique may plan with (bind)
+    link_defaults = LinkProps()
+    workload_slo_ms = 100.0
+
+    def bind(self, link_defaults: LinkProps, slo_ms: float) -> None:
+        """The network's default link properties and the workload's SLO (before check)."""
+        self.link_defaults, self.workload_slo_ms = link_defaults, slo_ms
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
         """Config errors (ConfigError) before anything touches the network."""

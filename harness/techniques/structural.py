@@ -80,8 +80,6 @@ class Structural(Technique):
 
     def instances(self, pipe: PipelineConfig, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        import onnx
-
         base = routes(pipe, ips)
         names = [s.name for s in pipe.stages]
         i = names.index(self.skip_stage)
@@ -98,13 +96,8 @@ class Structural(Technique):
             return primaries(pipe, files, base) + [
                 Instance("early_exit", up.node, resolve(self.early_exit, "technique.early_exit"),
                          None, port=exit_port)]
-        skipped, after = pipe.stages[i], pipe.stages[i + 1]
-        # zeros for what the skipped stage would have produced, shaped as the next stage
-        # expects (without the batch dimension)
-        graph = onnx.load(str(files[after.name])).graph
-        shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][1:]
-                  for v in graph.input}
-        zeros = {t: shapes[t] for t in after.inputs if t in skipped.outputs}
+        after = pipe.stages[i + 1]
+        zeros = skip_zeros(pipe, files, i)
         route = base[up.name]
         assert route is not None
         route.health = self.health
@@ -112,3 +105,15 @@ class Structural(Technique):
         route.fallback = Route(after.name, [f"{ips[after.node]}:{pipe.port}"],
                                pipe.carries()[i + 1], zeros=zeros, degraded=True)
         return primaries(pipe, files, base)
+
+
+def skip_zeros(pipe: PipelineConfig, files: dict[str, Path], i: int) -> dict[str, list[int]]:
+    """Zeros for what skipped stage i would have produced, shaped as the next stage
+    expects (without the batch dimension)."""
+    import onnx
+
+    skipped, after = pipe.stages[i], pipe.stages[i + 1]
+    graph = onnx.load(str(files[after.name])).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][1:]
+              for v in graph.input}
+    return {t: shapes[t] for t in after.inputs if t in skipped.outputs}

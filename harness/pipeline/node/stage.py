@@ -27,6 +27,7 @@ from harness.pipeline.codec import decode_inputs, encode
 from harness.pipeline.node.calls import DOWNSTREAM, Calls
 from harness.pipeline.node.health import EventSink, HealthChecker
 from harness.pipeline.node.join import Missing
+from harness.pipeline.node.plan import Decider
 from harness.pipeline.node.runner import Runner
 from harness.pipeline.routing import Route
 
@@ -44,6 +45,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         self.joiner: Any = None
         self.health = HealthChecker(None, self.events)
         self.calls = Calls(self.health, self.stats, self.lock)
+        self.decider = Decider(self.events)  # a route with a plan: the way while it is down
         self.health.probe = self.calls.probe
         self.route = route
         self.health.start()
@@ -155,8 +157,18 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             # give up a little before the caller does, so its error names this hop
             remaining = max(0.0, remaining - min(0.05, 0.1 * remaining))
         deadline = None if remaining is None else time.monotonic() + remaining
+        planned = route
         try:
+            # a suspect target counts as down: its calls already go elsewhere
+            route = self.decider.route_for(planned, self.health.down | self.health.suspected)
             resp, err = self.calls.call(self.next_request(request, outputs, route), route, deadline)
+            if resp is None and route is planned and planned.plan is not None:
+                route = self.decider.route_for(  # found down (or suspect) by this call?
+                    planned, self.health.down | self.health.suspected)
+                if route is not planned:
+                    resp, err2 = self.calls.call(self.next_request(request, outputs, route),
+                                                 route, deadline)
+                    err = err2 or err
             degraded = False
             if resp is None and route.fallback is not None:
                 fb = route.fallback

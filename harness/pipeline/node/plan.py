@@ -1,0 +1,66 @@
+"""Inside a stage: when its route's first target is down, choose another way to the answer.
+
+A route's `plan` (built by technique=adaptive) lists the ways the deployment allows
+-- a replica, the skip connection, an early exit -- each with the latency the
+technique predicted for it and the accuracy the model card gives it. The stage
+chooses at the moment it finds the target down, by a stated objective: the most
+accurate action whose predicted latency meets the SLO and whose targets are not
+down; if none meets the SLO, the fastest one that is up. Each decision is recorded
+(`decide`: what was chosen, every candidate, how long deciding took) and kept
+until the set of down targets changes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from harness.pipeline.routing import Action, Plan, Route
+
+
+def choose(plan: Plan, down: set[str]) -> tuple[Action | None, list[dict]]:
+    """The action to take with `down` targets down, and every candidate as judged."""
+    rows = []
+    for a in plan.actions:
+        up = any(t not in down for t in a.route.targets)
+        rows.append({"action": a.name, "predicted_ms": round(a.predicted_ms, 3),
+                     "accuracy": a.accuracy, "meets_slo": a.predicted_ms <= plan.slo_ms,
+                     "up": up})
+    ok = [(a, r) for a, r in zip(plan.actions, rows, strict=True) if r["up"]]
+    within = [(a, r) for a, r in ok if r["meets_slo"]]
+    if within:
+        best = max(within, key=lambda ar: (ar[0].accuracy, -ar[0].predicted_ms))[0]
+    elif ok:
+        best = min(ok, key=lambda ar: ar[0].predicted_ms)[0]
+    else:
+        best = None
+    return best, rows
+
+
+class Decider:
+    """A stage's decisions, one per set of down targets, each recorded once."""
+
+    def __init__(self, events) -> None:
+        self.events = events
+        self.lock = threading.Lock()
+        self.made: dict[tuple[int, frozenset[str]], Action | None] = {}
+
+    def route_for(self, route: Route, down: set[str]) -> Route:
+        """`route` itself while its first target is up (or it has no plan); else the
+        route of the chosen action (`route` again if no action has a target up)."""
+        plan = route.plan
+        if plan is None or route.targets[0] not in down:
+            return route
+        key = (id(plan), frozenset(t for t in down if t in route.all_targets()))
+        with self.lock:
+            if key not in self.made:
+                t0 = time.perf_counter()
+                action, rows = choose(plan, set(down))
+                decide_ms = (time.perf_counter() - t0) * 1000
+                self.made[key] = action
+                self.events("decide", route.targets[0],
+                            action=action.name if action else None, slo_ms=plan.slo_ms,
+                            decide_ms=round(decide_ms, 4), candidates=rows,
+                            down=sorted(key[1]))
+            action = self.made[key]
+        return route if action is None else action.route

@@ -1,0 +1,172 @@
+"""An adaptive policy: when a stage's node fails, choose among the actions the deployment
+allows by a stated objective, instead of always doing the same thing.
+
+Before the run the technique deploys every allowed action -- `failover` (a warm
+replica of the stage on `replica`), `skip` (the skip connection around it, as
+technique=structural) and `early_exit` (the model's early exit beside the stage
+before it) -- and predicts each one's end-to-end latency from the topology, the
+links and the partitions' measured inference times (predict.py), with its accuracy
+from the model card. The plan rides on the upstream stage's route; when that stage
+finds the target down (its passive detector or probes), it chooses in place
+(harness/pipeline/node/plan.py): the most accurate action whose predicted latency
+meets the SLO, else the fastest. The plan with all its inputs is an event
+(`adaptive.plan`); each decision too (`decide`: the choice, every candidate, and the
+time it took to decide).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.core.config import fail
+from harness.emulation.topology import Topology
+from harness.pipeline.config import PipelineConfig, resolve
+from harness.pipeline.deployment import Instance, primaries, routes
+from harness.pipeline.routing import Action, Plan, Route
+from harness.techniques.adaptive import predict
+from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
+from harness.techniques.structural import Structural, skip_zeros
+
+ACTIONS = ("failover", "skip", "early_exit")
+CARD_KEYS = {"failover": "split", "skip": "skip_only", "early_exit": "early_exit"}
+
+
+class Adaptive(Technique):
+    name = "adaptive"
+
+    def __init__(self, stage: str = "middle", actions: list[str] | None = None,
+                 replica: str = "e2", early_exit: str | None = None,
+                 slo_ms: float | None = None, accuracy: dict[str, float] | None = None,
+                 hop_ms: float = 0.5, detector: str = "passive",
+                 health_period_ms: float = 25.0, health_timeout_ms: float = 50.0,
+                 attempt_timeout_ms: float = 100.0, idle_probe_ms: float = 250.0,
+                 suspect_min_ms: float = 25.0) -> None:
+        self.actions = list(actions if actions is not None else ["failover", "skip"])
+        if not self.actions or isinstance(actions, str):
+            fail("technique.actions", actions, f"a non-empty list of {', '.join(ACTIONS)}")
+        for i, a in enumerate(self.actions):
+            if a not in ACTIONS:
+                fail(f"technique.actions[{i}]", a, f"one of {', '.join(ACTIONS)}")
+        if "early_exit" in self.actions and not early_exit:
+            fail("technique.early_exit", early_exit, "the early_exit action needs the exit model")
+        if slo_ms is not None:
+            positive(slo_ms=slo_ms)
+        positive(attempt_timeout_ms=attempt_timeout_ms)
+        if not 0 <= hop_ms <= 1000:
+            fail("technique.hop_ms", hop_ms, "must be in [0, 1000]")
+        self.stage, self.replica, self.early_exit = stage, replica, early_exit
+        self.slo_ms, self.hop_ms = slo_ms, hop_ms
+        self.accuracy = dict(accuracy or {})
+        for k, v in self.accuracy.items():
+            if k not in ACTIONS or not isinstance(v, int | float) or not 0 <= v <= 1:
+                fail(f"technique.accuracy.{k}", v, f"an action ({', '.join(ACTIONS)}) -> "
+                                                   "an accuracy in [0, 1]")
+        self.health = health_watch(detector, health_period_ms, health_timeout_ms,
+                                   idle_probe_ms, suspect_min_ms)
+        self.attempt_timeout_ms = attempt_timeout_ms
+        self.plan_event: dict = {}
+
+    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+        # the skip connection and the exit are checked as technique=structural checks them
+        self.structural = Structural(skip_stage=self.stage, early_exit=self.early_exit)
+        if "skip" in self.actions:
+            Structural(skip_stage=self.stage).check(pipe, topo)
+        if "early_exit" in self.actions:
+            self.structural.check(pipe, topo)
+        if "failover" in self.actions:
+            check_moves("technique.replica", {self.stage: self.replica}, pipe, topo,
+                        "the replica is on the node it protects")
+        self.topo = topo
+        card = (resolve(pipe.model_file, "pipeline.model_file").parent / "card.json"
+                if pipe.model_file else None)
+        figures = json.loads(card.read_text()).get("test_accuracy", {}) \
+            if card and card.is_file() else {}
+        for a in self.actions:
+            if a not in self.accuracy:
+                if CARD_KEYS[a] not in figures:
+                    fail(f"technique.accuracy.{a}", None,
+                         f"no {CARD_KEYS[a]!r} figure in {card}: give the action's accuracy")
+                self.accuracy[a] = float(figures[CARD_KEYS[a]])
+
+    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+                  ips: dict[str, str]) -> list[Instance]:
+        names = [s.name for s in pipe.stages]
+        i = names.index(self.stage)
+        up, carries = pipe.stages[i - 1], pipe.carries()
+        slo = self.slo_ms if self.slo_ms is not None else self.workload_slo_ms
+        base = routes(pipe, ips)
+        extra: list[Instance] = []
+        actions, paths = [], {}
+        rest = [(s.node, files[s.name], carries[k]) for k, s in enumerate(pipe.stages)
+                if k > i]
+        for a in self.actions:
+            if a == "failover":
+                route = Route(self.stage, [f"{ips[self.replica]}:{pipe.port}"], carries[i])
+                hops = [(self.replica, files[self.stage], carries[i]), *rest]
+                extra.append(Instance(self.stage, self.replica, files[self.stage],
+                                      base[self.stage]))
+            elif a == "skip":
+                after = pipe.stages[i + 1]
+                route = Route(after.name, [f"{ips[after.node]}:{pipe.port_of(after.name)}"],
+                              carries[i + 1], zeros=skip_zeros(pipe, files, i),
+                              degraded=True)
+                hops = rest
+            else:
+                exit_file = resolve(self.early_exit, "technique.early_exit")
+                port = pipe.port + 1
+                route = Route("early_exit", [f"{ips[up.node]}:{port}"],
+                              self.structural.exit_inputs, degraded=True)
+                hops = [(up.node, exit_file, self.structural.exit_inputs)]
+                extra.append(Instance("early_exit", up.node, exit_file, None, port=port))
+            paths[a] = self._predict(pipe, files, i, hops)
+            actions.append(Action(a, route, paths[a]["predicted_ms"], self.accuracy[a]))
+        primary = self._predict(pipe, files, i, [(pipe.stages[i].node, files[self.stage],
+                                                  carries[i]), *rest])
+        route = base[up.name]
+        assert route is not None
+        route.health, route.attempt_timeout_ms = self.health, self.attempt_timeout_ms
+        route.plan = Plan(slo, actions)
+        self.plan_event = {"stage": self.stage, "slo_ms": slo, "objective":
+                           "the most accurate action predicted within the SLO, else the "
+                           "fastest", "primary": primary,
+                           "actions": {a: {**paths[a], "accuracy": self.accuracy[a]}
+                                       for a in self.actions}}
+        return primaries(pipe, files, base) + extra
+
+    def _predict(self, pipe: PipelineConfig, files: dict[str, Path], i: int,
+                 hops: list[tuple[str, Path, list[str]]]) -> dict:
+        """The latency of a request from the first sensor through the stages before
+        stage i (as placed) and then `hops` ((node, partition, tensors it takes) each)."""
+        defaults = self.link_defaults
+        sensor = next(n.name for n in self.topo.nodes if n.role == "sensor")
+        path = [(s.node, files[s.name], pipe.carries()[k])
+                for k, s in enumerate(pipe.stages[:i])] + hops
+        steps, node, total = [], sensor, 0.0
+        for to, model, tensors in path:
+            h = predict.hop(self.topo, defaults, node, to, predict.tensor_bytes(model, tensors),
+                            self.hop_ms)
+            cpu = self.topo.node(to).cpu
+            h["compute_ms"] = predict.compute_ms(model) / (cpu if 0 < cpu < 1 else 1)
+            h["stage"] = model.stem
+            total += h["ms"] + h["compute_ms"]
+            steps.append(h)
+            node = to
+        return {"predicted_ms": round(total, 3), "hops": steps}
+
+    def start(self, emu, deployment, record: Record) -> None:
+        record("adaptive.plan", self.pipe_node(deployment), _jsonable(self.plan_event))
+
+    def pipe_node(self, deployment) -> str:
+        names = [s.name for s in deployment.pipe.stages]
+        return deployment.pipe.stages[names.index(self.stage) - 1].node
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return round(obj, 4)
+    return obj
