@@ -13,7 +13,7 @@ from harness.pipeline.deployment import Deployment
 from harness.pipeline.node.plan import Decider, choose
 from harness.pipeline.routing import Action, Plan, Route
 from harness.run.experiment import compose_experiment
-from harness.techniques.adaptive import predict
+from harness.techniques import predict
 
 DEC = ["topology=device_edge_cloud", "workload=digits", "technique=adaptive"]
 

@@ -32,9 +32,11 @@ def build(
     edge_cloud_link: dict[str, Any] | None = None,
     device_cloud_link: dict[str, Any] | None = None,
     links: dict[str, dict[str, Any]] | None = None,
+    nodes: dict[str, dict[str, Any]] | None = None,
 ) -> Topology:
     """`links`: per-link overrides by name over the tier's, e.g. {d1-e2: {delay_ms: 15}}
-    (one replica's path slower than the primary's)."""
+    (one replica's path slower than the primary's); `nodes`: per-node `cpu` and `mem_mb`
+    over the tier's, e.g. {e2: {mem_mb: 64}} (edges of different sizes)."""
     count("n_sensors", n_sensors, 0)
     count("n_devices", n_devices, 1)
     count("n_edges", n_edges, 2)
@@ -72,4 +74,21 @@ def build(
             fail(f"topology.links.{name}", override, f"unknown link (links: "
                                                     f"{', '.join(sorted(by_name))})")
         by_name[name].props = props(f"links.{name}", override).over(by_name[name].props)
-    return Topology("device_edge_cloud", sensors + devices + edges + [cloud], wires)
+    all_nodes = sensors + devices + edges + [cloud]
+    node_by = {n.name: n for n in all_nodes}
+    for name, override in dict(nodes or {}).items():
+        from harness.core.config import fail
+
+        if name not in node_by:
+            fail(f"topology.nodes.{name}", override, f"unknown node (nodes: "
+                                                    f"{', '.join(node_by)})")
+        for key, value in dict(override or {}).items():
+            if key == "cpu" and isinstance(value, int | float) and not isinstance(value, bool) \
+                    and 0 <= value <= 1024:
+                node_by[name].cpu = float(value)
+            elif key == "mem_mb":
+                node_by[name].mem_mb = count(f"nodes.{name}.mem_mb", value, 0, 10**7)
+            else:
+                fail(f"topology.nodes.{name}.{key}", value, "cpu (cores, 0 = unlimited) or "
+                                                            "mem_mb (0 = unlimited)")
+    return Topology("device_edge_cloud", all_nodes, wires)

@@ -173,6 +173,7 @@ class Inference(NoLoad):
         summary["recovery_breakdown_ms"] = breakdown_ms(
             self.technique.recovery_breakdown_from(self.technique_events), events.t0, fault_at,
             summary.get("mttr_ms"))
+        summary.update(self.technique.summary_from(self.technique_events))
         summary["reference_accuracy"] = None if self.redundant else reference_accuracy(
             self.library, exp.pipeline, df, self.sensors, wl.noise_seed)
         if exp.pipeline.joins():

@@ -80,6 +80,10 @@ class Technique:
     def stop(self) -> None:
         """Called when the run ends, before stages stop."""
 
+    def summary_from(self, events: list[dict]) -> dict:
+        """Summary fields of the technique's own, from its events (monotonic `t`)."""
+        return {}
+
     def recovery_breakdown_from(self, events: list[dict]) -> dict | None:
         """Recovery phases (`t_detect`, monotonic, and `*_ms`), from the technique's own
         events (monotonic `t`) and what it recorded itself; None if it has none."""

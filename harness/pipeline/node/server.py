@@ -39,7 +39,7 @@ def _control_handler(stage: Stage) -> grpc.GenericRpcHandler:
             response_serializer=lambda d: json.dumps(d).encode())
 
     return grpc.method_handlers_generic_handler(
-        CONTROL_SERVICE, {m: handler(m) for m in ("SetRoute", "Stats")})
+        CONTROL_SERVICE, {m: handler(m) for m in ("SetRoute", "Stats", "LoadModel")})
 
 
 
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"--route={a.route!r}: {e}") from None
         stage = Stage(runner, name, a.node, route, EventSink(a.events, f"{a.node}:{name}"))
+        stage.threads = a.threads
         if a.join:
             stage.joiner = load_joiner(a.join, a.join_args, a.null, runner)
         server = serve(stage, a.port, a.host)

@@ -9,7 +9,8 @@ partition the tensors it needs (its own outputs, or inputs it passes through,
 e.g. a skip connection), waits for the answer within the caller's deadline,
 and returns it with its own hop prepended to the `path` parameter. Routes are
 set at start (`--route JSON`) or at run time through the small JSON service
-`harness.StageControl/SetRoute` on the same port.
+`harness.StageControl/SetRoute` on the same port; `LoadModel` swaps in another
+partition (a controller re-partitioning the model after a node failed).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, runner: Runner, name: str, node: str, route: Route | None,
                  events: EventSink | None = None) -> None:
         self.runner, self.name, self.node = runner, name, node
+        self.threads = 1  # ONNX Runtime intra-op threads, for a model loaded later
         self.lock = threading.Lock()
         self.stats = {"requests": 0, "errors": 0, "forwarded": 0, "failovers": 0,
                       "degraded": 0, "live_calls": 0}
@@ -195,6 +197,24 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             resp.parameters["degraded"].bool_param = True
         return resp
 
+    def load_model(self, path: str | None) -> dict:
+        """Serve another partition from now on (loaded and run once before the swap, so
+        no request waits on a cold session)."""
+        from harness.pipeline.node.runner import first_inference
+
+        if not isinstance(path, str) or self.runner.session is None:
+            return {"ok": False, "error": f"LoadModel: path={path!r} (a model stage only)"}
+        t0 = time.monotonic()
+        try:
+            runner = Runner(path, self.runner.providers or None, self.threads)
+            first_inference(runner)
+        except Exception as e:  # a bad file must not take the stage down
+            return {"ok": False, "error": f"LoadModel: {str(e).splitlines()[0][:200]}"}
+        self.runner = runner
+        load_ms = round((time.monotonic() - t0) * 1000, 3)
+        self.events("stage.load", self.hop, path=path, load_ms=load_ms)
+        return {"ok": True, "load_ms": load_ms}
+
     # harness.StageControl (JSON over the same port)
     def control(self, method: str, body: dict) -> dict:
         if method == "SetRoute":
@@ -204,6 +224,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             except ValueError as e:
                 return {"ok": False, "error": str(e)}
             return {"ok": True}
+        if method == "LoadModel":
+            return self.load_model(body.get("path") if isinstance(body, dict) else None)
         if method == "Stats":
             return {"ok": True, "name": self.name, "node": self.node, **self.stats,
                     "providers": self.runner.providers,

@@ -24,7 +24,7 @@ from harness.emulation.topology import Topology
 from harness.pipeline.config import PipelineConfig, resolve
 from harness.pipeline.deployment import Instance, primaries, routes
 from harness.pipeline.routing import Action, Plan, Route
-from harness.techniques.adaptive import predict
+from harness.techniques import predict
 from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
 from harness.techniques.structural import Structural, skip_zeros
 
@@ -138,21 +138,10 @@ class Adaptive(Technique):
                  hops: list[tuple[str, Path, list[str]]]) -> dict:
         """The latency of a request from the first sensor through the stages before
         stage i (as placed) and then `hops` ((node, partition, tensors it takes) each)."""
-        defaults = self.link_defaults
         sensor = next(n.name for n in self.topo.nodes if n.role == "sensor")
         path = [(s.node, files[s.name], pipe.carries()[k])
                 for k, s in enumerate(pipe.stages[:i])] + hops
-        steps, node, total = [], sensor, 0.0
-        for to, model, tensors in path:
-            h = predict.hop(self.topo, defaults, node, to, predict.tensor_bytes(model, tensors),
-                            self.hop_ms)
-            cpu = self.topo.node(to).cpu
-            h["compute_ms"] = predict.compute_ms(model) / (cpu if 0 < cpu < 1 else 1)
-            h["stage"] = model.stem
-            total += h["ms"] + h["compute_ms"]
-            steps.append(h)
-            node = to
-        return {"predicted_ms": round(total, 3), "hops": steps}
+        return predict.latency(self.topo, self.link_defaults, sensor, path, self.hop_ms)
 
     def start(self, emu, deployment, record: Record) -> None:
         record("adaptive.plan", self.pipe_node(deployment), _jsonable(self.plan_event))

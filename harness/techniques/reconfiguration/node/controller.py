@@ -8,6 +8,12 @@ Starting a process on another node is the one thing it cannot do from inside its
 namespace, so it asks the harness (its parent, standing in for a node
 agent) on stdout, `{"op": "start", "stage": ..., "node": ...}`, and reads the reply on
 stdin. Everything else, detection and the route push, crosses the emulated network.
+
+With mode repartition, the plan carries every move for each watched stage (planned
+by the harness: harness.techniques.reconfiguration.repartition); at failure time
+the controller chooses the move that fits, avoids the failed node and is predicted
+fastest, and makes it: a stage started as is, or a neighbouring stage told to load
+the merged partition (`LoadModel`), then the new route pushed upstream.
 """
 
 from __future__ import annotations
@@ -47,6 +53,53 @@ def push_route(upstream: str, route: dict, attempts: int, timeout_s: float) -> s
     return error
 
 
+def choose(moves: list[dict], failed_node: str) -> dict | None:
+    """The move that fits the nodes' memory, avoids the failed node, is predicted fastest."""
+    ok = [m for m in moves if m["fits"] and m["node"] != failed_node]
+    return min(ok, key=lambda m: m["predicted_ms"]) if ok else None
+
+
+def repartition(plan: dict, w: dict, events: EventSink) -> None:
+    """Choose and make a move for the failed stage `w`; every step an event."""
+    stage = w["stage"]
+    t0 = time.perf_counter()
+    moves = plan["moves"][stage]
+    move = choose(moves, w["node"])
+    decide_ms = round((time.perf_counter() - t0) * 1000, 4)
+    events("repartition", w["addr"], stage=stage, move=move, decide_ms=decide_ms,
+           candidates=[{k: v for k, v in m.items() if k != "route"} for m in moves])
+    if move is None:
+        events("reconfigure.error", w["addr"], stage=stage,
+               error="no move fits the surviving nodes")
+        return
+    load_ms = None
+    if move["kind"] == "as_is":
+        reply = ask({"op": "start", "stage": stage, "node": move["node"]})
+        if not reply.get("ok"):
+            events("reconfigure.error", w["addr"], stage=stage, error=reply.get("error"))
+            return
+        (up, route), = move["route"].items()
+        route = dict(route, targets=[reply["addr"]])
+    else:
+        try:
+            reply = control_call(move["load"], "LoadModel", {"path": move["file"]}, timeout=10)
+        except grpc.RpcError as e:
+            reply = {"ok": False, "error": f"{e.code().name}: {e.details()}"}
+        if not reply.get("ok"):
+            events("reconfigure.error", move["load"], stage=stage, error=reply.get("error"))
+            return
+        load_ms = reply.get("load_ms")
+        (up, route), = move["route"].items()
+    upstream = w["upstream_addr"]
+    error = push_route(upstream, route, plan.get("route_attempts", 50),
+                       plan.get("route_timeout_s", 1.0))
+    if error:
+        events("reconfigure.error", upstream, stage=stage, upstream=upstream, error=error)
+    else:
+        events("reconfigure", route["targets"][0], stage=stage, node=move["node"],
+               move=move["kind"], upstream=upstream, load_ms=load_ms)
+
+
 def run(plan: dict, events: EventSink) -> None:
     """plan: watch [{stage, addr, upstream_addr, route (the upstream's route)}], replace
     {stage: node}, period_ms, timeout_ms, failures; optional route_attempts (50) and
@@ -66,6 +119,10 @@ def run(plan: dict, events: EventSink) -> None:
             if stage not in seen_up or fails[stage] < plan["failures"]:
                 continue
             events("detect", w["addr"], stage=stage)
+            if plan.get("mode") == "repartition":
+                repartition(plan, w, events)
+                del watch[stage]
+                continue
             node = plan["replace"][stage]
             reply = ask({"op": "start", "stage": stage, "node": node})
             if not reply.get("ok"):

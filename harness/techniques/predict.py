@@ -84,3 +84,19 @@ def tensor_bytes(model: Path, names: list[str]) -> int:
         if i.name in names:
             out += 4 * int(np.prod([d if isinstance(d, int) and d > 0 else 1 for d in i.shape]))
     return out
+
+
+def latency(topo: Topology, defaults: LinkProps, sensor: str,
+            path: list[tuple[str, Path, list[str]]], hop_ms: float) -> dict:
+    """A request's predicted latency from `sensor` through `path` ((node, partition, the
+    tensors it takes) per stage, in order): every hop and every stage's compute."""
+    steps, node, total = [], sensor, 0.0
+    for to, model, tensors in path:
+        h = hop(topo, defaults, node, to, tensor_bytes(model, tensors), hop_ms)
+        cpu = topo.node(to).cpu
+        h["compute_ms"] = compute_ms(model) / (cpu if 0 < cpu < 1 else 1)
+        h["stage"] = model.stem
+        total += h["ms"] + h["compute_ms"]
+        steps.append(h)
+        node = to
+    return {"predicted_ms": round(total, 3), "hops": steps}
