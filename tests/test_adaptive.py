@@ -110,3 +110,26 @@ def test_bad_settings_name_the_key(overrides: list[str], key: str) -> None:
     with pytest.raises(ConfigError) as e:
         compose_experiment(*DEC, *overrides)
     assert str(e.value).startswith(key), str(e.value)
+
+
+def test_a_repartition_is_loaded_once_and_kept_and_a_failed_load_falls_back() -> None:
+    merge = Action("repartition", Route("tail", ["c1:1"], ["h"]), 1.5, 0.96,
+                   load={"target": "c1:1", "path": "/p/middle_tail.onnx"})
+    plan = Plan(25, [*_plan(25).actions[:2], merge])
+    route = Route("middle", ["e1:1"], ["h"], plan=plan)
+    loads, events = [], []
+    d = Decider(lambda kind, target, **kw: events.append((kind, kw)),
+                lambda target, path: loads.append((target, path)) or {"ok": True,
+                                                                      "load_ms": 3.0})
+    assert d.route_for(route, {"e1:1"}) is merge.route  # as accurate as failover, in SLO
+    assert loads == [("c1:1", "/p/middle_tail.onnx")]
+    assert [k for k, _ in events] == ["decide", "repartition"] and events[1][1]["ok"]
+    # the old cut is gone: the merged route stays when e1 returns
+    assert d.route_for(route, set()) is merge.route and len(loads) == 1
+    failing = Decider(lambda *a, **kw: events.append((a[0], kw)),
+                      lambda target, path: {"ok": False, "error": "no such file"})
+    events.clear()
+    assert failing.route_for(route, {"e1:1"}).model == "tail"  # skip: the next best
+    assert failing.route_for(route, {"e1:1"}) is plan.actions[1].route
+    assert events[1][1]["ok"] is False and events[1][1]["error"] == "no such file"
+    assert failing.route_for(route, set()) is route  # nothing was kept

@@ -141,3 +141,17 @@ def test_netem_requested_without_netem_is_a_config_error() -> None:
     p = harness_cmd("shaper=netem")
     assert p.returncode == 2
     assert "shaper=netem" in p.stderr
+
+
+def test_every_bench_row_validates() -> None:
+    """`make bench` runs these rows after minutes of other sections: a typo in one must
+    fail here, not there."""
+    from harness.report import har_bench, pipeline_bench
+
+    rows = [(["topology=device_edge_cloud", "workload=digits", *o], f)
+            for _, o, faults in pipeline_bench.MATRIX + pipeline_bench.GATE_MATRIX
+            for f in [[f"faults={x}"] for x in faults]]
+    rows += [([*har_bench.HAR, *o], har_bench.FAULTS[f])
+             for _, o, faults in har_bench.MATRIX for f in faults]
+    for overrides, faults in rows:
+        exp_for(*overrides, *faults)

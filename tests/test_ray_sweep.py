@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
 import re
+import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -22,7 +25,14 @@ from tests.helpers import PY, REPO, harness_cmd, root_only
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, root_only]
 RAY = str(Path(PY).parent / "ray")
 # Ray 2.60 clusters started by `ray start` ask for its token; every client must send it
-ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# The test cluster's own token (Ray 2.60 refuses `ray start` with token authentication
+# and no token; a fresh machine has no ~/.ray/auth_token), for it and every client here.
+TOKEN = Path(tempfile.mkdtemp(prefix="hxraytoken")) / "auth_token"
+TOKEN.write_text(secrets.token_hex(32))
+TOKEN.chmod(0o600)
+atexit.register(shutil.rmtree, TOKEN.parent, True)
+ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
+       "RAY_AUTH_TOKEN_PATH": str(TOKEN)}
 
 
 def _session_pids(sid: int) -> list[int]:

@@ -108,5 +108,8 @@ def placed(pipe, files: dict, ips: dict[str, str]) -> list:
             if nxt is not None:
                 to = pipe.placement.next_node(nxt.name, node)
                 route = Route(nxt.name, [f"{ips[to]}:{pipe.port}"], carries[i + 1])
-            out.append(Instance(s.name, node, files[s.name], route))
+            # a stage placed by node listens where the chain expects it (port_of); a
+            # fleet's stages by role are one per node, on the pipeline's port
+            out.append(Instance(s.name, node, files[s.name], route,
+                                port=pipe.port if s.role else pipe.port_of(s.name)))
     return out

@@ -51,6 +51,9 @@ class Action:
     route: Route
     predicted_ms: float  # end-to-end latency of a request served this way
     accuracy: float  # the model card's accuracy of answers served this way
+    # a re-partitioning: before its route is used, the stage at `target` loads `path` (a
+    # merged partition); it is not undone when the failed node returns
+    load: dict[str, str] | None = None
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Plan:
         try:
             return cls(float(data["slo_ms"]), [
                 Action(str(a["name"]), Route.from_json(a["route"]),  # type: ignore[arg-type]
-                       float(a["predicted_ms"]), float(a["accuracy"]))
+                       float(a["predicted_ms"]), float(a["accuracy"]), a.get("load"))
                 for a in data["actions"]])
         except (KeyError, TypeError) as e:
             raise ValueError(f"route.plan: {e!r}") from None
@@ -73,7 +76,8 @@ class Plan:
     def to_json(self) -> dict:
         return {"slo_ms": self.slo_ms,
                 "actions": [{"name": a.name, "route": a.route.to_json(),
-                             "predicted_ms": a.predicted_ms, "accuracy": a.accuracy}
+                             "predicted_ms": a.predicted_ms, "accuracy": a.accuracy,
+                             "load": a.load}
                             for a in self.actions]}
 
 

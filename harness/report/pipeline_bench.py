@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+SMALL_NODES = "topology.nodes={d1:{mem_mb:150},e2:{mem_mb:64},c1:{mem_mb:200}}"
+SLOW_REPLICA = "topology.links={d1-e2:{delay_ms:15}}"
 # technique label -> overrides; each runs under the faults listed with it
 MATRIX = [
     ("baseline", ["technique=baseline"], ["none", "edge_crash"]),
@@ -27,6 +29,20 @@ MATRIX = [
     ("structural early exit",
      ["technique=structural", "technique.early_exit=models/digits/exit1.onnx"], ["edge_crash"]),
     ("reconfiguration", ["technique=reconfiguration"], ["none", "edge_crash"]),
+    # re-partitioning where everything fits (the fastest move wins), and where no node
+    # has room for the lost stage as a process of its own (a merge is the only way)
+    ("reconfiguration repartition",
+     ["technique=reconfiguration", "technique.mode=repartition"], ["edge_crash"]),
+    ("reconfiguration repartition, small nodes",
+     ["technique=reconfiguration", "technique.mode=repartition", SMALL_NODES], ["edge_crash"]),
+    # the adaptive policy with the replica's path 30 ms slower: by the SLO it picks
+    ("adaptive slo 25", ["technique=adaptive", SLOW_REPLICA, "technique.slo_ms=25"],
+     ["edge_crash"]),
+    ("adaptive slo 100", ["technique=adaptive", SLOW_REPLICA, "technique.slo_ms=100"],
+     ["edge_crash"]),
+    ("adaptive slo 25 +repartition",
+     ["technique=adaptive", SLOW_REPLICA, "technique.slo_ms=25",
+      "technique.actions=[failover,skip,repartition]"], ["edge_crash"]),
     ("sensing_redundancy", ["technique=sensing_redundancy"],
      ["none", "sensor_crash", "sensor_noise"]),
     ("baseline", ["technique=baseline"], ["sensor_crash", "sensor_noise"]),

@@ -7,7 +7,9 @@ chooses at the moment it finds the target down, by a stated objective: the most
 accurate action whose predicted latency meets the SLO and whose targets are not
 down; if none meets the SLO, the fastest one that is up. Each decision is recorded
 (`decide`: what was chosen, every candidate, how long deciding took) and kept
-until the set of down targets changes.
+until the set of down targets changes. An action that re-partitions the model (a
+neighbour loads a merged partition first) is made once and kept: the old cut no
+longer exists when the failed node returns.
 """
 
 from __future__ import annotations
@@ -40,15 +42,19 @@ def choose(plan: Plan, down: set[str]) -> tuple[Action | None, list[dict]]:
 class Decider:
     """A stage's decisions, one per set of down targets, each recorded once."""
 
-    def __init__(self, events) -> None:
+    def __init__(self, events, loader=None) -> None:
         self.events = events
+        self.loader = loader  # (target, path) -> {"ok", "error"?, "load_ms"?}
         self.lock = threading.Lock()
         self.made: dict[tuple[int, frozenset[str]], Action | None] = {}
+        self.kept: dict[int, Action] = {}  # plan -> a re-partitioning made
 
     def route_for(self, route: Route, down: set[str]) -> Route:
         """`route` itself while its first target is up (or it has no plan); else the
         route of the chosen action (`route` again if no action has a target up)."""
         plan = route.plan
+        if plan is not None and id(plan) in self.kept:
+            return self.kept[id(plan)].route
         if plan is None or route.targets[0] not in down:
             return route
         key = (id(plan), frozenset(t for t in down if t in route.all_targets()))
@@ -62,5 +68,22 @@ class Decider:
                             action=action.name if action else None, slo_ms=plan.slo_ms,
                             decide_ms=round(decide_ms, 4), candidates=rows,
                             down=sorted(key[1]))
+                if action is not None and action.load is not None:
+                    self._load(plan, action, key)
             action = self.made[key]
         return route if action is None else action.route
+
+    def _load(self, plan: Plan, action: Action, key) -> None:
+        """Have the neighbour load the merged partition (lock held: callers wait for the
+        new cut rather than send the old one's tensors); on failure, decide without it."""
+        assert action.load is not None
+        reply = self.loader(action.load["target"], action.load["path"]) if self.loader \
+            else {"ok": False, "error": "this stage cannot reach a loader"}
+        self.events("repartition", action.load["target"], action=action.name,
+                    ok=bool(reply.get("ok")), load_ms=reply.get("load_ms"),
+                    error=reply.get("error"))
+        if reply.get("ok"):
+            self.kept[id(plan)] = action
+            return
+        rest = Plan(plan.slo_ms, [a for a in plan.actions if a is not action])
+        self.made[key] = choose(rest, set(key[1]))[0]

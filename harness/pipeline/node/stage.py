@@ -47,7 +47,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         self.joiner: Any = None
         self.health = HealthChecker(None, self.events)
         self.calls = Calls(self.health, self.stats, self.lock)
-        self.decider = Decider(self.events)  # a route with a plan: the way while it is down
+        # a route with a plan: the way while its target is down
+        self.decider = Decider(self.events, self._load_at)
         self.health.probe = self.calls.probe
         self.route = route
         self.health.start()
@@ -196,6 +197,15 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         if degraded or route.degraded:
             resp.parameters["degraded"].bool_param = True
         return resp
+
+    def _load_at(self, target: str, path: str) -> dict:
+        """LoadModel on another stage (or this one) over the network, as a controller would."""
+        from harness.pipeline.client import control_call
+
+        try:
+            return control_call(target, "LoadModel", {"path": path}, timeout=10)
+        except grpc.RpcError as e:
+            return {"ok": False, "error": f"{e.code().name}: {e.details()}"}
 
     def load_model(self, path: str | None) -> dict:
         """Serve another partition from now on (loaded and run once before the swap, so

@@ -3,13 +3,15 @@ allows by a stated objective, instead of always doing the same thing.
 
 Before the run the technique deploys every allowed action -- `failover` (a warm
 replica of the stage on `replica`), `skip` (the skip connection around it, as
-technique=structural) and `early_exit` (the model's early exit beside the stage
-before it) -- and predicts each one's end-to-end latency from the topology, the
-links and the partitions' measured inference times (predict.py), with its accuracy
-from the model card. The plan rides on the upstream stage's route; when that stage
-finds the target down (its passive detector or probes), it chooses in place
-(harness/pipeline/node/plan.py): the most accurate action whose predicted latency
-meets the SLO, else the fastest. The plan with all its inputs is an event
+technique=structural), `early_exit` (the model's early exit beside the stage
+before it) and `repartition` (the stage's part merged into a neighbour's partition,
+cut now and loaded by the neighbour when chosen: the fastest merge that fits, as
+technique=reconfiguration's repartition mode plans them) -- and predicts each one's
+end-to-end latency from the topology, the links and the partitions' measured inference
+times (predict.py), with its accuracy from the model card. The plan rides on the
+upstream stage's route; when that stage finds the target down (its passive detector or
+probes), it chooses in place (harness/pipeline/node/plan.py): the most accurate action
+whose predicted latency meets the SLO, else the fastest. The plan with all its inputs is an event
 (`adaptive.plan`); each decision too (`decide`: the choice, every candidate, and the
 time it took to decide).
 """
@@ -28,8 +30,9 @@ from harness.techniques import predict
 from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
 from harness.techniques.structural import Structural, skip_zeros
 
-ACTIONS = ("failover", "skip", "early_exit")
-CARD_KEYS = {"failover": "split", "skip": "skip_only", "early_exit": "early_exit"}
+ACTIONS = ("failover", "skip", "early_exit", "repartition")
+CARD_KEYS = {"failover": "split", "skip": "skip_only", "early_exit": "early_exit",
+             "repartition": "split"}
 
 
 class Adaptive(Technique):
@@ -38,7 +41,7 @@ class Adaptive(Technique):
     def __init__(self, stage: str = "middle", actions: list[str] | None = None,
                  replica: str = "e2", early_exit: str | None = None,
                  slo_ms: float | None = None, accuracy: dict[str, float] | None = None,
-                 hop_ms: float = 0.5, detector: str = "passive",
+                 hop_ms: float = 0.5, stage_mb: float = 90.0, detector: str = "passive",
                  health_period_ms: float = 25.0, health_timeout_ms: float = 50.0,
                  attempt_timeout_ms: float = 100.0, idle_probe_ms: float = 250.0,
                  suspect_min_ms: float = 25.0) -> None:
@@ -56,7 +59,8 @@ class Adaptive(Technique):
         if not 0 <= hop_ms <= 1000:
             fail("technique.hop_ms", hop_ms, "must be in [0, 1000]")
         self.stage, self.replica, self.early_exit = stage, replica, early_exit
-        self.slo_ms, self.hop_ms = slo_ms, hop_ms
+        positive(stage_mb=stage_mb)
+        self.slo_ms, self.hop_ms, self.stage_mb = slo_ms, hop_ms, stage_mb
         self.accuracy = dict(accuracy or {})
         for k, v in self.accuracy.items():
             if k not in ACTIONS or not isinstance(v, int | float) or not 0 <= v <= 1:
@@ -112,6 +116,14 @@ class Adaptive(Technique):
                               carries[i + 1], zeros=skip_zeros(pipe, files, i),
                               degraded=True)
                 hops = rest
+            elif a == "repartition":
+                merge = self._merge(pipe, files, ips, base)
+                route = Route.from_json(next(iter(merge["route"].values())))  # type: ignore
+                actions.append(Action(a, route, merge["predicted_ms"], self.accuracy[a],
+                                      load={"target": merge["load"], "path": merge["file"]}))
+                paths[a] = {k: merge[k] for k in ("predicted_ms", "hops", "kind", "node",
+                                                  "cut")}
+                continue
             else:
                 exit_file = resolve(self.early_exit, "technique.early_exit")
                 port = pipe.port + 1
@@ -133,6 +145,20 @@ class Adaptive(Technique):
                            "actions": {a: {**paths[a], "accuracy": self.accuracy[a]}
                                        for a in self.actions}}
         return primaries(pipe, files, base) + extra
+
+    def _merge(self, pipe: PipelineConfig, files: dict[str, Path], ips: dict[str, str],
+               base: dict) -> dict:
+        """The fastest merge of the stage's part into a neighbour that fits its memory."""
+        from harness.techniques.reconfiguration.repartition import plan_moves
+
+        moves = [m for m in plan_moves(pipe, files, self.topo, self.link_defaults, ips,
+                                       self.stage, next(iter(files.values())).parent,
+                                       self.stage_mb, self.hop_ms, base)
+                 if m["kind"] != "as_is" and m["fits"]]
+        if not moves:
+            fail("technique.actions", self.actions, "repartition: no merge of stage "
+                 f"{self.stage} into a neighbour is a valid cut that fits its node")
+        return min(moves, key=lambda m: m["predicted_ms"])
 
     def _predict(self, pipe: PipelineConfig, files: dict[str, Path], i: int,
                  hops: list[tuple[str, Path, list[str]]]) -> dict:
