@@ -64,15 +64,22 @@ def digits_accuracies(model_dir: Path = DIGITS_DIR, seed: int = DIGITS_EVAL_SEED
     return {m: _acc(logits[m], labels) for m in modes}
 
 
-def har_logits(model_dir: Path = HAR_DIR) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Test-split logits with both modalities, accelerometer only and gyroscope only."""
+def har_logits(model_dir: Path = HAR_DIR, axis_dropout: float = 0.0, seed: int = 0
+               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Test-split logits with both modalities, accelerometer only and gyroscope only; with
+    `axis_dropout`, on the windows the sensors of workload=har send (the same draw)."""
+    from harness.workload.samples.har import Har
+
     enc_acc = load_session(model_dir / "acc_encoder.onnx")
     enc_gyro = load_session(model_dir / "gyro_encoder.onnx")
     fusion = load_session(model_dir / "fusion.onnx")
     _, test_ids = datasets.har_split()
     labels = datasets.har_labels(test_ids)
-    e_acc = _run(enc_acc, acc=datasets.har_windows(test_ids, "acc"))
-    e_gyro = _run(enc_gyro, gyro=datasets.har_windows(test_ids, "gyro"))
+    lib = Har(axis_dropout=axis_dropout)
+    windows = {m: np.concatenate([lib.payload(int(i), k, seed)[m] for i in test_ids])
+               for k, m in enumerate(("acc", "gyro"))}
+    e_acc = _run(enc_acc, acc=windows["acc"])
+    e_gyro = _run(enc_gyro, gyro=windows["gyro"])
     n = len(test_ids)
     out = {}
     for mode, (ma, mg) in {"both": (1, 1), "acc_only": (1, 0), "gyro_only": (0, 1)}.items():
@@ -81,6 +88,7 @@ def har_logits(model_dir: Path = HAR_DIR) -> tuple[dict[str, np.ndarray], np.nda
     return out, labels
 
 
-def har_accuracies(model_dir: Path = HAR_DIR) -> dict[str, float]:
-    logits, labels = har_logits(model_dir)
+def har_accuracies(model_dir: Path = HAR_DIR, axis_dropout: float = 0.0, seed: int = 0
+                   ) -> dict[str, float]:
+    logits, labels = har_logits(model_dir, axis_dropout, seed)
     return {m: _acc(v, labels) for m, v in logits.items()}

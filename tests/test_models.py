@@ -162,6 +162,12 @@ def test_har_accuracies_match_card():
     for mode in ("both", "acc_only", "gyro_only"):
         assert acc[mode] == pytest.approx(c["test_accuracy"][mode], abs=1e-9), mode
     assert c["n_test"] == 40
+    # the honest task workload=har replays: losing a modality costs accuracy
+    honest = c["test_accuracy_axis_dropout"]
+    acc = evaluate.har_accuracies(HAR, honest["axis_dropout"], honest["noise_seed"])
+    for mode in ("both", "acc_only", "gyro_only"):
+        assert acc[mode] == pytest.approx(honest[mode], abs=1e-9), mode
+    assert acc["both"] > max(acc["acc_only"], acc["gyro_only"])
 
 
 # ---------------------------------------------------------------- partition tool
