@@ -21,6 +21,20 @@ import numpy as np
 from harness.pipeline.codec import V2_TO_NP
 
 
+def wait_decided(owner, request_id: str, deadline: float, complete: bool) -> None:
+    """With `owner.lock` (a Condition) held: decide now if all has arrived, else wait
+    until another arrival decides or the deadline passes (then decide with what came).
+    Shared by every stage that holds a request id for its other arrivals."""
+    if complete:
+        owner._decide(request_id)
+    while request_id not in owner.decided:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            owner._decide(request_id)
+            break
+        owner.lock.wait(left)
+
+
 class Missing(RuntimeError):
     """A request's join timed out without some of its inputs (and partial joins are off)."""
 
@@ -46,14 +60,7 @@ class Join:
                 got = self.pending.setdefault(request_id, {})
                 got.update({k: v for k, v in tensors.items() if k in self.inputs})
                 deadline = self.first.setdefault(request_id, time.monotonic()) + self.wait_s
-                if len(got) == len(self.inputs):
-                    self._decide(request_id)
-                while request_id not in self.decided:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        self._decide(request_id)
-                        break
-                    self.lock.wait(left)
+                wait_decided(self, request_id, deadline, len(got) == len(self.inputs))
             result = self.decided[request_id]  # a straggler gets the decision made
         if isinstance(result, Exception):
             raise result

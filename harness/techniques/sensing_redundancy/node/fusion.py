@@ -14,6 +14,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from harness.pipeline.node.join import wait_decided
+
 
 class Fuser:
     def __init__(self, expected: int, wait_ms: float, tensor: str = "logits",
@@ -34,14 +36,7 @@ class Fuser:
             arrivals = self.pending.setdefault(request_id, [])
             arrivals.append(x)
             deadline = self.first.setdefault(request_id, time.monotonic()) + self.wait_s
-            if len(arrivals) >= self.expected:
-                self._decide(request_id)
-            while request_id not in self.decided:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._decide(request_id)
-                    break
-                self.lock.wait(left)
+            wait_decided(self, request_id, deadline, len(arrivals) >= self.expected)
             fused, n = self.decided[request_id]
         return {self.tensor: fused}, n
 
