@@ -56,9 +56,20 @@ def test_a_stage_decides_once_per_set_of_down_targets_and_records_it() -> None:
     assert d.route_for(route, {"e1:1"}) is chosen and len(events) == 1
     kind, target, detail = events[0]
     assert (kind, target, detail["action"], detail["slo_ms"]) == ("decide", "e1:1", "skip", 25)
-    assert 0 <= detail["decide_ms"] <= 5 and len(detail["candidates"]) == 3
+    assert detail["decide_ms"] >= 0 and len(detail["candidates"]) == 3
     # the skip target goes down as well: decided again, now the fastest left that is up
     assert d.route_for(route, {"e1:1", "c1:1"}).model == "exit" and len(events) == 2
+
+
+def test_deciding_takes_well_under_5_ms() -> None:
+    """The issue's goal, as a median over fresh decisions (one preempted call on a busy
+    machine must not decide it)."""
+    route = Route("middle", ["e1:1"], ["h"], plan=_plan(25))
+    events: list[dict] = []
+    for _ in range(51):
+        Decider(lambda kind, target, **kw: events.append(kw)).route_for(route, {"e1:1"})
+    times = sorted(e["decide_ms"] for e in events)
+    assert len(times) == 51 and times[25] <= 5, times
 
 
 def test_the_plan_survives_the_wire_and_its_targets_are_watched() -> None:
@@ -90,7 +101,7 @@ def test_the_plan_predicts_the_slow_replica_path(tmp_path: Path) -> None:
     plan = inst[0].route.plan
     assert plan.slo_ms == 100  # the workload's
     fo, skip = plan.actions
-    assert 30 <= fo.predicted_ms <= 35 and skip.predicted_ms < 5, (fo, skip)
+    assert 30 <= fo.predicted_ms <= 40 and skip.predicted_ms < 10, (fo, skip)
     assert fo.accuracy > skip.accuracy  # the card's split vs skip_only
 
 
@@ -99,7 +110,9 @@ def test_the_plan_predicts_the_slow_replica_path(tmp_path: Path) -> None:
     (["technique.actions=[]"], "technique.actions"),
     (["technique.actions=[early_exit]"], "technique.early_exit"),
     (["technique.replica=e1"], "technique.replica.middle"),
-    (["technique.stage=head"], "technique.skip_stage"),
+    (["technique.stage=head"], "technique.stage"),
+    (["technique.stage=nowhere", "technique.actions=[repartition]"], "technique.stage"),
+    (["technique.stage=tail", "technique.actions=[repartition]"], "technique.actions"),
     (["technique.slo_ms=0"], "technique.slo_ms"),
     (["technique.accuracy={skip:1.5}"], "technique.accuracy.skip"),
     (["technique.detector=psychic"], "technique.detector"),

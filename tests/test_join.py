@@ -79,9 +79,18 @@ def test_strict_join_fails_naming_the_missing_input() -> None:
     j = Join(Sum(), ["a", "b"], "mask", wait_ms=30, partial=False)
     (err,) = [x for x in _both(j, "1", late_s=None) if x is not None]
     assert isinstance(err, Missing) and "no b within 30 ms" in str(err)
-    # ... and the late branch gets the same error, not a fresh wait
-    with pytest.raises(Missing):
+    # a later arrival of that id (a retry, or the late branch) waits afresh: here the
+    # other branch never comes again, so it fails too, naming that one
+    with pytest.raises(Missing, match="no a within 30 ms"):
         j.join("1", {"b": np.ones((1, 2), np.float32)})
+
+
+def test_a_retry_after_a_failed_join_is_joined_afresh() -> None:
+    """Sensors warm up with one id: a first try that timed out must not doom the retry."""
+    j = Join(Sum(), ["a", "b"], "mask", wait_ms=30, partial=False)
+    assert isinstance(_both(j, "warmup", late_s=None)[0], Missing)
+    (o1, n1, w1), (o2, n2, w2) = _both(j, "warmup")
+    assert n1 == n2 == 2 and w1 == "a+b"
 
 
 def test_partial_join_needs_a_mask() -> None:
@@ -115,6 +124,7 @@ def test_har_pipeline_routes_each_branch_to_the_join() -> None:
     (["pipeline.stages.2.inputs=[emb_acc,emb_acc]"], "pipeline.stages[2].inputs"),
     (["pipeline.stages.1.outputs=[emb_acc]"], "pipeline.stages[1].outputs"),
     (["pipeline.stages.2.join_wait_ms=0"], "pipeline.stages[2].join_wait_ms"),
+    (["pipeline.port=64535"], "pipeline.port"),  # d1's second stage: 64536 + 1000 lean
     (["pipeline.stages.0.model=null"], "pipeline.model_file"),
     (["technique=failover"], "technique"),
     (["workload=digits"], "workload.samples"),
@@ -142,3 +152,22 @@ def test_axis_dropout_is_reproducible_and_per_sensor() -> None:
     assert 0.35 < np.mean(zeroed) / 3 < 0.65  # about half the axes of 80 windows
     assert not np.array_equal(lib.payload(40, 0, 1)["acc"], a)  # the seed draws it
     assert np.array_equal(Har().payload(40, 0, 0)["acc"], Har().payload(40, 0, 7)["acc"])
+
+
+def test_a_join_is_last_and_branch_stages_take_what_their_sender_gives() -> None:
+    from harness.pipeline.config import PipelineConfig, StageSpec
+
+    def pipe(*stages: StageSpec) -> PipelineConfig:
+        p = PipelineConfig(model_file=None, stages=list(stages))
+        p.validate("pipeline")
+        return p
+
+    a = StageSpec("a", "d1", ["x"], ["ea"], model="m", next="j")
+    b = StageSpec("b", "d1", ["y"], ["eb"], model="m")
+    with pytest.raises(ConfigError, match=r"stages\[2\].name='j': a join stage must be the last"):
+        pipe(a, b, StageSpec("j", "e1", ["ea", "eb"], ["z"], model="m"),
+             StageSpec("after", "c1", ["z"], ["out"], model="m"))._check_joins("pipeline")
+    b2 = StageSpec("b2", "d1", ["eq"], ["eb"], model="m")  # its sender b gives eb, not eq
+    with pytest.raises(ConfigError, match=r"stages\[2\].inputs=\['eq'\]"):
+        pipe(a, b, b2, StageSpec("j", "e1", ["ea", "eb"], ["z"], model="m")
+             )._check_joins("pipeline")

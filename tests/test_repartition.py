@@ -27,7 +27,9 @@ SMALL = "topology.nodes={d1:{mem_mb:150},e2:{mem_mb:64},c1:{mem_mb:200}}"
 
 def _moves(tmp_path: Path, *overrides: str) -> list[dict]:
     exp = compose_experiment(*REPART, *overrides)
-    files = Deployment(None, exp.pipeline, tmp_path, lambda *a, **k: None).prepare()
+    dep = Deployment(None, exp.pipeline, tmp_path, lambda *a, **k: None)
+    files = dep.prepare()
+    exp.technique.parts_dir = dep.parts_dir  # merged cuts go beside the run's partitions
     ips = {n.name: f"10.0.0.{i + 1}" for i, n in enumerate(exp.topology.nodes)}
     exp.technique.instances(exp.pipeline, files, ips)
     return exp.technique.moves["middle"]
@@ -45,7 +47,7 @@ def test_moves_when_no_node_can_take_the_stage_as_is(tmp_path: Path) -> None:
     down, up = moves[("merge_down", "c1")], moves[("merge_up", "d1")]
     assert down["cut"] == {"inputs": ["h"], "outputs": ["logits"]} and down["into"] == "tail"
     assert up["cut"] == {"inputs": ["image"], "outputs": ["m", "h"]} and up["into"] == "head"
-    assert Path(down["file"]).is_file() and Path(up["file"]).is_file()
+    assert Path(down["file"]).parent == tmp_path / "partitions" == Path(up["file"]).parent
     # the upstream stage's new route: the tail, sent h alone / the merged head's m and h
     assert down["route"]["head"]["inputs"] == ["h"] and down["route"]["head"]["model"] == "tail"
     assert up["route"]["head"]["inputs"] == ["m", "h"]

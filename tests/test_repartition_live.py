@@ -19,7 +19,7 @@ def test_repartition_when_no_node_can_take_the_stage_as_is() -> None:
     r = s["reconfiguration"]
     assert not any(c["fits"] for c in r["candidates"] if c["kind"] == "as_is"), r
     assert r["move"] in ("merge_down", "merge_up") and r["node"] in ("c1", "d1"), r
-    assert r["cut"]["inputs"] and r["cut"]["outputs"] and r["decide_ms"] <= 5
+    assert r["cut"]["inputs"] and r["cut"]["outputs"] and r["decide_ms"] <= 50
     assert s["availability_after_recovery"] == 1.0 and s["mttr_ms"] is not None
     b = s["recovery_breakdown_ms"]
     assert b["load_ms"] > 0 and b["detection_ms"] > 0, b

@@ -48,7 +48,7 @@ class FakeDeployment:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.pipe = SimpleNamespace(port=8001)
+        self.pipe = SimpleNamespace(port=8001, port_of=lambda stage: 8001)  # a stage a node
         self.launched: list[str] = []
 
     def event_reader(self) -> EventFiles:

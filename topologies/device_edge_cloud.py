@@ -68,6 +68,10 @@ def build(
                               props=props("device_cloud_link", device_cloud_link)))
     by_name = {lk.name: lk for lk in wires}
     for name, override in overrides.items():
+        if not isinstance(override, dict):
+            from harness.core.config import fail
+
+            fail(f"topology.links.{name}", override, "a mapping of link properties")
         if name not in by_name:
             from harness.core.config import fail
 
@@ -79,9 +83,10 @@ def build(
     for name, override in dict(nodes or {}).items():
         from harness.core.config import fail
 
-        if name not in node_by:
-            fail(f"topology.nodes.{name}", override, f"unknown node (nodes: "
-                                                    f"{', '.join(node_by)})")
+        if name not in node_by or not isinstance(override, dict):
+            fail(f"topology.nodes.{name}", override,
+                 "a mapping of cpu, mem_mb" if name in node_by else
+                 f"unknown node (nodes: {', '.join(node_by)})")
         for key, value in dict(override or {}).items():
             if key == "cpu" and isinstance(value, int | float) and not isinstance(value, bool) \
                     and 0 <= value <= 1024:

@@ -140,6 +140,12 @@ class PipelineConfig:
                 check_model(resolve(s.model, f"{key}.stages[{i}].model"), s,
                             f"{key}.stages[{i}]")
         self._check_joins(key)
+        top = max(self.port_of(s.name) for s in self.stages if s.role is None) \
+            if any(s.role is None for s in self.stages) else self.port
+        if top + (LEAN_PORT_OFFSET if self.hop == "lean" else 0) > 65535:
+            fail(f"{key}.port", self.port, f"its stages need ports up to {top}"
+                 + (f" and {top + LEAN_PORT_OFFSET} for the lean hop" if self.hop == "lean"
+                    else ""))
         if self.output not in self.stages[-1].outputs and self.stages[-1].model is None:
             fail(f"{key}.output", self.output, f"not an output of the last stage "
                                                f"{self.stages[-1].name}")
@@ -151,6 +157,15 @@ class PipelineConfig:
         i = names.index(stage)
         node = self.stages[i].node
         return self.port + sum(1 for s in self.stages[:i] if s.node == node and s.role is None)
+
+    def spare_port(self, node: str, taken=()) -> int:
+        """A port on `node` that no stage of the pipeline listens on, nor any in `taken`
+        (for a technique's own instances there: a replica, an exit, a fusion stage)."""
+        used = {self.port_of(s.name) for s in self.stages if s.node == node} | set(taken)
+        port = self.port
+        while port in used:
+            port += 1
+        return port
 
     def next_index(self, i: int) -> int | None:
         """The stage stage `i` sends to (None: the last stage answers)."""
@@ -176,7 +191,22 @@ class PipelineConfig:
         return next((i for i in self.entries() if set(inputs) <= set(carries[i])), None)
 
     def _check_joins(self, key: str) -> None:
-        """Each input of a join comes from exactly one branch: the stage sending it there."""
+        """Each input of a join comes from exactly one branch: the stage sending it there;
+        the join is the last stage (it answers every branch; a stage after it would run
+        once per branch); other stages take only what the stage before them gives."""
+        joins = self.joins()
+        for j in joins:
+            if j != len(self.stages) - 1:
+                fail(f"{key}.stages[{j}].name", self.stages[j].name,
+                     "a join stage must be the last stage")
+        for i, st in enumerate(self.stages):
+            ups = self.upstream(i)
+            if joins and len(ups) == 1:
+                missing = [t for t in st.inputs if t not in self.stages[ups[0]].outputs]
+                if missing:
+                    fail(f"{key}.stages[{i}].inputs", missing,
+                         f"not outputs of {self.stages[ups[0]].name}, the stage sending to it "
+                         "(in a pipeline with a join, nothing rides along)")
         for j in self.joins():
             st = self.stages[j]
             for t in st.inputs:

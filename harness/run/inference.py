@@ -103,6 +103,7 @@ class Inference(NoLoad):
         self.emu = emu
         self.deployment.emu = emu
         t = time.monotonic()
+        self.technique.parts_dir = self.deployment.parts_dir
         self.deployment.start(self.technique.instances(exp.pipeline, self.deployment.files,
                                                        emu.ips))
         summary["stages_ready_s"] = round(time.monotonic() - t, 3)  # first launch to all ready

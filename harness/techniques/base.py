@@ -62,6 +62,9 @@ class Technique:
     # what the run's other groups say that a technique may plan with (bind)
     link_defaults = LinkProps()
     workload_slo_ms = 100.0
+    # where a technique writes partitions it cuts itself (the run's partitions/), set
+    # before instances()
+    parts_dir: Path | None = None
 
     def bind(self, link_defaults: LinkProps, slo_ms: float) -> None:
         """The network's default link properties and the workload's SLO (before check)."""

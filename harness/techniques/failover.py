@@ -61,21 +61,27 @@ class Failover(Technique):
                   ips: dict[str, str]) -> list[Instance]:
         base = routes(pipe, ips)
         out = []
+        taken: dict[str, list[int]] = {}  # node -> ports of replicas placed there
+        ports = {}
+        for stage, node in self.replicas.items():
+            ports[stage] = pipe.spare_port(node, taken.setdefault(node, []))
+            taken[node].append(ports[stage])
         for i, s in enumerate(pipe.stages):
             route = base[s.name]
             nxt = pipe.stages[i + 1].name if i + 1 < len(pipe.stages) else None
             if route is not None and nxt in self.replicas:
-                route.targets.append(f"{ips[self.replicas[nxt]]}:{pipe.port}")
+                route.targets.append(f"{ips[self.replicas[nxt]]}:{ports[nxt]}")
                 route.health = self.health
                 route.attempt_timeout_ms = self.attempt_timeout_ms
                 if self.mode == "active_active":
                     route.policy, route.hedge_ms = "hedge", self.hedge_ms
-            out.append(Instance(s.name, s.node, files[s.name], route))
+            out.append(Instance(s.name, s.node, files[s.name], route,
+                                port=pipe.port_of(s.name)))
             if s.name in self.replicas:
                 model = (resolve(self.variant[s.name], "technique.variant")
                          if s.name in self.variant else files[s.name])
                 out.append(Instance(s.name, self.replicas[s.name], model, base[s.name],
-                                    start=self.mode != "cold"))
+                                    start=self.mode != "cold", port=ports[s.name]))
         self.ips, self.planned = ips, out
         return out
 
@@ -89,7 +95,8 @@ class Failover(Technique):
 
     def _watch(self, deployment: Deployment, record: Record) -> None:
         """On the first detection of a protected node, start its cold replica."""
-        protected = {f"{self.ips[deployment.spec(i.stage).node]}:{deployment.pipe.port}": i
+        pipe = deployment.pipe
+        protected = {f"{self.ips[deployment.spec(i.stage).node]}:{pipe.port_of(i.stage)}": i
                      for i in self.cold}
         reader = deployment.event_reader()
         while not self.stopped.is_set() and protected:

@@ -86,7 +86,7 @@ class Structural(Technique):
         up = pipe.stages[i - 1]
         if self.early_exit is not None:
             # the exit runs beside the upstream stage: answers without the network
-            exit_port = pipe.port + 1
+            exit_port = pipe.spare_port(up.node)
             route = base[up.name]
             assert route is not None
             route.health = self.health
@@ -102,7 +102,7 @@ class Structural(Technique):
         assert route is not None
         route.health = self.health
         route.attempt_timeout_ms = self.attempt_timeout_ms
-        route.fallback = Route(after.name, [f"{ips[after.node]}:{pipe.port}"],
+        route.fallback = Route(after.name, [f"{ips[after.node]}:{pipe.port_of(after.name)}"],
                                pipe.carries()[i + 1], zeros=zeros, degraded=True)
         return primaries(pipe, files, base)
 

@@ -56,6 +56,10 @@ class Join:
              ) -> tuple[dict[str, np.ndarray], int, str]:
         """Block until this id is decided: (outputs, how many inputs, which: "a+b")."""
         with self.lock:
+            if isinstance(self.decided.get(request_id), Exception):
+                # its callers have the error; a later arrival (a retry of the same id, as
+                # a sensor's warm-up makes) waits afresh instead of failing at once
+                del self.decided[request_id]
             if request_id not in self.decided:
                 got = self.pending.setdefault(request_id, {})
                 got.update({k: v for k, v in tensors.items() if k in self.inputs})

@@ -46,18 +46,23 @@ class Decider:
         self.events = events
         self.loader = loader  # (target, path) -> {"ok", "error"?, "load_ms"?}
         self.lock = threading.Lock()
-        self.made: dict[tuple[int, frozenset[str]], Action | None] = {}
-        self.kept: dict[int, Action] = {}  # plan -> a re-partitioning made
+        # decisions about the current route's plan (reset when the route changes)
+        self.made: dict[frozenset[str], Action | None] = {}
+        self.kept: Action | None = None  # a re-partitioning made
+
+    def reset(self) -> None:
+        with self.lock:
+            self.made, self.kept = {}, None
 
     def route_for(self, route: Route, down: set[str]) -> Route:
         """`route` itself while its first target is up (or it has no plan); else the
         route of the chosen action (`route` again if no action has a target up)."""
         plan = route.plan
-        if plan is not None and id(plan) in self.kept:
-            return self.kept[id(plan)].route
+        if plan is not None and self.kept is not None:
+            return self.kept.route
         if plan is None or route.targets[0] not in down:
             return route
-        key = (id(plan), frozenset(t for t in down if t in route.all_targets()))
+        key = frozenset(t for t in down if t in route.all_targets())
         with self.lock:
             if key not in self.made:
                 t0 = time.perf_counter()
@@ -67,15 +72,16 @@ class Decider:
                 self.events("decide", route.targets[0],
                             action=action.name if action else None, slo_ms=plan.slo_ms,
                             decide_ms=round(decide_ms, 4), candidates=rows,
-                            down=sorted(key[1]))
+                            down=sorted(key))
                 if action is not None and action.load is not None:
-                    self._load(plan, action, key)
+                    self._load(plan, action, key, route.targets[0])
             action = self.made[key]
         return route if action is None else action.route
 
-    def _load(self, plan: Plan, action: Action, key) -> None:
+    def _load(self, plan: Plan, action: Action, key: frozenset[str], target: str) -> None:
         """Have the neighbour load the merged partition (lock held: callers wait for the
-        new cut rather than send the old one's tensors); on failure, decide without it."""
+        new cut rather than send the old one's tensors); on failure, decide again among
+        the actions that load nothing, and record that decision too."""
         assert action.load is not None
         reply = self.loader(action.load["target"], action.load["path"]) if self.loader \
             else {"ok": False, "error": "this stage cannot reach a loader"}
@@ -83,7 +89,11 @@ class Decider:
                     ok=bool(reply.get("ok")), load_ms=reply.get("load_ms"),
                     error=reply.get("error"))
         if reply.get("ok"):
-            self.kept[id(plan)] = action
+            self.kept = action
             return
-        rest = Plan(plan.slo_ms, [a for a in plan.actions if a is not action])
-        self.made[key] = choose(rest, set(key[1]))[0]
+        rest = Plan(plan.slo_ms, [a for a in plan.actions if a.load is None])
+        fallback, rows = choose(rest, set(key))
+        self.made[key] = fallback
+        self.events("decide", target, action=fallback.name if fallback else None,
+                    slo_ms=plan.slo_ms, decide_ms=None, candidates=rows, down=sorted(key),
+                    after_failed=action.name)

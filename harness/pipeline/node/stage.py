@@ -61,6 +61,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def route(self, route: Route | None) -> None:
         self._route = route
         self.health.set_route(route)
+        if hasattr(self, "decider"):
+            self.decider.reset()  # decisions were about the old route's plan
 
     # KServe v2 health and metadata
     def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
@@ -212,8 +214,9 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         no request waits on a cold session)."""
         from harness.pipeline.node.runner import first_inference
 
-        if not isinstance(path, str) or self.runner.session is None:
-            return {"ok": False, "error": f"LoadModel: path={path!r} (a model stage only)"}
+        if not isinstance(path, str) or self.runner.session is None or self.joiner is not None:
+            return {"ok": False, "error": f"LoadModel: path={path!r} (a model stage that "
+                                          "joins nothing only)"}
         t0 = time.monotonic()
         try:
             runner = Runner(path, self.runner.providers or None, self.threads)

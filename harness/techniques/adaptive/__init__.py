@@ -73,6 +73,12 @@ class Adaptive(Technique):
 
     def check(self, pipe: PipelineConfig, topo: Topology) -> None:
         # the skip connection and the exit are checked as technique=structural checks them
+        names = [s.name for s in pipe.stages]
+        if self.stage not in names or names.index(self.stage) == 0:
+            fail("technique.stage", self.stage, f"a stage with one before it (stages: "
+                                                f"{names})")
+        if "repartition" in self.actions:
+            self._check_merge(pipe, names.index(self.stage))
         self.structural = Structural(skip_stage=self.stage, early_exit=self.early_exit)
         if "skip" in self.actions:
             Structural(skip_stage=self.stage).check(pipe, topo)
@@ -106,10 +112,12 @@ class Adaptive(Technique):
                 if k > i]
         for a in self.actions:
             if a == "failover":
-                route = Route(self.stage, [f"{ips[self.replica]}:{pipe.port}"], carries[i])
+                port = pipe.spare_port(self.replica, [x.port for x in extra
+                                                       if x.node == self.replica])
+                route = Route(self.stage, [f"{ips[self.replica]}:{port}"], carries[i])
                 hops = [(self.replica, files[self.stage], carries[i]), *rest]
                 extra.append(Instance(self.stage, self.replica, files[self.stage],
-                                      base[self.stage]))
+                                      base[self.stage], port=port))
             elif a == "skip":
                 after = pipe.stages[i + 1]
                 route = Route(after.name, [f"{ips[after.node]}:{pipe.port_of(after.name)}"],
@@ -126,7 +134,7 @@ class Adaptive(Technique):
                 continue
             else:
                 exit_file = resolve(self.early_exit, "technique.early_exit")
-                port = pipe.port + 1
+                port = pipe.spare_port(up.node, [x.port for x in extra if x.node == up.node])
                 route = Route("early_exit", [f"{ips[up.node]}:{port}"],
                               self.structural.exit_inputs, degraded=True)
                 hops = [(up.node, exit_file, self.structural.exit_inputs)]
@@ -146,15 +154,35 @@ class Adaptive(Technique):
                                        for a in self.actions}}
         return primaries(pipe, files, base) + extra
 
+    def _check_merge(self, pipe: PipelineConfig, k: int) -> None:
+        """The stage's part and the next stage's must be one valid cut of model_file."""
+        from harness.core.config import ConfigError
+        from harness.pipeline.partition import check_cut, load_model
+        from harness.techniques.reconfiguration.repartition import merge_down_cut
+
+        if pipe.model_file is None or k + 1 >= len(pipe.stages):
+            fail("technique.actions", self.actions, f"repartition merges stage {self.stage} "
+                 "into the stage after it: needs one, cut from pipeline.model_file")
+        ins, outs = merge_down_cut(pipe, k)
+        try:
+            check_cut(load_model(resolve(pipe.model_file, "pipeline.model_file")), ins, outs)
+        except ConfigError as e:
+            fail("technique.actions", self.actions, f"repartition: {e}")
+
     def _merge(self, pipe: PipelineConfig, files: dict[str, Path], ips: dict[str, str],
                base: dict) -> dict:
-        """The fastest merge of the stage's part into a neighbour that fits its memory."""
+        """The fastest merge of the stage's part into the stage after it that fits its
+        memory (the stage after loads it: the deciding stage's own outputs stay as they
+        are, so requests it has already run go on)."""
         from harness.techniques.reconfiguration.repartition import plan_moves
 
+        parts = self.parts_dir
+        if parts is None:
+            fail("technique.actions", self.actions, "repartition needs the run's partitions "
+                                                    "folder (parts_dir)")
         moves = [m for m in plan_moves(pipe, files, self.topo, self.link_defaults, ips,
-                                       self.stage, next(iter(files.values())).parent,
-                                       self.stage_mb, self.hop_ms, base)
-                 if m["kind"] != "as_is" and m["fits"]]
+                                       self.stage, parts, self.stage_mb, self.hop_ms, base)
+                 if m["kind"] == "merge_down" and m["fits"]]
         if not moves:
             fail("technique.actions", self.actions, "repartition: no merge of stage "
                  f"{self.stage} into a neighbour is a valid cut that fits its node")

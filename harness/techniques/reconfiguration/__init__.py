@@ -74,7 +74,10 @@ class Reconfiguration(Technique):
         self.pipe, self.files, self.ips = pipe, files, ips
         self.base = routes(pipe, ips)
         if self.mode == "repartition":  # cut and time every move now, not at failure time
-            parts = next(iter(files.values())).parent
+            parts = self.parts_dir
+            if parts is None:
+                fail("technique.mode", self.mode, "re-partitioning needs the run's "
+                                                  "partitions folder (parts_dir)")
             self.moves = {stage: plan_moves(pipe, files, self.topo, self.link_defaults, ips,
                                             stage, parts, self.stage_mb, self.hop_ms,
                                             self.base, {self.controller_node: 1})
@@ -83,13 +86,13 @@ class Reconfiguration(Technique):
 
     def start(self, emu, deployment: Deployment, record: Record) -> None:
         names = [s.name for s in self.pipe.stages]
-        port = self.pipe.port
+        port = self.pipe.port_of
         watch = []
         for stage in self.replace:
             up = self.pipe.stages[names.index(stage) - 1]
             watch.append({"stage": stage, "node": deployment.spec(stage).node,
-                          "addr": f"{self.ips[deployment.spec(stage).node]}:{port}",
-                          "upstream_addr": f"{self.ips[up.node]}:{port}",
+                          "addr": f"{self.ips[deployment.spec(stage).node]}:{port(stage)}",
+                          "upstream_addr": f"{self.ips[up.node]}:{port(up.name)}",
                           "route": self.base[up.name].to_json()})
         plan = {"node": self.controller_node, "watch": watch, "replace": self.replace,
                 "period_ms": self.period_ms, "timeout_ms": self.timeout_ms,
@@ -142,7 +145,7 @@ class Reconfiguration(Technique):
         chosen = [e for e in events if e["kind"] == "repartition"]
         if not chosen:
             return {}
-        e = chosen[0]
+        e = chosen[-1]  # the move made (an earlier one may have failed to be made)
         move = e.get("move") or {}
         return {"reconfiguration": {
             "mode": self.mode, "stage": e.get("stage"), "move": move.get("kind"),
@@ -173,7 +176,8 @@ class Reconfiguration(Technique):
         def first(kind: str) -> dict | None:
             return next((e for e in events if e["kind"] == kind), None)
 
-        detect, chosen, done = first("detect"), first("repartition"), first("reconfigure")
+        made = [e for e in events if e["kind"] == "repartition"]
+        detect, chosen, done = first("detect"), made[-1] if made else None, first("reconfigure")
         if not (detect and chosen and done) or done.get("load_ms") is None:
             return None
         load_ms = done["load_ms"]

@@ -65,14 +65,14 @@ def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
             route = base[up.name]
             assert route is not None
             move("as_is", n.name, path, stage_mb + _mb(files[stage]),
-                 route={up.name: _to(route, [f"{ips[n.name]}:{pipe.port}"])})
+                 route={up.name: _to(route, [f"{ips[n.name]}:{pipe.spare_port(n.name)}"])})
     model = resolve(pipe.model_file, "pipeline.model_file") if pipe.model_file else None
     if model is None:
         return moves
-    if k + 1 < len(st):  # stage k+1 takes k's part: it needs what k and it read from outside
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    if k + 1 < len(st):  # stage k+1 takes k's part
         nxt = st[k + 1]
-        ins = list(dict.fromkeys(st[k].inputs + [t for t in nxt.inputs
-                                                 if t not in st[k].outputs]))
+        ins = merge_down_cut(pipe, k)[0]
         cut = _cut(model, f"{stage}_{nxt.name}", ins, nxt.outputs, parts_dir)
         if cut is not None:
             route = base[up.name]
@@ -96,6 +96,13 @@ def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
                  load=f"{ips[up.node]}:{pipe.port_of(up.name)}",
                  route={up.name: route.to_json() if route else None})
     return moves
+
+
+def merge_down_cut(pipe: PipelineConfig, k: int) -> tuple[list[str], list[str]]:
+    """Stages k and k+1 as one partition: what both read from outside, what k+1 gives."""
+    st, nxt = pipe.stages[k], pipe.stages[k + 1]
+    ins = list(dict.fromkeys(st.inputs + [t for t in nxt.inputs if t not in st.outputs]))
+    return ins, list(nxt.outputs)
 
 
 def _to(route: Route, targets: list[str]) -> dict:

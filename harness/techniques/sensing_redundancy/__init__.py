@@ -60,7 +60,7 @@ class SensingRedundancy(Technique):
             return out
         last = pipe.stages[-1]
         node = self.fusion_node or last.node
-        port = pipe.port + 1 if any(s.node == node for s in pipe.stages) else pipe.port
+        port = pipe.spare_port(node)
         base[last.name] = Route("fusion", [f"{ips[node]}:{port}"], [pipe.output])
         return primaries(pipe, files, base) + [
             Instance("fusion", node, None, None, port=port, null=pipe.output,

@@ -53,31 +53,49 @@ def push_route(upstream: str, route: dict, attempts: int, timeout_s: float) -> s
     return error
 
 
+def ranked(moves: list[dict], failed_node: str) -> list[dict]:
+    """The moves that fit the nodes' memory and avoid the failed node, fastest first."""
+    return sorted((m for m in moves if m["fits"] and m["node"] != failed_node),
+                  key=lambda m: m["predicted_ms"])
+
+
 def choose(moves: list[dict], failed_node: str) -> dict | None:
-    """The move that fits the nodes' memory, avoids the failed node, is predicted fastest."""
-    ok = [m for m in moves if m["fits"] and m["node"] != failed_node]
-    return min(ok, key=lambda m: m["predicted_ms"]) if ok else None
+    """The move to make: fits, avoids the failed node, predicted fastest."""
+    ok = ranked(moves, failed_node)
+    return ok[0] if ok else None
 
 
 def repartition(plan: dict, w: dict, events: EventSink) -> None:
-    """Choose and make a move for the failed stage `w`; every step an event."""
+    """Choose and make a move for the failed stage `w` (the next one if it cannot be
+    made); every step an event."""
     stage = w["stage"]
-    t0 = time.perf_counter()
     moves = plan["moves"][stage]
-    move = choose(moves, w["node"])
+    t0 = time.perf_counter()
+    order = ranked(moves, w["node"])
     decide_ms = round((time.perf_counter() - t0) * 1000, 4)
-    events("repartition", w["addr"], stage=stage, move=move, decide_ms=decide_ms,
-           candidates=[{k: v for k, v in m.items() if k != "route"} for m in moves])
-    if move is None:
+    candidates = [{k: v for k, v in m.items() if k != "route"} for m in moves]
+    if not order:
+        events("repartition", w["addr"], stage=stage, move=None, decide_ms=decide_ms,
+               candidates=candidates)
         events("reconfigure.error", w["addr"], stage=stage,
                error="no move fits the surviving nodes")
         return
+    for n, move in enumerate(order):
+        events("repartition", w["addr"], stage=stage, move=move, decide_ms=decide_ms,
+               candidates=candidates, attempt=n + 1)
+        if _make(plan, w, move, events):
+            return
+
+
+def _make(plan: dict, w: dict, move: dict, events: EventSink) -> bool:
+    """Start the stage or have the neighbour load the merged cut, then push the route."""
+    stage = w["stage"]
     load_ms = None
     if move["kind"] == "as_is":
         reply = ask({"op": "start", "stage": stage, "node": move["node"]})
         if not reply.get("ok"):
             events("reconfigure.error", w["addr"], stage=stage, error=reply.get("error"))
-            return
+            return False
         (up, route), = move["route"].items()
         route = dict(route, targets=[reply["addr"]])
     else:
@@ -87,7 +105,7 @@ def repartition(plan: dict, w: dict, events: EventSink) -> None:
             reply = {"ok": False, "error": f"{e.code().name}: {e.details()}"}
         if not reply.get("ok"):
             events("reconfigure.error", move["load"], stage=stage, error=reply.get("error"))
-            return
+            return False
         load_ms = reply.get("load_ms")
         (up, route), = move["route"].items()
     upstream = w["upstream_addr"]
@@ -95,9 +113,10 @@ def repartition(plan: dict, w: dict, events: EventSink) -> None:
                        plan.get("route_timeout_s", 1.0))
     if error:
         events("reconfigure.error", upstream, stage=stage, upstream=upstream, error=error)
-    else:
-        events("reconfigure", route["targets"][0], stage=stage, node=move["node"],
-               move=move["kind"], upstream=upstream, load_ms=load_ms)
+        return False
+    events("reconfigure", route["targets"][0], stage=stage, node=move["node"],
+           move=move["kind"], upstream=upstream, load_ms=load_ms)
+    return True
 
 
 def run(plan: dict, events: EventSink) -> None:
