@@ -17,7 +17,7 @@ from harness.pipeline.client import control_call
 from harness.pipeline.codec import decode_outputs, infer_request
 from harness.pipeline.deployment import Deployment
 from harness.run.experiment import compose_experiment
-from harness.techniques.reconfiguration.node.controller import choose
+from harness.techniques.reconfiguration.node.controller import ranked
 from tests.helpers import REPO
 
 REPART = ["topology=device_edge_cloud", "workload=digits", "technique=reconfiguration",
@@ -57,19 +57,19 @@ def test_moves_when_no_node_can_take_the_stage_as_is(tmp_path: Path) -> None:
 def test_without_memory_limits_every_move_fits_and_links_decide(tmp_path: Path) -> None:
     moves = _moves(tmp_path, "topology.links={d1-c1:{delay_ms:20}}")
     assert all(m["fits"] for m in moves)
-    best = choose(moves, "e1")
+    best = ranked(moves, "e1")[0]
     # every way to the tail but through an edge now crosses d1-c1 (40 ms round trip)
     assert best is not None and (best["kind"], best["node"]) == ("as_is", "e2"), best
-    assert choose(moves, "e2")["node"] != "e2"  # never onto the failed node
+    assert ranked(moves, "e2")[0]["node"] != "e2"  # never onto the failed node
 
 
 def test_the_controller_chooses_the_fastest_move_that_fits() -> None:
     moves = [{"kind": "as_is", "node": "e2", "fits": False, "predicted_ms": 1.0},
              {"kind": "merge_up", "node": "d1", "fits": True, "predicted_ms": 3.0},
              {"kind": "merge_down", "node": "c1", "fits": True, "predicted_ms": 2.0}]
-    assert choose(moves, "e1")["kind"] == "merge_down"
-    assert choose(moves, "c1")["kind"] == "merge_up"
-    assert choose([moves[0]], "e1") is None
+    assert [m["kind"] for m in ranked(moves, "e1")] == ["merge_down", "merge_up"]
+    assert ranked(moves, "c1")[0]["kind"] == "merge_up"
+    assert ranked([moves[0]], "e1") == []
 
 
 @pytest.mark.parametrize("overrides,key", [

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.emulation.topology import Link, Node, Topology
-from topologies.common import count, props
+from topologies.common import count, override_links, override_nodes, props
 
 
 def build(
@@ -49,7 +49,6 @@ def build(
     edges = [Node(f"e{i + 1}", "edge", cpu=edge_cpu, mem_mb=edge_mem_mb, gpus=edge_gpus)
              for i in range(n_edges)]
     cloud = Node("c1", "cloud", gpus=cloud_gpus)
-    overrides = dict(links or {})
     wires: list[Link] = []
     for i, s in enumerate(sensors):
         wires.append(Link(s.name, devices[i % n_devices].name,
@@ -66,34 +65,7 @@ def build(
         for d in devices:
             wires.append(Link(d.name, cloud.name,
                               props=props("device_cloud_link", device_cloud_link)))
-    by_name = {lk.name: lk for lk in wires}
-    for name, override in overrides.items():
-        if not isinstance(override, dict):
-            from harness.core.config import fail
-
-            fail(f"topology.links.{name}", override, "a mapping of link properties")
-        if name not in by_name:
-            from harness.core.config import fail
-
-            fail(f"topology.links.{name}", override, f"unknown link (links: "
-                                                    f"{', '.join(sorted(by_name))})")
-        by_name[name].props = props(f"links.{name}", override).over(by_name[name].props)
     all_nodes = sensors + devices + edges + [cloud]
-    node_by = {n.name: n for n in all_nodes}
-    for name, override in dict(nodes or {}).items():
-        from harness.core.config import fail
-
-        if name not in node_by or not isinstance(override, dict):
-            fail(f"topology.nodes.{name}", override,
-                 "a mapping of cpu, mem_mb" if name in node_by else
-                 f"unknown node (nodes: {', '.join(node_by)})")
-        for key, value in dict(override or {}).items():
-            if key == "cpu" and isinstance(value, int | float) and not isinstance(value, bool) \
-                    and 0 <= value <= 1024:
-                node_by[name].cpu = float(value)
-            elif key == "mem_mb":
-                node_by[name].mem_mb = count(f"nodes.{name}.mem_mb", value, 0, 10**7)
-            else:
-                fail(f"topology.nodes.{name}.{key}", value, "cpu (cores, 0 = unlimited) or "
-                                                            "mem_mb (0 = unlimited)")
+    override_links(wires, links)
+    override_nodes(all_nodes, nodes)
     return Topology("device_edge_cloud", all_nodes, wires)

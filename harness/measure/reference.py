@@ -46,12 +46,14 @@ def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
     1.0 when serving, joining and masking lost nothing). None for other pipelines."""
     from itertools import combinations
 
+    from harness.pipeline.node.runner import Runner
+
     joins = pipe.joins()
     if joins != [len(pipe.stages) - 1] or any(s.model is None for s in pipe.stages):
         return None
     join = pipe.stages[-1]
-    sess = {s.name: load_session(resolve(s.model, "pipeline.stages.model"))
-            for s in pipe.stages}
+    model = {s.name: Runner(str(resolve(s.model, "pipeline.stages.model")), None, 1)
+             for s in pipe.stages}
     branch_of = {}  # sensor index -> the stages its data runs through before the join
     for k in range(len(sensors)):
         i = pipe.entry_for(lib.input_names(k))
@@ -66,8 +68,7 @@ def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
         for k, chain in branch_of.items():
             x = lib.payload(sample, k, noise_seed)
             for st in chain:
-                x = dict(zip([o.name for o in sess[st.name].get_outputs()],
-                             sess[st.name].run(None, x), strict=True))
+                x = model[st.name].run(x)
             got.update({t: v for t, v in x.items() if t in join.inputs})
         return got
 
@@ -75,9 +76,7 @@ def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
         feed = {t: got[t] if t in arrived else np.zeros_like(got[t]) for t in join.inputs}
         if join.mask:
             feed[join.mask] = np.array([[float(t in arrived) for t in join.inputs]], np.float32)
-        outs = dict(zip([o.name for o in sess[join.name].get_outputs()],
-                        sess[join.name].run(None, feed), strict=True))
-        return int(np.argmax(outs[pipe.output]))
+        return int(np.argmax(model[join.name].run(feed)[pipe.output]))
 
     cache = {int(s): parts(int(s)) for s in lib.sample_ids()}
     subsets = [c for n in range(len(join.inputs), 0, -1)
@@ -86,7 +85,7 @@ def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
                                              for s, g in cache.items()]))
                  for c in subsets}
     answered = df[df["status"].isin(["ok", "late"]) & df["joined"].notna()]
-    agree = [predict(cache.get(int(s)) or parts(int(s)), tuple(str(j).split("+"))) == p
+    agree = [predict(cache[int(s)], tuple(str(j).split("+"))) == p
              for s, j, p in zip(answered["sample_id"], answered["joined"],
                                 answered["prediction"], strict=True)]
     return {"by_joined": by_joined,

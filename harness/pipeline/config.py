@@ -207,7 +207,7 @@ class PipelineConfig:
                     fail(f"{key}.stages[{i}].inputs", missing,
                          f"not outputs of {self.stages[ups[0]].name}, the stage sending to it "
                          "(in a pipeline with a join, nothing rides along)")
-        for j in self.joins():
+        for j in joins:
             st = self.stages[j]
             for t in st.inputs:
                 senders = [self.stages[u].name for u in self.upstream(j)
@@ -241,8 +241,6 @@ class PipelineConfig:
         """Instances the pipeline itself places (what a technique adds are replicas)."""
         return self.placement.n_instances if self.placement else len(self.stages)
 
-    def sensor_inputs(self) -> list[str]:
-        return self.carries()[0]
 
 
 def check_model(path: Path, stage: StageSpec, key: str) -> None:

@@ -27,7 +27,7 @@ JOIN = "harness.pipeline.node.join:Join"  # a join stage's node part
 def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
     """The baseline chain: each stage forwards to its next stage (the one after it, or
     its `next`) the tensors that stage receives which it has."""
-    carries = pipe.carries()
+    carries, joins = pipe.carries(), pipe.joins()
     out: dict[str, Route | None] = {}
     for i, s in enumerate(pipe.stages):
         j = pipe.next_index(i)
@@ -36,7 +36,7 @@ def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]
             continue
         nxt = pipe.stages[j]
         send = carries[j]
-        if j in pipe.joins():  # each branch sends the join what it has
+        if j in joins:  # each branch sends the join what it has
             send = [t for t in send if t in s.outputs or t in carries[i]]
         out[s.name] = Route(nxt.name, [f"{ips[nxt.node]}:{pipe.port_of(nxt.name)}"], send)
     return out
@@ -46,8 +46,7 @@ def join_args(pipe: PipelineConfig, stage: str, partial_wait_ms: float | None = 
               ) -> list[str]:
     """A join stage's arguments: wait for every branch's tensors; with `partial_wait_ms`
     (a technique's choice, needs the stage's mask) answer after that long with what came."""
-    i = [s.name for s in pipe.stages].index(stage)
-    st = pipe.stages[i]
+    st = next(s for s in pipe.stages if s.name == stage)
     spec = {"inputs": st.inputs, "mask": st.mask,
             "wait_ms": partial_wait_ms if partial_wait_ms is not None else st.join_wait_ms,
             "partial": partial_wait_ms is not None}

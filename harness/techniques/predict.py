@@ -11,12 +11,11 @@ plan, so a wrong prediction can be traced to the input that was wrong.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections import deque
 from pathlib import Path
-
-import numpy as np
 
 from harness.core.config import LinkProps
 from harness.emulation.topology import Topology
@@ -58,32 +57,32 @@ def hop(topo: Topology, defaults: LinkProps, a: str, b: str, nbytes: int,
             "hop_ms": hop_ms, "ms": rtt + transfer + hop_ms}
 
 
-def compute_ms(model: Path, runs: int = 20) -> float:
+def compute_ms(model: Path) -> float:
     """A partition's median inference time here, in process, one thread, on zeros."""
-    from harness.pipeline.sessions import load_session
-
-    sess = load_session(model)
-    feed = {i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape],
-                             np.float32) for i in sess.get_inputs()}
-    sess.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    return _profile(str(model), model.stat().st_mtime_ns)[0]
 
 
 def tensor_bytes(model: Path, names: list[str]) -> int:
-    """Bytes of the float32 tensors `names` a partition takes, batch 1."""
-    from harness.pipeline.sessions import load_session
+    """Bytes of the tensors `names` a partition takes, batch 1."""
+    sizes = _profile(str(model), model.stat().st_mtime_ns)[1]
+    return sum(n for name, n in sizes.items() if name in names)
 
-    sess = load_session(model)
-    out = 0
-    for i in sess.get_inputs():
-        if i.name in names:
-            out += 4 * int(np.prod([d if isinstance(d, int) and d > 0 else 1 for d in i.shape]))
-    return out
+
+@functools.cache
+def _profile(model: str, _mtime_ns: int, runs: int = 20) -> tuple[float, dict[str, int]]:
+    """Each partition loaded and timed once per process (a plan's paths share stages):
+    (median ms of `runs` inferences, bytes of each input at batch 1)."""
+    from harness.pipeline.node.runner import Runner, first_inference
+
+    runner = Runner(model, None, 1)
+    feed = {name: runner.zeros(name) for name in runner.inputs}
+    first_inference(runner)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        runner.session.run(None, feed)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), {name: int(x.nbytes) for name, x in feed.items()}
 
 
 def latency(topo: Topology, defaults: LinkProps, sensor: str,

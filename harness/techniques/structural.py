@@ -84,27 +84,35 @@ class Structural(Technique):
         names = [s.name for s in pipe.stages]
         i = names.index(self.skip_stage)
         up = pipe.stages[i - 1]
-        if self.early_exit is not None:
-            # the exit runs beside the upstream stage: answers without the network
-            exit_port = pipe.spare_port(up.node)
-            route = base[up.name]
-            assert route is not None
-            route.health = self.health
-            route.attempt_timeout_ms = self.attempt_timeout_ms
-            route.fallback = Route("early_exit", [f"{ips[up.node]}:{exit_port}"],
-                                   self.exit_inputs, degraded=True)
-            return primaries(pipe, files, base) + [
-                Instance("early_exit", up.node, resolve(self.early_exit, "technique.early_exit"),
-                         None, port=exit_port)]
-        after = pipe.stages[i + 1]
-        zeros = skip_zeros(pipe, files, i)
         route = base[up.name]
         assert route is not None
         route.health = self.health
         route.attempt_timeout_ms = self.attempt_timeout_ms
-        route.fallback = Route(after.name, [f"{ips[after.node]}:{pipe.port_of(after.name)}"],
-                               pipe.carries()[i + 1], zeros=zeros, degraded=True)
+        if self.early_exit is not None:
+            route.fallback, inst = exit_beside(pipe, ips, up.node, self.early_exit,
+                                               self.exit_inputs)
+            return primaries(pipe, files, base) + [inst]
+        route.fallback = skip_route(pipe, files, ips, i)
         return primaries(pipe, files, base)
+
+
+def skip_route(pipe: PipelineConfig, files: dict[str, Path], ips: dict[str, str],
+               i: int) -> Route:
+    """Around stage i, straight to the stage after it, with zeros for what stage i would
+    have produced; its answers are degraded."""
+    after = pipe.stages[i + 1]
+    return Route(after.name, [f"{ips[after.node]}:{pipe.port_of(after.name)}"],
+                 pipe.carries()[i + 1], zeros=skip_zeros(pipe, files, i), degraded=True)
+
+
+def exit_beside(pipe: PipelineConfig, ips: dict[str, str], node: str, exit_model: str,
+                inputs: list[str], taken=()) -> tuple[Route, Instance]:
+    """The early exit served on `node`, beside the stage before the skipped one (answers
+    without the network, degraded): the route to it and its instance."""
+    port = pipe.spare_port(node, taken)
+    return (Route("early_exit", [f"{ips[node]}:{port}"], inputs, degraded=True),
+            Instance("early_exit", node, resolve(exit_model, "technique.early_exit"), None,
+                     port=port))
 
 
 def skip_zeros(pipe: PipelineConfig, files: dict[str, Path], i: int) -> dict[str, list[int]]:

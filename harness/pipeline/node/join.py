@@ -18,8 +18,6 @@ from collections import OrderedDict
 
 import numpy as np
 
-from harness.pipeline.codec import V2_TO_NP
-
 
 def wait_decided(owner, request_id: str, deadline: float, complete: bool) -> None:
     """With `owner.lock` (a Condition) held: decide now if all has arrived, else wait
@@ -84,9 +82,7 @@ class Join:
             batch = next(iter(got.values())).shape[0]
             feed = dict(got)
             for t in missing:
-                dtype, shape = self.runner.inputs[t]
-                feed[t] = np.zeros([batch, *[d if d > 0 else 1 for d in shape[1:]]],
-                                   V2_TO_NP[dtype])
+                feed[t] = self.runner.zeros(t, batch)
             if self.mask is not None:
                 feed[self.mask] = np.array([[float(t in got) for t in self.inputs]] * batch,
                                            np.float32)

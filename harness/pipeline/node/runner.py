@@ -28,6 +28,15 @@ class Runner:
         self.outputs = {o.name: (NP_TO_V2[np.dtype(ORT_TO_NP[o.type])], _dims(o.shape))
                         for o in self.session.get_outputs()}
 
+    def zeros(self, name: str, batch: int | None = None) -> np.ndarray:
+        """Zeros shaped and typed as input `name` takes them (a dynamic dimension as 1;
+        `batch` for the first)."""
+        dt, shape = self.inputs[name]
+        dims = [d if d > 0 else 1 for d in shape]
+        if batch is not None and dims:
+            dims[0] = batch
+        return np.zeros(dims, dtype=V2_TO_NP[dt])
+
     def run(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.inputs if n not in tensors]
         if missing:
@@ -46,10 +55,7 @@ def first_inference(runner: Runner) -> None:
     """One inference on zeros before serving: the cold-start cost, paid before ready."""
     if runner.session is None:
         return
-    feed = {}
-    for name, (dt, shape) in runner.inputs.items():
-        feed[name] = np.zeros([d if d > 0 else 1 for d in shape], dtype=V2_TO_NP[dt])
-    runner.run(feed)
+    runner.run({name: runner.zeros(name) for name in runner.inputs})
 
 
 

@@ -61,8 +61,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
     def route(self, route: Route | None) -> None:
         self._route = route
         self.health.set_route(route)
-        if hasattr(self, "decider"):
-            self.decider.reset()  # decisions were about the old route's plan
+        self.decider.reset()  # decisions were about the old route's plan
 
     # KServe v2 health and metadata
     def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
@@ -164,12 +163,11 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         deadline = None if remaining is None else time.monotonic() + remaining
         planned = route
         try:
-            # a suspect target counts as down: its calls already go elsewhere
-            route = self.decider.route_for(planned, self.health.down | self.health.suspected)
+            if planned.plan is not None:
+                route = self._planned(planned)
             resp, err = self.calls.call(self.next_request(request, outputs, route), route, deadline)
             if resp is None and route is planned and planned.plan is not None:
-                route = self.decider.route_for(  # found down (or suspect) by this call?
-                    planned, self.health.down | self.health.suspected)
+                route = self._planned(planned)  # found down (or suspect) by this call?
                 if route is not planned:
                     resp, err2 = self.calls.call(self.next_request(request, outputs, route),
                                                  route, deadline)
@@ -199,6 +197,11 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         if degraded or route.degraded:
             resp.parameters["degraded"].bool_param = True
         return resp
+
+    def _planned(self, planned: Route) -> Route:
+        """The route a plan says to take now; a suspect target counts as down (its calls
+        already go elsewhere)."""
+        return self.decider.route_for(planned, self.health.down | self.health.suspected)
 
     def _load_at(self, target: str, path: str) -> dict:
         """LoadModel on another stage (or this one) over the network, as a controller would."""

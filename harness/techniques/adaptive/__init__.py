@@ -28,7 +28,7 @@ from harness.pipeline.deployment import Instance, primaries, routes
 from harness.pipeline.routing import Action, Plan, Route
 from harness.techniques import predict
 from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
-from harness.techniques.structural import Structural, skip_zeros
+from harness.techniques.structural import Structural, exit_beside, skip_route
 
 ACTIONS = ("failover", "skip", "early_exit", "repartition")
 CARD_KEYS = {"failover": "split", "skip": "skip_only", "early_exit": "early_exit",
@@ -119,10 +119,7 @@ class Adaptive(Technique):
                 extra.append(Instance(self.stage, self.replica, files[self.stage],
                                       base[self.stage], port=port))
             elif a == "skip":
-                after = pipe.stages[i + 1]
-                route = Route(after.name, [f"{ips[after.node]}:{pipe.port_of(after.name)}"],
-                              carries[i + 1], zeros=skip_zeros(pipe, files, i),
-                              degraded=True)
+                route = skip_route(pipe, files, ips, i)
                 hops = rest
             elif a == "repartition":
                 merge = self._merge(pipe, files, ips, base)
@@ -133,12 +130,12 @@ class Adaptive(Technique):
                                                   "cut")}
                 continue
             else:
-                exit_file = resolve(self.early_exit, "technique.early_exit")
-                port = pipe.spare_port(up.node, [x.port for x in extra if x.node == up.node])
-                route = Route("early_exit", [f"{ips[up.node]}:{port}"],
-                              self.structural.exit_inputs, degraded=True)
-                hops = [(up.node, exit_file, self.structural.exit_inputs)]
-                extra.append(Instance("early_exit", up.node, exit_file, None, port=port))
+                assert self.early_exit is not None
+                route, inst = exit_beside(pipe, ips, up.node, self.early_exit,
+                                          self.structural.exit_inputs,
+                                          [x.port for x in extra if x.node == up.node])
+                hops = [(up.node, inst.model_file, self.structural.exit_inputs)]
+                extra.append(inst)
             paths[a] = self._predict(pipe, files, i, hops)
             actions.append(Action(a, route, paths[a]["predicted_ms"], self.accuracy[a]))
         primary = self._predict(pipe, files, i, [(pipe.stages[i].node, files[self.stage],
@@ -147,6 +144,7 @@ class Adaptive(Technique):
         assert route is not None
         route.health, route.attempt_timeout_ms = self.health, self.attempt_timeout_ms
         route.plan = Plan(slo, actions)
+        self.up_node = up.node  # the stage that decides
         self.plan_event = {"stage": self.stage, "slo_ms": slo, "objective":
                            "the most accurate action predicted within the SLO, else the "
                            "fastest", "primary": primary,
@@ -198,11 +196,7 @@ class Adaptive(Technique):
         return predict.latency(self.topo, self.link_defaults, sensor, path, self.hop_ms)
 
     def start(self, emu, deployment, record: Record) -> None:
-        record("adaptive.plan", self.pipe_node(deployment), _jsonable(self.plan_event))
-
-    def pipe_node(self, deployment) -> str:
-        names = [s.name for s in deployment.pipe.stages]
-        return deployment.pipe.stages[names.index(self.stage) - 1].node
+        record("adaptive.plan", self.up_node, _jsonable(self.plan_event))
 
 
 def _jsonable(obj):

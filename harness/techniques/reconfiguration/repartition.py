@@ -49,6 +49,8 @@ def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
         used[s.node] = used.get(s.node, 0.0) + stage_mb + _mb(files[s.name])
     chain = [(s.node, files[s.name], carries[j]) for j, s in enumerate(st)]
     up = st[k - 1]
+    to_up = base[up.name]  # the upstream stage's route, re-targeted by each move
+    assert to_up is not None
     moves = []
 
     def move(kind: str, node: str, path: list, need_mb: float, **more) -> None:
@@ -62,10 +64,8 @@ def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
     for n in topo.nodes:
         if n.role in ("device", "edge", "cloud") and n.name != st[k].node:
             path = chain[:k] + [(n.name, files[stage], carries[k])] + chain[k + 1:]
-            route = base[up.name]
-            assert route is not None
             move("as_is", n.name, path, stage_mb + _mb(files[stage]),
-                 route={up.name: _to(route, [f"{ips[n.name]}:{pipe.spare_port(n.name)}"])})
+                 route={up.name: _to(to_up, [f"{ips[n.name]}:{pipe.spare_port(n.name)}"])})
     model = resolve(pipe.model_file, "pipeline.model_file") if pipe.model_file else None
     if model is None:
         return moves
@@ -75,13 +75,11 @@ def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
         ins = merge_down_cut(pipe, k)[0]
         cut = _cut(model, f"{stage}_{nxt.name}", ins, nxt.outputs, parts_dir)
         if cut is not None:
-            route = base[up.name]
-            assert route is not None
             path = chain[:k] + [(nxt.node, cut, ins)] + chain[k + 2:]
             move("merge_down", nxt.node, path, _mb(cut) - _mb(files[nxt.name]),
                  into=nxt.name, file=str(cut), cut={"inputs": ins, "outputs": nxt.outputs},
                  load=f"{ips[nxt.node]}:{pipe.port_of(nxt.name)}",
-                 route={up.name: {**_to(route, [f"{ips[nxt.node]}:"
+                 route={up.name: {**_to(to_up, [f"{ips[nxt.node]}:"
                                                 f"{pipe.port_of(nxt.name)}"]),
                                   "model": nxt.name, "inputs": ins}})
     if k >= 1:  # stage k-1 takes k's part: it produces what k+1 receives

@@ -54,8 +54,9 @@ class SensingRedundancy(Technique):
         base = routes(pipe, ips)
         if pipe.joins():  # modalities: the join stage answers with what arrived in time
             out = primaries(pipe, files, base)
+            joins = {pipe.stages[j].name for j in pipe.joins()}  # each has a mask (check)
             for inst in out:
-                if pipe.stages[[s.name for s in pipe.stages].index(inst.stage)].mask:
+                if inst.stage in joins:
                     inst.args = join_args(pipe, inst.stage, self.wait_ms)
             return out
         last = pipe.stages[-1]

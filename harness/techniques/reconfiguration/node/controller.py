@@ -59,12 +59,6 @@ def ranked(moves: list[dict], failed_node: str) -> list[dict]:
                   key=lambda m: m["predicted_ms"])
 
 
-def choose(moves: list[dict], failed_node: str) -> dict | None:
-    """The move to make: fits, avoids the failed node, predicted fastest."""
-    ok = ranked(moves, failed_node)
-    return ok[0] if ok else None
-
-
 def repartition(plan: dict, w: dict, events: EventSink) -> None:
     """Choose and make a move for the failed stage `w` (the next one if it cannot be
     made); every step an event."""
@@ -91,12 +85,12 @@ def _make(plan: dict, w: dict, move: dict, events: EventSink) -> bool:
     """Start the stage or have the neighbour load the merged cut, then push the route."""
     stage = w["stage"]
     load_ms = None
+    (route,) = move["route"].values()  # the upstream stage's new route
     if move["kind"] == "as_is":
         reply = ask({"op": "start", "stage": stage, "node": move["node"]})
         if not reply.get("ok"):
             events("reconfigure.error", w["addr"], stage=stage, error=reply.get("error"))
             return False
-        (up, route), = move["route"].items()
         route = dict(route, targets=[reply["addr"]])
     else:
         try:
@@ -107,7 +101,6 @@ def _make(plan: dict, w: dict, move: dict, events: EventSink) -> bool:
             events("reconfigure.error", move["load"], stage=stage, error=reply.get("error"))
             return False
         load_ms = reply.get("load_ms")
-        (up, route), = move["route"].items()
     upstream = w["upstream_addr"]
     error = push_route(upstream, route, plan.get("route_attempts", 50),
                        plan.get("route_timeout_s", 1.0))
