@@ -56,6 +56,60 @@ def test_rate_schedule_burst() -> None:
     assert list(per_s) == [10, 10, 100, 10, 10]
 
 
+def test_a_fixed_rate_step_between_arrivals_starts_at_the_step() -> None:
+    """1 Hz -> 100 Hz at 2.5 s, between the 1 Hz arrivals at 2 and 3: the 100 Hz arrivals
+    start at 2.5 s, not at the next 1 Hz arrival; back to 1 Hz at 3.25 s likewise."""
+    cfg = wl(rate_hz=1, rate_schedule=[{"at_s": 2.5, "rate_hz": 100},
+                                       {"at_s": 3.25, "rate_hz": 1}])
+    t = [x.scheduled_s for x in make_schedule(cfg, ["s1"], 6, seed=0)]
+    assert t[:4] == [0, 1, 2, 2.5]
+    burst = [x for x in t if 2.5 <= x < 3.25]
+    assert len(burst) == 75 and np.allclose(np.diff(burst), 0.01)
+    assert [x for x in t if x >= 3.25] == [3.25, 4.25, 5.25]
+
+
+def test_a_staggered_sensor_keeps_its_place_within_the_new_period() -> None:
+    """The second of two sensors is half a period behind the first, at every rate: its
+    first arrival at the new rate is half a new period after the step (never a whole
+    old one)."""
+    cfg = wl(rate_hz=1, rate_schedule=[{"at_s": 2.25, "rate_hz": 100}])
+    s = make_schedule(cfg, ["s1", "s2"], 3, seed=0)
+    t2 = [x.scheduled_s for x in s if x.sensor == "s2"]
+    assert t2[:3] == [0.5, 1.5, 2.255]
+    assert np.allclose(np.diff(t2[2:]), 0.01) and len(t2) == 2 + 75
+
+
+def test_a_poisson_rate_step_between_arrivals_takes_effect_at_the_step() -> None:
+    """Poisson 1 Hz -> 100 Hz at 2.5 s: [2.5, 3.0) holds ~50 arrivals for every seed (the
+    old code drew the gap across the step at 1 Hz, so usually none there), and the 1 Hz
+    part before the step is what the seed gives without any step."""
+    counts = []
+    for seed in range(20):
+        stepped = wl(rate_hz=1, arrival="poisson", rate_schedule=[{"at_s": 2.5, "rate_hz": 100}])
+        t = [x.scheduled_s for x in make_schedule(stepped, ["s1"], 3, seed=seed)]
+        counts.append(sum(2.5 <= x < 3.0 for x in t))
+        plain = [x.scheduled_s for x in make_schedule(wl(rate_hz=1, arrival="poisson"), ["s1"],
+                                                      2.5, seed=seed)]
+        assert [x for x in t if x < 2.5] == plain
+        assert t == [x.scheduled_s for x in make_schedule(stepped, ["s1"], 3, seed=seed)]
+    # each count is Poisson(50): sd ~7; every one of 20 within 50 +- 25 (3.5 sd)
+    assert min(counts) >= 25 and max(counts) <= 75, counts
+    assert np.mean(counts) == pytest.approx(50, abs=5), counts
+
+
+def test_a_poisson_step_down_takes_effect_at_the_step() -> None:
+    """100 Hz -> 1 Hz at 1.0 s: the first arrival after the step is a 1 Hz gap away
+    (in [1.0, 1.05) for ~5 % of seeds), not the rest of a 100 Hz gap drawn before it
+    (there for ~99 %)."""
+    soon = 0
+    for seed in range(40):
+        cfg = wl(rate_hz=100, arrival="poisson", rate_schedule=[{"at_s": 1.0, "rate_hz": 1}])
+        t = [x.scheduled_s for x in make_schedule(cfg, ["s1"], 2, seed=seed)]
+        assert 60 <= sum(x < 1.0 for x in t) <= 140
+        soon += any(1.0 <= x < 1.05 for x in t)
+    assert soon <= 10, soon  # binomial(40, 0.049): mean 2, P(> 10) < 1e-4
+
+
 def test_recorded_timestamps(tmp_path) -> None:
     f = tmp_path / "ts.txt"
     f.write_text("0\n0.25\n0.5\n4\n9\n")

@@ -113,31 +113,49 @@ def rate_at(cfg: WorkloadConfig, t: float) -> float:
     return rate
 
 
+def segments(cfg: WorkloadConfig, duration_s: float) -> list[tuple[float, float, float]]:
+    """(start, end, rate) of the constant-rate stretches of [0, duration_s): a new one at
+    each `rate_schedule` step that changes the rate."""
+    steps = sorted({s.at_s for s in cfg.rate_schedule if 0 < s.at_s < duration_s})
+    out: list[tuple[float, float, float]] = []
+    for a, b in zip([0.0, *steps], [*steps, duration_s], strict=True):
+        rate = rate_at(cfg, a)
+        if out and out[-1][2] == rate:
+            out[-1] = (out[-1][0], b, rate)
+        else:
+            out.append((a, b, rate))
+    return out
+
+
 def arrival_times(cfg: WorkloadConfig, duration_s: float, rng: np.random.Generator,
-                  phase_s: float) -> list[float]:
-    """Send times in [0, duration_s) for one sensor."""
+                  phase: float = 0.0) -> list[float]:
+    """Send times in [0, duration_s) for one sensor.
+
+    A rate step takes effect at its `at_s`, between the old rate's arrivals or not.
+    fixed: a stretch of rate r from `a` sends at a + (j + phase) / r, j = 0, 1, ...: the
+    first arrival at the new rate is at the step (phase 0) or `phase` of a new period
+    after it (a staggered sensor keeps its place). poisson: an exponential gap drawn at
+    the old rate that would cross the step is dropped and the draws start again at the
+    step at the new rate (exact for a Poisson process: it has no memory). Both are
+    pure functions of the config and the rng's seed.
+    """
     if cfg.arrival == "recorded":
         assert cfg.timestamps_file is not None
         return [t for t in load_timestamps(cfg.timestamps_file, "workload.timestamps_file")
                 if t < duration_s]
     out: list[float] = []
-    if cfg.arrival == "fixed":
-        # times from the start of each constant-rate segment, so no error accumulates
-        seg_t, j, rate = phase_s, 0, rate_at(cfg, phase_s)
-        t = seg_t
-        while t < duration_s - 1e-9:
+    for a, b, rate in segments(cfg, duration_s):
+        if cfg.arrival == "fixed":
+            # times from the start of each stretch, so no error accumulates
+            j = 0
+            while (t := a + (j + phase) / rate) < b - 1e-9:
+                out.append(t)
+                j += 1
+            continue
+        t = a
+        while (t := t + rng.exponential(1.0 / rate)) < b:
             out.append(t)
-            j += 1
-            t = seg_t + j / rate
-            if rate_at(cfg, t + 1e-9) != rate:
-                seg_t, j, rate = t, 0, rate_at(cfg, t + 1e-9)
-        return out
-    t = 0.0
-    while True:  # Poisson; the rate is re-read after each arrival (piecewise constant)
-        t += rng.exponential(1.0 / rate_at(cfg, t))
-        if t >= duration_s:
-            return out
-        out.append(t)
+    return out
 
 
 def make_schedule(cfg: WorkloadConfig, sensors: list[str], duration_s: float,
@@ -148,8 +166,8 @@ def make_schedule(cfg: WorkloadConfig, sensors: list[str], duration_s: float,
     for i, sensor in enumerate(sensors):
         arrivals_rng = np.random.default_rng([seed, 1, i])
         order = np.random.default_rng([seed, 2, i]).permutation(ids)
-        # stagger fixed-rate sensors so they do not all fire at once
-        phase = i / (len(sensors) * cfg.rate_hz)
+        # stagger fixed-rate sensors so they do not all fire at once (a share of a period)
+        phase = i / len(sensors)
         for k, t in enumerate(arrival_times(cfg, duration_s, arrivals_rng, phase)):
             rows.append((t, i, sensor, int(order[k % len(order)])))
     rows.sort()
