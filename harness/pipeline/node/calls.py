@@ -165,9 +165,13 @@ class Calls:
         return resp
 
     def _hedge(self, msg, targets: list[str], hedge_s: float, timeout):
-        """Ask the first target, then the next ones (at once or after hedge_s); first wins."""
+        """Ask the first target, then the next ones (at once or after hedge_s); first wins.
+        The next target is asked at once when every call out so far has failed (a refused
+        primary): waiting out hedge_s then would only delay the answer."""
         lock = threading.Lock()
-        done = threading.Event()
+        # set while no call is out: an answer came, or every call sent so far failed
+        idle = threading.Event()
+        idle.set()
         state: dict[str, Any] = {"resp": None, "err": None, "failed": 0, "launched": 0}
         futs = []
 
@@ -175,24 +179,31 @@ class Calls:
             with lock:
                 if f.cancelled():
                     return
-                if f.exception() is None and state["resp"] is None:
-                    state["resp"] = f.result()
-                    done.set()
-                elif f.exception() is not None:
+                if f.exception() is None:
+                    if state["resp"] is None:
+                        state["resp"] = f.result()
+                    idle.set()
+                else:
                     state["err"] = f.exception()
                     state["failed"] += 1
-                    if state["failed"] == len(targets):
-                        done.set()
+                    if state["failed"] == state["launched"]:
+                        idle.set()
 
         for n, target in enumerate(targets):
+            if n:
+                idle.wait(hedge_s)
+                if state["resp"] is not None:
+                    break
             t = timeout()
-            if n and (done.wait(hedge_s) or state["resp"] is not None):
+            if t is not None and t <= 0:
                 break
+            with lock:
+                state["launched"] += 1
+                idle.clear()
             f = self.stub(target).ModelInfer.future(msg, timeout=t)
             futs.append(f)
             f.add_done_callback(finished)
-        t = timeout()
-        done.wait(t)
+        idle.wait(timeout())
         for f in futs:
             f.cancel()
         return state["resp"], state["err"]
