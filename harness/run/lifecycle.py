@@ -2,7 +2,8 @@
 
 Teardown runs on every exit path: normal end, exception, Ctrl-C, SIGTERM and
 SIGHUP (turned into SystemExit so `finally` runs), with signals held off while
-it runs. A run killed with -9 is cleaned up afterwards by `python -m harness.clean`.
+it runs (and acted on after it). A run killed with -9 is cleaned up afterwards by
+`python -m harness.clean`.
 """
 
 from __future__ import annotations
@@ -43,17 +44,28 @@ def exit_on_signals() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (teardown must finish)."""
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (teardown must finish):
+    each one that arrives is recorded and raised again once the handlers in place
+    before are back, so it is acted on after the block, never lost. (Not
+    pthread_sigmask: the kernel gives a process's signal to any thread not blocking
+    it, and Python then runs the handler in the main thread all the same.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, signal.SIG_IGN)
-           for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    pending: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        if signum not in pending:
+            pending.append(signum)
+
+    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        for s in pending:  # in arrival order; a handler that raises ends the rest
+            signal.raise_signal(s)
 
 
 def make_plugin(group: str, node: dict):
