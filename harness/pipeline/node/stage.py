@@ -107,7 +107,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             context.set_trailing_metadata(((DOWNSTREAM, self.hop),))
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.hop}: {e}")
         except Exception as e:
-            self.stats["errors"] += 1
+            with self.lock:
+                self.stats["errors"] += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.hop}: {e}")
         route = self.route
         if route is None:
