@@ -8,11 +8,15 @@ the run is INVALID (reading the files incrementally: tests/test_technique_events
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from harness.pipeline.config import PipelineConfig
-from harness.pipeline.deployment import Deployment
+from harness.pipeline.deployment import Deployment, Instance
 from harness.run.events import EventLog
 from harness.run.inference import Inference
 
@@ -51,3 +55,31 @@ def test_a_failed_reconfiguration_makes_the_run_invalid(tmp_path: Path) -> None:
                               "stage": "middle"}) + "\n")
     (dep.dir / "head@d1.events.jsonl").unlink()
     assert load._merge_technique_events(EventLog(), emu) == []
+
+
+def test_a_restarted_instance_keeps_the_crashed_ones_log(tmp_path: Path) -> None:
+    """A node's reboot starts its stage again: the log of the instance that crashed is
+    what says why, so the new one appends after a marker line; a new instance that exits
+    at once is reported by its own last line, not the old one's."""
+    said = iter(["loaded the model", "boom: out of memory"])
+
+    def popen(argv, stdout, stderr):
+        return subprocess.Popen(["sh", "-c", f"echo '{next(said)}'; exit 3"],
+                                stdout=stdout, stderr=stderr)
+
+    node = SimpleNamespace(python=sys.executable, popen=popen,
+                           resources=SimpleNamespace(oom_kills=lambda: 0))
+    emu = SimpleNamespace(nodes={"e1": node}, ips={"e1": "127.0.0.1"},
+                          topo=SimpleNamespace(node=lambda n: SimpleNamespace(
+                              providers=["CPUExecutionProvider"], mem_mb=None)))
+    dep = Deployment(emu, PipelineConfig(), tmp_path, lambda *a, **k: None)
+    inst = Instance("middle", "e1", tmp_path / "middle.onnx", None, port=8001)
+    dep.launch(inst)
+    with pytest.raises(RuntimeError, match=r"exited \(3\): loaded the model$"):
+        dep.wait_ready(inst, timeout_s=10)
+    dep.launch(inst)  # what reboot() does for an instance whose process is gone
+    with pytest.raises(RuntimeError, match=r"exited \(3\): boom: out of memory$"):
+        dep.wait_ready(inst, timeout_s=10)
+    lines = (dep.dir / "middle@e1.log").read_text().splitlines()
+    assert lines[0] == "loaded the model" and lines[-1] == "boom: out of memory"
+    assert len(lines) == 3 and "restarted" in lines[1], lines

@@ -22,6 +22,17 @@ IMAGE_HOST = "127.0.0.1"
 
 
 JOIN = "harness.pipeline.node.join:Join"  # a join stage's node part
+RESTARTED = "--- restarted"  # starts a stage log's line between two instances' output
+
+
+def open_log(path: Path):
+    """An instance's log, appended to: a restarted instance (a node's reboot) keeps the
+    crashed one's lines, which say why it failed, and begins after a RESTARTED line."""
+    log = open(path, "a")
+    if log.tell():
+        log.write(f"{RESTARTED}: a new instance from here (t={time.monotonic():.3f})\n")
+        log.flush()
+    return log
 
 
 def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
@@ -193,7 +204,7 @@ class Deployment:
             argv += ["--route", json.dumps(inst.route.to_json())]
         if self.pipe.hop == "lean":
             argv += ["--lean"]
-        log = open(self.dir / f"{inst.key}.log", "w")
+        log = open_log(self.dir / f"{inst.key}.log")
         self.instances[inst.key] = inst
         self.info[inst.key] = {"t_spawn": time.monotonic()}
         self.procs[inst.key] = self.emu.nodes[inst.node].popen(argv, stdout=log, stderr=log)
@@ -204,7 +215,10 @@ class Deployment:
         while not f.exists():
             proc = self.procs[inst.key]
             if proc.poll() is not None:
-                err = (self.dir / f"{inst.key}.log").read_text().strip().splitlines()
+                lines = (self.dir / f"{inst.key}.log").read_text().splitlines()
+                mark = max((i for i, x in enumerate(lines) if x.startswith(RESTARTED)),
+                           default=-1)  # this instance's lines only
+                err = [x for x in lines[mark + 1:] if x.strip()]
                 why = err[-1] if err else ""
                 if proc.returncode == -9 and self.emu.nodes[inst.node].resources.oom_kills():
                     why = (f"killed by the OOM killer (memory limit "
