@@ -38,14 +38,19 @@ test: setup lint
 bench: setup
 	$(PY) -m harness.bench
 
-# The regression gate: a gate-sized bench (the gate's rows x 8 seeds, about 7 minutes)
-# against the baseline committed in results/baselines/gate; GATE_OVERRIDES go to every
-# pipeline run, e.g. make gate GATE_OVERRIDES="technique.health_period_ms=250".
+# The regression gate: the gate's rows x 6 seeds, each run twice, once by the baseline
+# commit's code and once by this tree's, interleaved on this machine (about 9 minutes),
+# then `python -m harness.gate` on the pairs. GATE_BASE names the baseline commit
+# (default: the last commit that changed results/baselines/gate, whose figures are the
+# fallback when that commit cannot run here); GATE_OVERRIDES go to every run of this
+# tree, e.g. make gate GATE_OVERRIDES="technique.health_period_ms=250".
+GATE_BASE ?=
 GATE_OVERRIDES ?=
 gate: setup
-	@out=$$($(PY) -m harness.bench --gate --seeds 8 --duration-s 5 --out results/gate $(GATE_OVERRIDES) | tail -1); \
+	@out=$$($(PY) -m harness.bench --gate --base=$(GATE_BASE) --seeds 6 --duration-s 5 \
+	  --out results/gate $(GATE_OVERRIDES) | tail -1); \
 	echo "gate bench: $$out"; \
-	$(PY) -m harness.gate results/baselines/gate "$$out"
+	$(PY) -m harness.gate "$$out"
 
 # Fuzzed configuration (tests/test_fuzz_config.py): 1,050 random override sets, validation
 # only (the network is never touched), then 50 random valid networks with random fault

@@ -14,7 +14,7 @@ import statistics
 
 import pandas as pd
 
-from harness.report.pipeline_bench import run_harness
+from harness.report.pipeline_bench import run_harness, valid, why
 
 TARGETS = {"docker": {"up_s": 5.0, "teardown_s": 2.0}}  # issue 8: containers up / down
 
@@ -37,14 +37,15 @@ def backend_rows(backends: list[str], repeats: int = 3) -> list[dict]:
         runs = [run_harness(["topology=device_edge_cloud", "workload=digits",
                              "technique=baseline", "faults=none", "run.duration_s=2",
                              f"backend={backend}", f"seed={i + 1}"]) for i in range(repeats)]
-        row: dict = {"backend": backend, "runs": repeats,
-                     "valid": sum(r["verdict"] == "VALID" for r in runs)}
+        good = valid(runs)
+        row: dict = {"backend": backend, "runs": repeats, "valid": len(good),
+                     "failed": "; ".join(why(r) for r in runs if r not in good) or None}
         for k in ("nodes_s", "links_s", "up_s", "teardown_s"):
-            row[k] = statistics.median(r["timings"][k] for r in runs)
-        phases = [p for r in runs for p in _phases(r["run_dir"])]
+            row[k] = statistics.median(r["timings"][k] for r in good) if good else None
+        phases = [p for r in good for p in _phases(r["run_dir"])]
         for k in ("process_start_ms", "model_load_ms", "first_inference_ms",
                   "spawn_to_ready_ms"):
-            row[k] = statistics.median(p[k] for p in phases)
+            row[k] = statistics.median(p[k] for p in phases) if phases else None
         targets = TARGETS.get(backend, {})
         row["targets"] = ", ".join(f"{k} <= {v:g}" for k, v in targets.items()) or "-"
         row["ok"] = row["valid"] == repeats and all(row[k] <= v for k, v in targets.items())

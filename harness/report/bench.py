@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gate", action="store_true",
                     help="the gate's bench: the pipeline section on the gate's rows only "
                          "(`make gate`; compare with python -m harness.gate)")
+    ap.add_argument("--base", metavar="REF", nargs="?", const="", default=None,
+                    help="interleave every pipeline run with the same run of commit REF "
+                         "(default: the commit of the committed gate baseline), seed by "
+                         "seed on this machine; its runs go to base/runs.csv (`make gate`)")
     ap.add_argument("--out", default="results/bench", help="parent folder of the results")
     ap.add_argument("overrides", nargs="*",
                     help="Hydra overrides applied to every pipeline run (e.g. "
@@ -135,19 +139,39 @@ def main(argv: list[str] | None = None) -> int:
 
         matrix = GATE_MATRIX if args.gate else MATRIX
         seeds = 2 if args.quick else args.seeds
-        per_run: list[dict] = []
+        settings = {"duration_s": args.duration_s, "seeds": seeds, "backends": list(backends),
+                    "gate": args.gate, "overrides": args.overrides, "provenance": provenance()}
+        tree = None
+        if args.base is not None:
+            from harness.report.gate_base import prepare
+
+            sha, tree, why = prepare(args.base or None)
+            settings["base"] = {"commit": sha, "ran": tree is not None, "why_not": why}
+            if tree is None:
+                console.print(f"[yellow]baseline commit {sha[:12]} cannot run here ({why}): "
+                              "only the current code runs; the gate falls back to the "
+                              "committed figures[/]")
+            else:
+                (out / "base").mkdir()
+                write_json(out / "base" / "bench.json", {**settings, "side": "base",
+                                                         "commit": sha})
+        write_json(out / "bench.json", settings)
+        per_run: dict[str, list[dict]] = {"current": [], "base": []}
+
+        def sink(row: dict) -> None:  # every run on disk as soon as it ends
+            side = row.pop("side")
+            per_run[side].append(row)
+            write_text_atomic((out if side == "current" else out / "base") / "runs.csv",
+                              pd.DataFrame(per_run[side]).to_csv(index=False))
+
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                       console=console) as bar:
-            task = bar.add_task("pipeline runs", total=matrix_size(matrix, seeds, backends))
+            total = matrix_size(matrix, seeds, backends) * (2 if tree is not None else 1)
+            task = bar.add_task("pipeline runs", total=total)
             rows = pipeline_rows(args.duration_s, seeds, backends, matrix, args.overrides,
                                  lambda what: bar.update(task, advance=1, description=what),
-                                 per_run)
-        write_text_atomic(out / "runs.csv", pd.DataFrame(per_run).to_csv(index=False))
-        write_json(out / "bench.json", {"duration_s": args.duration_s, "seeds": seeds,
-                                        "backends": list(backends), "gate": args.gate,
-                                        "overrides": args.overrides,
-                                        "provenance": provenance()})
+                                 sink, tree)
         df = pd.DataFrame(rows).drop(columns=["run_dirs"]).assign(
             run_dirs=[";".join(r["run_dirs"]) for r in rows])
         tmp = out / ".pipeline.csv.tmp"
@@ -161,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             table.add_row(*[_fmt(r[c]) for c in PIPELINE_COLS])
         console.print(table)
+        for r in rows:
+            if r["failed"]:
+                console.print(f"[red]left out[/] {r['technique']} under {r['faults']} "
+                              f"({r['backend']}): {r['failed']}")
         ok &= all(r["valid"] == r["seeds"] for r in rows)
     if "har" in sections:
         noise["har"] = _quiet_enough("har", console)

@@ -11,7 +11,7 @@ noise, a stuck reading).
 
 from __future__ import annotations
 
-from harness.report.pipeline_bench import _median, run_harness
+from harness.report.pipeline_bench import _median, run_harness, valid
 
 HAR = ["topology=device_edge_cloud", "workload=har", "pipeline=har"]
 BOTH, ACC, GYRO = "emb_acc+emb_gyro", "emb_acc", "emb_gyro"
@@ -45,23 +45,25 @@ def har_rows(duration_s: float, seeds: int, progress=None) -> tuple[list[dict], 
                                          f"run.duration_s={duration_s}", f"seed={seed}"]))
                 if progress is not None:
                     progress(f"har {label} {fault} seed {seed}")
-            reference = reference or (runs[0].get("reference_join") or {}).get("by_joined", {})
+            good = valid(runs)
+            reference = reference or next(
+                ((r.get("reference_join") or {}).get("by_joined", {}) for r in good), {})
 
-            def by(mix: str, rs: list[dict] = runs) -> float | None:
+            def by(mix: str, rs: list[dict] = good) -> float | None:
                 return _median([(r.get("accuracy_by_joined") or {}).get(mix, {}).get("accuracy")
                                 for r in rs])
 
             rows.append({
                 "technique": label, "faults": fault, "seeds": seeds,
-                "valid": sum(r["verdict"] == "VALID" for r in runs),
-                **{k: _median([r.get(k) for r in runs])
+                "valid": len(good),
+                **{k: _median([r.get(k) for r in good])
                    for k in ("availability", "availability_after_fault", "accuracy",
                              "accuracy_after_fault")},
-                "p50_ms": _median([r["latency_ms"]["p50"] for r in runs]),
+                "p50_ms": _median([r["latency_ms"]["p50"] for r in good]),
                 "acc_gyro": by(BOTH), "acc_only": by(ACC), "gyro_only": by(GYRO),
                 "agreement": _median([(r.get("reference_join") or {}).get("agreement")
-                                      for r in runs]),
-                "run_dirs": [r["run_dir"] for r in runs]})
+                                      for r in good]),
+                "run_dirs": [r["run_dir"] or "" for r in runs]})
     return rows, reference
 
 

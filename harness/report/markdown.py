@@ -26,6 +26,10 @@ def pipeline_md(rows: list[dict]) -> str:
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    failed = [f"- {r['technique']} under {r['faults']} ({r['backend']}): {r['failed']}"
+              for r in rows if r.get("failed")]
+    if failed:  # left out of the medians above, never silently
+        lines += ["", "Runs left out (INVALID or failed):", "", *failed]
     return "\n".join(lines) + "\n"
 
 

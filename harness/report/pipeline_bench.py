@@ -48,9 +48,10 @@ MATRIX = [
     ("baseline", ["technique=baseline"], ["sensor_crash", "sensor_noise"]),
 ]
 # The gate's rows (`make gate`): the headline techniques under the crash, and the baseline
-# without faults for latency; small enough for 8 seeds in about 7 minutes.
+# without faults for latency; small enough for 6 seeds, each run by both sides, in about
+# 9 minutes (the baseline under the crash only loses what it must: nothing to watch).
 GATE_MATRIX = [
-    ("baseline", ["technique=baseline"], ["none", "edge_crash"]),
+    ("baseline", ["technique=baseline"], ["none"]),
     ("failover warm", ["technique=failover"], ["edge_crash"]),
     ("structural", ["technique=structural"], ["edge_crash"]),
     ("reconfiguration", ["technique=reconfiguration"], ["edge_crash"]),
@@ -60,23 +61,47 @@ PIPELINE_KEYS = ["availability", "availability_after_fault", "availability_after
                  "bytes_sent", "replicas"]
 
 
-def run_harness(overrides: list[str], timeout_s: float = 600) -> dict:
-    """`python -m harness <overrides>` as a user runs it; its summary.json."""
-    from harness.core.paths import REPO as repo
-    p = subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=repo,
-                       capture_output=True, text=True, timeout=timeout_s)
+def run_harness(overrides: list[str], timeout_s: float = 600,
+                tree: Path | None = None) -> dict:
+    """`python -m harness <overrides>` as a user runs it: its summary.json, or, when the
+    run did not end with one (a crash, bad input, a timeout), a FAILED record saying why,
+    so that one failed run never costs a bench the rows measured before and after it.
+    `tree`: run the harness of another checkout (the gate's baseline commit) instead."""
+    import os
+
+    from harness.core.paths import REPO
+
+    env = None
+    if tree is not None:  # its package first, for this process and every stage it starts
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    try:
+        p = subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=tree or REPO,
+                           capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        return failed(f"no result within {timeout_s:g} s (killed)")
     lines = p.stdout.strip().splitlines()
     run_dir = Path(lines[-1]) if lines else None  # 0 VALID, 1 INVALID: both have results
     if p.returncode not in (0, 1) or run_dir is None or not (run_dir / "summary.json").exists():
         err = (p.stderr + p.stdout).strip().splitlines()
-        raise RuntimeError(f"harness {' '.join(overrides)} failed ({p.returncode}): "
-                           f"{err[-1] if err else ''}")
+        return failed(f"exit {p.returncode}: {err[-1] if err else 'no output'}")
     return json.loads((run_dir / "summary.json").read_text()) | {"run_dir": str(run_dir)}
+
+
+def failed(reason: str) -> dict:
+    """A run that produced no summary, as a row the bench keeps."""
+    return {"verdict": "FAILED", "verdict_reasons": [reason], "run_dir": None,
+            "latency_ms": {"p50": None, "p99": None}}
 
 
 def _median(values: list) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
+
+
+def valid(runs: list[dict]) -> list[dict]:
+    """The runs whose figures count: INVALID and FAILED ones are listed, never averaged."""
+    return [r for r in runs if r["verdict"] == "VALID"]
 
 
 def applicable(extra: list[str], overrides: list[str]) -> list[str]:
@@ -104,51 +129,72 @@ def matrix_size(matrix: list, seeds: int, backends: tuple[str, ...]) -> int:
 
 def pipeline_rows(duration_s: float, seeds: int = 1, backends: tuple[str, ...] = ("mininet",),
                   matrix: list | None = None, extra: list[str] | None = None,
-                  progress=None, runs_out: list | None = None) -> list[dict]:
+                  progress=None, sink=None, base: Path | None = None) -> list[dict]:
     """Every technique under its faults on device_edge_cloud, on each backend, the same
-    seeds for all: medians over seeds, and overheads relative to the same backend's
+    seeds for all: medians over VALID seeds, and overheads relative to the same backend's
     baseline without faults. `extra` overrides go to every run; `progress(label)` is
-    called after each run; `runs_out` receives one row per run (per-seed figures)."""
+    called after each run; `sink(row)` receives each run's row (per-seed figures, with its
+    `side` and, if it failed, why) as soon as it ends. `base`: another checkout (the
+    gate's baseline commit) run seed by seed beside this one, which of the two goes first
+    alternating, so that both see the same machine; its runs (without `extra`) go to
+    `sink` only."""
     rows = []
     for backend in backends:
         rows += _rows(backend, duration_s, seeds, matrix or MATRIX, extra or [], progress,
-                      runs_out if runs_out is not None else [])
+                      sink or (lambda row: None), base)
     return rows
 
 
+def run_row(backend: str, label: str, faults: str, seed: int, side: str, mine: list[str],
+            r: dict) -> dict:
+    """One run as a row of runs.csv."""
+    return {"backend": backend, "technique": label, "faults": faults, "seed": seed,
+            "side": side, "verdict": r["verdict"], "overrides": " ".join(mine),
+            "p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"],
+            **{k: r.get(k) for k in PIPELINE_KEYS}, "run_dir": r["run_dir"],
+            "reason": why(r) if r["verdict"] != "VALID" else None}
+
+
+def why(r: dict) -> str:
+    """A run's verdict and its reasons, on one line."""
+    return " ".join([r["verdict"], *map(str, r.get("verdict_reasons") or [])])
+
+
 def _rows(backend: str, duration_s: float, seeds: int, matrix: list, extra: list[str],
-          progress, runs_out: list) -> list[dict]:
+          progress, sink, base: Path | None) -> list[dict]:
     rows = []
     for label, overrides, faults in matrix:
         for faults_name in faults:
             runs = []
             mine = applicable(extra, overrides)
             for seed in range(1, seeds + 1):
-                r = run_harness(["topology=device_edge_cloud", "workload=digits", *overrides,
-                                 f"faults={faults_name}", f"run.duration_s={duration_s}",
-                                 f"seed={seed}", f"backend={backend}", *mine])
-                runs.append(r)
-                runs_out.append({"backend": backend, "technique": label,
-                                 "faults": faults_name, "seed": seed,
-                                 "verdict": r["verdict"], "overrides": " ".join(mine),
-                                 "p50_ms": r["latency_ms"]["p50"],
-                                 "p99_ms": r["latency_ms"]["p99"],
-                                 **{k: r.get(k) for k in PIPELINE_KEYS},
-                                 "run_dir": r["run_dir"]})
-                if progress is not None:
-                    progress(f"{backend} {label} {faults_name} seed {seed}")
+                args = ["topology=device_edge_cloud", "workload=digits", *overrides,
+                        f"faults={faults_name}", f"run.duration_s={duration_s}",
+                        f"seed={seed}", f"backend={backend}"]
+                sides = [("current", None)] if base is None else \
+                    [("base", base), ("current", None)][::1 if seed % 2 else -1]
+                for side, tree in sides:  # the extra overrides are the current side's
+                    r = run_harness(args + (mine if side == "current" else []), tree=tree)
+                    if side == "current":
+                        runs.append(r)
+                    sink(run_row(backend, label, faults_name, seed, side, mine, r))
+                    if progress is not None:
+                        progress(f"{backend} {label} {faults_name} seed {seed}"
+                                 + (f" ({side})" if base is not None else ""))
+            good = valid(runs)
             row = {"backend": backend, "technique": label, "faults": faults_name,
-                   "seeds": seeds,
-                   "valid": sum(r["verdict"] == "VALID" for r in runs),
-                   "p50_ms": _median([r["latency_ms"]["p50"] for r in runs]),
-                   "p99_ms": _median([r["latency_ms"]["p99"] for r in runs]),
-                   "run_dirs": [r["run_dir"] for r in runs]}
+                   "seeds": seeds, "valid": len(good),
+                   "p50_ms": _median([r["latency_ms"]["p50"] for r in good]),
+                   "p99_ms": _median([r["latency_ms"]["p99"] for r in good]),
+                   "failed": "; ".join(f"seed {i}: {why(r)}" for i, r in enumerate(runs, 1)
+                                       if r["verdict"] != "VALID") or None,
+                   "run_dirs": [r["run_dir"] or "" for r in runs]}
             for k in PIPELINE_KEYS:
-                row[k] = _median([r.get(k) for r in runs])
+                row[k] = _median([r.get(k) for r in good])
             rows.append(row)
-    base = next((r for r in rows if r["technique"] == "baseline" and r["faults"] == "none"),
-                None)
-    b = base or {"cpu_s": None, "bytes_sent": None, "p50_ms": None}
+    base_row = next((r for r in rows if r["technique"] == "baseline" and r["faults"] == "none"),
+                    None)
+    b = base_row or {"cpu_s": None, "bytes_sent": None, "p50_ms": None}
     for r in rows:
         r["cpu_vs_baseline"] = (r["cpu_s"] / b["cpu_s"]) if r["cpu_s"] and b["cpu_s"] else None
         r["bytes_vs_baseline"] = (r["bytes_sent"] / b["bytes_sent"]) \
