@@ -21,9 +21,19 @@ def test_every_shipped_schedule_parses(path: Path) -> None:
     data = OmegaConf.to_container(compose_cfg(f"faults={path.stem}").faults, resolve=True)
     faults = FaultsConfig.parse(data)
     assert len(faults.actions) == len(data["actions"])
-    for a in faults.schedule():
-        assert a.kind.name == a.action
-        assert set(a.to_dict()) >= {"at_s", "action", "target", "for_s"}
+    for a, raw in zip(faults.actions, data["actions"], strict=True):
+        d = a.to_dict()
+        assert {k: d[k] for k in raw} == raw  # every key as written, none dropped or moved
+        assert isinstance(a.params, a.kind.Params)
+        assert parse_action(d, "again") == a  # summary.json's form parses back the same
+    # for_s expands into the kind's inverse that much later, on the same target
+    inverses = [(a.at_s + a.for_s, a.kind.inverse, a.target)
+                for a in faults.actions if a.for_s is not None]
+    sched = faults.schedule()
+    assert len(sched) == len(faults.actions) + len(inverses)
+    assert [s.at_s for s in sched] == sorted(s.at_s for s in sched)
+    restores = [(s.at_s, s.action, s.target) for s in sched if s not in faults.actions]
+    assert sorted(restores, key=str) == sorted(inverses, key=str)
 
 
 def test_every_kind_has_an_inverse_that_restores() -> None:
