@@ -1,6 +1,7 @@
 """The folder tree is the architecture: these checks keep it so (no root, no network).
 
-- Layers import only downwards (`LAYERS`), so a change lands in one obvious place.
+- Layers import only downwards (`LAYERS`), so a change lands in one obvious place
+  (relative imports are resolved and judged alike).
 - Code that runs inside an emulated node (folders named `node/`, and the delay
   line in the wire namespace) imports nothing host-side, even lazily.
 - The top level holds only thin entry points and `run/`.
@@ -37,13 +38,20 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports(path: Path) -> set[str]:
-    """Every module `path` imports, at the top or inside functions."""
+def imports(path: Path, module: str) -> set[str]:
+    """Every module `path` (the module named `module`) imports, at the top or inside
+    functions; a relative import is resolved against its package, as Python does."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-            out |= {f"{node.module}.{a.name}" for a in node.names}
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                assert node.level <= len(parts), f"{module}: import beyond the top package"
+                base = ".".join([*parts[:len(parts) - node.level + 1], *filter(None, [base])])
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
     return out
@@ -54,19 +62,44 @@ def layer(module: str) -> str | None:
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else None
 
 
-def test_layers_import_only_downwards() -> None:
+def layer_violations(mods: dict[str, Path]) -> list[str]:
+    """Imports (absolute or relative) from a layer into a later one."""
     wrong = []
-    for name, path in modules().items():
+    for name, path in mods.items():
         src = layer(name)
         if src is None:
             continue
-        for imp in imports(path):
+        for imp in imports(path, name):
             dst = layer(imp) if imp.startswith("harness.") else None
             if dst is None or dst == src or dst == "core":
                 continue
             if LAYERS.index(dst) > LAYERS.index(src):
                 wrong.append(f"{name} imports {imp} ({src} -> {dst})")
-    assert not wrong, "\n".join(sorted(wrong))
+    return sorted(wrong)
+
+
+def test_layers_import_only_downwards() -> None:
+    wrong = layer_violations(modules())
+    assert not wrong, "\n".join(wrong)
+
+
+def test_relative_imports_are_resolved_and_judged_by_the_same_rules(tmp_path: Path) -> None:
+    """A relative import is no way around the layers (the repository has none today)."""
+    node = tmp_path / "harness" / "pipeline" / "node"
+    node.mkdir(parents=True)
+    (node / "__init__.py").write_text("from .stage import Stage\n")
+    (node / "stage.py").write_text("from . import calls\nfrom ..routing import Route\n"
+                                   "def f():\n    from ...run import lifecycle\n")
+    mods = {"harness.pipeline.node": node / "__init__.py",
+            "harness.pipeline.node.stage": node / "stage.py"}
+    assert imports(node / "__init__.py", "harness.pipeline.node") == {
+        "harness.pipeline.node.stage", "harness.pipeline.node.stage.Stage"}
+    assert imports(node / "stage.py", "harness.pipeline.node.stage") == {
+        "harness.pipeline.node", "harness.pipeline.node.calls", "harness.pipeline.routing",
+        "harness.pipeline.routing.Route", "harness.run", "harness.run.lifecycle"}
+    assert layer_violations(mods) == [
+        "harness.pipeline.node.stage imports harness.run (pipeline -> run)",
+        "harness.pipeline.node.stage imports harness.run.lifecycle (pipeline -> run)"]
 
 
 def in_node_modules() -> list[str]:
@@ -84,7 +117,7 @@ def test_in_node_code_imports_nothing_host_side() -> None:
             if m in seen or m not in mods:
                 continue
             seen.add(m)
-            for imp in imports(mods[m]):
+            for imp in imports(mods[m], m):
                 if imp.startswith(HOST_SIDE) and not imp.startswith(IN_NODE_OK) \
                         and not (imp.startswith("harness.techniques.") and ".node" in imp):
                     wrong.append(f"{name}: {m} imports {imp}")
