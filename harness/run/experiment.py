@@ -27,6 +27,7 @@ from harness.core.config import from_dict as to_dataclass
 from harness.core.paths import CONF_DIR
 from harness.emulation.topology import Topology
 from harness.faults.schedule import FaultsConfig
+from harness.measure.canary import MeasureConfig
 from harness.pipeline.config import PipelineConfig
 from harness.workload.replay import entry_error
 from harness.workload.schedule import WorkloadConfig
@@ -56,6 +57,7 @@ class Experiment:
     technique: Any = None  # a harness.techniques.base.Technique
     technique_name: str = "baseline"
     results: ResultsConfig = field(default_factory=ResultsConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
 
     @property
     def config_hash(self) -> str:
@@ -113,7 +115,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
             raise ConfigError(f"{k}: {str(e).splitlines()[0]}") from None
     choices = choices or {}
     known = {"mode", "seed", "run", "fidelity", "topology", "network", "shaper", "faults",
-             "backend", "workload", "pipeline", "technique", "results"}
+             "backend", "workload", "pipeline", "technique", "results", "measure"}
     for k in raw:
         if k not in known:
             fail(k, raw[k], f"unknown key (known: {', '.join(sorted(known))})")
@@ -142,7 +144,10 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
     for i, name in enumerate(fidelity.links):
         if name not in links:
             fail(f"fidelity.links[{i}]", name, f"unknown link (links: {', '.join(sorted(links))})")
+    measure = to_dataclass(MeasureConfig, raw.get("measure"), "measure")
     workload = pipeline = technique = None
+    if measure.canary_hz and not raw.get("workload"):
+        fail("measure.canary_hz", measure.canary_hz, "needs a workload (e.g. workload=digits)")
     if raw.get("workload"):
         workload = to_dataclass(WorkloadConfig, raw["workload"], "workload")
         for i, s in enumerate(workload.sensors):
@@ -165,6 +170,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
                  f"re-routes a chain, but stage {pipeline.stages[j].name} joins branches: "
                  "such a pipeline runs with technique=baseline or sensing_redundancy")
         technique.check(pipeline, topology)
+        measure.check_pipeline("measure", pipeline, bool(technique.observations))
         error = entry_error(workload.library(), pipeline, sensors_of(workload, topology))
         if error:
             fail("workload.samples", workload.samples.get("_target_"), error)
@@ -187,6 +193,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         technique=technique,
         technique_name=choices.get("technique", "baseline"),
         results=to_dataclass(ResultsConfig, raw.get("results"), "results"),
+        measure=measure,
     )
 
 

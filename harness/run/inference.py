@@ -13,6 +13,7 @@ from harness.core.files import write_json, write_parquet_df
 from harness.emulation.network import Emulation
 from harness.faults.injector import FaultInjector
 from harness.measure import memory
+from harness.measure.canary import canary_schedule
 from harness.measure.metrics import outcomes, read_records, summarize
 from harness.measure.reference import join_reference, reference_accuracy
 from harness.measure.resilience import breakdown_ms, overheads, resilience
@@ -23,11 +24,13 @@ from harness.workload.replay import Replay
 from harness.workload.schedule import make_schedule
 
 
-def fault_in_effect(rows: list[dict], planned_s: float | None) -> float | None:
+def fault_in_effect(rows: list[dict], planned_s: float | None,
+                    start: bool = False) -> float | None:
     """When the first fault had taken effect: its action's start plus how long applying
     it took (a crash: its processes dead). On a busy machine the action can start late
     and take a while; a request served meanwhile by the dying node is not a recovery.
-    The planned instant when no event says otherwise."""
+    `start`: when its action began instead (a technique may notice a fault while it is
+    being applied). The planned instant when no event says otherwise."""
     if planned_s is None:
         return None
     done = []
@@ -36,7 +39,7 @@ def fault_in_effect(rows: list[dict], planned_s: float | None) -> float | None:
             continue
         d = json.loads(r["detail"] or "{}")
         if d.get("scheduled_s") == planned_s:
-            done.append(r["t_s"] + d.get("apply_ms", 0.0) / 1000)
+            done.append(r["t_s"] + (0.0 if start else d.get("apply_ms", 0.0) / 1000))
     return round(min(done), 6) if done else planned_s
 
 
@@ -89,6 +92,8 @@ class Inference(NoLoad):
         self.schedule = make_schedule(exp.workload,
                                       ["+".join(self.sensors)] if self.redundant
                                       else self.sensors, exp.run.duration_s, exp.seed)
+        self.canary = canary_schedule(exp.measure.canary_hz, exp.run.duration_s,
+                                      self.library.sample_ids())
         self.deployment = Deployment(None, exp.pipeline, out_dir, events.record)
         self.replay: Replay | None = None
         self.usage0: tuple | None = None
@@ -111,7 +116,7 @@ class Inference(NoLoad):
         summary["providers"] = self.deployment.providers()
         self.mem_ready = memory.snapshot(self.deployment.procs)
         self.replay = Replay(emu, exp.workload, exp.pipeline, self.sensors, self.schedule,
-                             exp.run.duration_s, self.out_dir, self.redundant)
+                             exp.run.duration_s, self.out_dir, self.redundant, self.canary)
         t = time.monotonic()
         t0 = self.replay.start()
         summary["sensors_ready_s"] = round(time.monotonic() - t, 3)  # started and warmed up
@@ -169,8 +174,17 @@ class Inference(NoLoad):
                       exp.run.duration_s + wl.grace_s)
         write_parquet_df(self.out_dir / "requests.parquet", df)
         summary.update(summarize(df))
-        fault_at = fault_in_effect(events.rows, exp.faults.first_fault_s())
-        summary.update(resilience(df, events.rows, fault_at, exp.run.duration_s))
+        canary = None
+        if self.canary:  # its own table: never in availability, accuracy or latency
+            canary_file = self.replay.canary_file() if self.replay else None
+            canary = outcomes(self.canary, read_records([canary_file] if canary_file else []),
+                              labels, wl.slo_ms, exp.run.duration_s + wl.grace_s)
+            write_parquet_df(self.out_dir / "canary.parquet", canary)
+        # the fault counts from its action's start: a kill takes 10-40 ms to apply, and a
+        # refusal seen or a request lost meanwhile is the fault's doing
+        fault_at = fault_in_effect(events.rows, exp.faults.first_fault_s(), start=True)
+        summary["fault_in_effect_s"] = fault_in_effect(events.rows, exp.faults.first_fault_s())
+        summary.update(resilience(df, events.rows, fault_at, exp.run.duration_s, canary))
         summary["recovery_breakdown_ms"] = breakdown_ms(
             self.technique.recovery_breakdown_from(self.technique_events), events.t0, fault_at,
             summary.get("mttr_ms"))

@@ -16,12 +16,17 @@ from harness.core.files import write_json
 from harness.pipeline.config import PipelineConfig
 from harness.workload.schedule import Scheduled, WorkloadConfig
 
+CANARY = "canary"  # the canary stream's sensor process and files (harness.measure.canary)
+
 
 class Replay:
     def __init__(self, emu, workload: WorkloadConfig, pipe: PipelineConfig, sensors: list[str],
                  schedule: list[Scheduled], duration_s: float, run_dir: Path,
-                 redundant: bool = False) -> None:
+                 redundant: bool = False, canary: list[Scheduled] | None = None) -> None:
         self.redundant = redundant  # every sensor sends every request
+        # a light stream beside the workload, sent from the first sensor's node to its
+        # entry stage by a sensor process of its own (`canary`): MTTR to a few ms
+        self.canary = canary or []
         self.emu, self.wl, self.pipe = emu, workload, pipe
         self.sensors, self.schedule, self.duration_s = sensors, schedule, duration_s
         self.dir = run_dir / "sensors"
@@ -37,7 +42,13 @@ class Replay:
         """Start every sensor, wait until all are ready, give them t0; returns t0."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.check_inputs()
-        for i, sensor in enumerate(self.sensors):
+        streams = [(sensor, i, [s for s in self.schedule
+                                if self.redundant or s.sensor == sensor])
+                   for i, sensor in enumerate(self.sensors)]
+        if self.canary:
+            streams.append((CANARY, 0, self.canary))
+        for name, i, requests in streams:
+            sensor = self.sensors[i]
             first = self.entry_stage(i)
             plan = {
                 "sensor": sensor, "deadline_s": self.deadline_s, "end_s": self.duration_s,
@@ -46,16 +57,15 @@ class Replay:
                 "model": first.name, "output": self.pipe.output,
                 "samples": self.wl.samples, "sensor_index": i,
                 "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
-                "requests": [[s.request_id, s.sample_id, s.scheduled_s]
-                             for s in self.schedule if self.redundant or s.sensor == sensor],
+                "requests": [[s.request_id, s.sample_id, s.scheduled_s] for s in requests],
             }
-            plan_file = self.dir / f"{sensor}.plan.json"
+            plan_file = self.dir / f"{name}.plan.json"
             write_json(plan_file, plan)
-            log = open(self.dir / f"{sensor}.log", "w")
+            log = open(self.dir / f"{name}.log", "w")
             node = self.emu.nodes[sensor]
-            self.procs[sensor] = node.popen(
+            self.procs[name] = node.popen(
                 [node.python, "-m", "harness.workload.node.sensor", str(plan_file),
-                 str(self.dir / f"{sensor}.jsonl")],
+                 str(self.dir / f"{name}.jsonl")],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         for sensor, p in self.procs.items():
             line = p.stdout.readline()  # blocks until ready (or the sensor died)
@@ -119,6 +129,10 @@ class Replay:
     def record_files(self) -> list[Path]:
         """Each sensor's JSONL record of answers and errors (appended as they arrive)."""
         return [self.dir / f"{s}.jsonl" for s in self.sensors]
+
+    def canary_file(self) -> Path | None:
+        """The canary stream's record, if the run has one."""
+        return self.dir / f"{CANARY}.jsonl" if self.canary else None
 
     def sensor_errors(self) -> list[str]:
         """Sensors that exited with an error (their log's last line)."""
