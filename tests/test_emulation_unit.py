@@ -13,89 +13,21 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
 
 import pytest
 
 from harness.core.config import LinkProps
-from harness.emulation import cleanup, inventory, wiring
-from harness.emulation.backends.base import Backend, EmuNode
+from harness.emulation import cleanup, inventory
+from harness.emulation.backends.base import EmuNode
 from harness.emulation.cgroups import NodeCgroup
 from harness.emulation.inventory import ResourceKind
 from harness.emulation.ledger import Ledger, leftovers, remove_run, state_dir
 from harness.emulation.network import Emulation
 from harness.emulation.resources import NodeResources
 from harness.emulation.shapers.netem import NetemShaper
-from harness.emulation.topology import Node
-from harness.emulation.wiring import NodeSetup, batch
+from harness.emulation.wiring import batch
+from tests.emulation_fakes import FakeBackend, FakeNode, record_host_commands
 from tests.helpers import exp_for, root_only
-
-# ---------------------------------------------------------------- a fake backend
-
-
-class FakeResources(NodeResources):
-    def __init__(self) -> None:
-        self.name, self.cpu, self.mem = "fake", 0.0, 0
-
-    def set_cpu(self, cores: float) -> None:
-        self.cpu = cores
-
-    def set_memory(self, mb: int) -> None:
-        self.mem = mb
-
-    def cpu_usage_s(self) -> float:
-        return 1.5
-
-    def oom_kills(self) -> int:
-        return 0
-
-    def pids(self) -> list[int]:
-        return []
-
-    def add(self, pid: int) -> None:
-        pass
-
-
-class FakeNode(EmuNode):
-    """Records every network command; in-node processes are not allowed for set-up."""
-
-    def __init__(self, name: str, ip: str, pid: int, calls: list) -> None:
-        self.name, self.ip, self._pid, self.calls = name, ip, pid, calls
-        self.resources = FakeResources()
-
-    @property
-    def ns_pid(self) -> int:
-        return self._pid
-
-    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
-        raise AssertionError(f"network set-up ran inside node {self.name}: {argv}")
-
-    def net_popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
-        self.calls.append((self.name, argv, None))
-        return subprocess.Popen(["true"], **kwargs)
-
-    def net_run(self, argv: list[str], input: str | None = None, timeout: float = 30) -> str:
-        self.calls.append((self.name, argv, input))
-        return ""
-
-    def net_setup(self, setup: NodeSetup) -> None:
-        self.calls.append((self.name, ["net_setup"], setup))
-
-    def keep_pids(self) -> set[int]:
-        return set()
-
-
-class FakeBackend(Backend):
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.calls: list = []
-
-    def start_node(self, spec: Node, ip: str, ledger: Ledger) -> EmuNode:
-        return FakeNode(spec.name, ip, 4000 + len(self.calls), self.calls)
-
-    def stop(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -124,9 +56,7 @@ def test_net_commands_enter_the_node_namespace_by_pid() -> None:
 def test_every_network_change_runs_from_the_host(state, tmp_path, monkeypatch) -> None:
     """Set-up, rate changes, netem changes, traces and partitions: all via net_*; the set-up
     as batches and argument lists, never a shell."""
-    host: list[tuple[list[str], str | None]] = []
-    monkeypatch.setattr(wiring, "run", lambda argv, input=None, timeout=30: host.append(
-        (argv, input)) or "")
+    host = record_host_commands(monkeypatch)
     exp = exp_for("topology=pair", "network.delay_ms=2", "network.tcp_cc=reno")
     backend = FakeBackend()
     emu = Emulation(exp.topology, exp.network, backend, NetemShaper(check=False),
@@ -290,7 +220,6 @@ def test_leftovers_of_a_live_run_by_kind(pair) -> None:
 def test_a_child_that_cannot_join_its_cgroup_says_why(tmp_path) -> None:
     """Python reports a failed preexec_fn only as "Exception occurred in preexec_fn" (all a
     failed CI run said); the joiner hands the file and the reason back through a pipe."""
-    import subprocess
 
     from harness.emulation.cgroups import joiner, started_joined
     from harness.emulation.tc import EmulationError
