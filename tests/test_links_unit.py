@@ -8,7 +8,7 @@ import pytest
 
 from harness.core.config import ConfigError, LinkProps
 from harness.emulation.tc import DirState, EmulationError, htb_cmds, leaf_cmd, rate_arg, rate_cmd
-from harness.emulation.traces import load_mahimahi, rates_mbit
+from harness.emulation.traces import applied_rates, load_mahimahi, rates_mbit
 from tests.helpers import SHARED_TRACES
 
 
@@ -20,8 +20,16 @@ def props(**kw) -> LinkProps:
 def test_rate_arg() -> None:
     assert rate_arg(10) == "10000kbit"
     assert rate_arg(0.5) == "500kbit"
-    assert rate_arg(0) == "10000000kbit"  # unlimited
+    assert rate_arg(None) == "10000000kbit"  # no cap
+    assert rate_arg(0) == "1kbit"  # a rate of 0 (a trace outage) is htb's minimum
     assert rate_arg(0.0000001) == "1kbit"
+
+
+def test_a_configured_bw_of_0_is_still_no_cap() -> None:
+    """network.bw_mbit=0 (and a link that inherits it) means unlimited, as documented."""
+    for bw in (0, None):
+        cmds = htb_cmds("h1-eth0", DirState(props(bw_mbit=bw)), netem=False)
+        assert cmds[1][-4:] == ["rate", "10000000kbit", "ceil", "10000000kbit"]
 
 
 def test_htb_then_netem_leaf() -> None:
@@ -47,14 +55,28 @@ def test_rate_change_is_in_place() -> None:
     assert rate_cmd("x", 20)[:2] == ["class", "change"]
 
 
-def test_mahimahi_rates(tmp_path) -> None:
+def test_mahimahi_rates_and_an_outage(tmp_path) -> None:
     f = tmp_path / "t"
-    # 100 ms at one packet per ms (12 Mbit/s) then 100 ms at one per 10 ms (1.2 Mbit/s)
-    f.write_text("\n".join([str(i) for i in range(100)] + [str(100 + 10 * i)
-                                                           for i in range(10)] + ["200"]))
+    # 100 ms at one packet per ms (12 Mbit/s), 100 ms with no delivery at all (an
+    # outage), then 100 ms at one per 10 ms (1.2 Mbit/s)
+    f.write_text("\n".join([str(i) for i in range(100)] + [str(200 + 10 * i)
+                                                           for i in range(10)] + ["300"]))
     rates = rates_mbit(load_mahimahi(f), 100)
-    assert rates[0] == pytest.approx(12.0)
-    assert rates[1] == pytest.approx(1.2 + 0.12)  # the closing stamp at 200 lands here
+    assert rates == [pytest.approx(12.0), 0.0,
+                     pytest.approx(1.2 + 0.12)]  # the closing stamp at 300 lands here
+    # what htb is told for each window: in the outage, one 1500-byte frame in its 100 ms
+    # (120 kbit/s), not "no cap"
+    assert [rate_cmd("x", r)[-3] for r in applied_rates(rates, 100)] == [
+        "12000kbit", "120kbit", "1320kbit"]
+
+
+def test_an_outage_is_one_frame_over_what_is_left_of_it() -> None:
+    """htb charges the frame it lets go at the class's rate: each outage window gets the
+    rate at which one frame (12,000 bits) lasts to the outage's end, so the debt ends with
+    it. Outages run on across the trace's loop."""
+    got = applied_rates([0.0, 6.0, 0.0, 0.0, 0.0, 3.0, 0.0], 100)
+    # window 6 and 0: 200 then 100 ms left (60, 120 kbit/s); windows 2-4: 300, 200, 100
+    assert got == pytest.approx([0.12, 6.0, 0.04, 0.06, 0.12, 3.0, 0.06])
 
 
 @pytest.mark.parametrize("text,why", [("", "empty"), ("1\nx\n", "not an integer"),

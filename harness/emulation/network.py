@@ -20,9 +20,9 @@ from harness.core.config import LinkProps, NetworkConfig
 from harness.emulation.backends.base import Backend, EmuNode
 from harness.emulation.ledger import Ledger, remove_run
 from harness.emulation.shapers.base import Shaper
-from harness.emulation.tc import DirState, EmulationError, rate_cmd
+from harness.emulation.tc import DirState, EmulationError, cap_mbit, rate_cmd
 from harness.emulation.topology import Link, Topology
-from harness.emulation.traces import TraceFollower, load_mahimahi, rates_mbit
+from harness.emulation.traces import TraceFollower, applied_rates, load_mahimahi, rates_mbit
 from harness.emulation.wiring import Wiring, configure, create_veths
 
 TRACE_WINDOW_MS = 100
@@ -126,7 +126,7 @@ class Emulation:
         for d, ds, node, dev in self._dirs(st, direction):
             new = change.over(ds.props)
             if new.bw_mbit != ds.props.bw_mbit:
-                node.net_run(["tc", *rate_cmd(dev, new.bw_mbit or 0)])
+                node.net_run(["tc", *rate_cmd(dev, cap_mbit(new))])
             old = ds.props
             ds.props = new
             if (new.delay_ms, new.jitter_ms, new.loss_pct, new.queue_pkts) != (
@@ -140,7 +140,7 @@ class Emulation:
         self.set_link(name, st.configured)
         if had_trace:  # a trace moves the htb rate without recording it in ds.props
             for _d, ds, node, dev in self._dirs(st, "both"):
-                node.net_run(["tc", *rate_cmd(dev, ds.props.bw_mbit or 0)])
+                node.net_run(["tc", *rate_cmd(dev, cap_mbit(ds.props))])
 
     def _refresh_up(self, st: LinkState) -> None:
         for d, ds, node, dev in self._dirs(st, "both"):
@@ -167,7 +167,8 @@ class Emulation:
         """Follow a Mahimahi trace; it replaces any trace the link was following."""
         st = self.links[name]
         self.stop_traces(name)
-        rates = rates_mbit(load_mahimahi(path), TRACE_WINDOW_MS)
+        rates = applied_rates(rates_mbit(load_mahimahi(path), TRACE_WINDOW_MS),
+                              TRACE_WINDOW_MS)
         for _d, _ds, node, dev in self._dirs(st, direction):
             def apply(rate: float, node: EmuNode = node, dev: str = dev) -> None:
                 node.net_run(["tc", *rate_cmd(dev, rate)])

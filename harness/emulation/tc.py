@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from harness.core.config import LinkProps
 
 UNLIMITED_KBIT = 10_000_000  # htb rate standing for "no cap"
-MIN_KBIT = 1  # htb cannot run at 0; a trace outage becomes 1 kbit/s
+MIN_KBIT = 1  # htb cannot run at 0: a rate of 0 (a trace outage) becomes 1 kbit/s
 
 
 class EmulationError(RuntimeError):
@@ -29,14 +29,22 @@ class DirState:
     up: bool = True
 
 
-def rate_arg(bw_mbit: float) -> str:
-    kbit = UNLIMITED_KBIT if bw_mbit <= 0 else max(MIN_KBIT, round(bw_mbit * 1000))
+def cap_mbit(props: LinkProps) -> float | None:
+    """A link's configured cap; None when it has none (config's bw_mbit None or 0)."""
+    return props.bw_mbit or None
+
+
+def rate_arg(bw_mbit: float | None) -> str:
+    """htb's rate for a cap of `bw_mbit`; None = no cap. A rate of 0 is a rate (a trace's
+    empty window, an outage), not "unlimited": it and anything below MIN_KBIT become
+    MIN_KBIT."""
+    kbit = UNLIMITED_KBIT if bw_mbit is None else max(MIN_KBIT, round(bw_mbit * 1000))
     return f"{kbit}kbit"
 
 
 def htb_cmds(dev: str, state: DirState, netem: bool) -> list[list[str]]:
     """tc commands (without the leading `tc`) installing one direction's shaping on `dev`."""
-    rate = rate_arg(state.props.bw_mbit or 0)
+    rate = rate_arg(cap_mbit(state.props))
     return [
         ["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
         ["class", "replace", "dev", dev, "parent", "1:", "classid", "1:1",
@@ -45,7 +53,7 @@ def htb_cmds(dev: str, state: DirState, netem: bool) -> list[list[str]]:
     ]
 
 
-def rate_cmd(dev: str, bw_mbit: float) -> list[str]:
+def rate_cmd(dev: str, bw_mbit: float | None) -> list[str]:
     rate = rate_arg(bw_mbit)
     return ["class", "change", "dev", dev, "parent", "1:", "classid", "1:1",
             "htb", "rate", rate, "ceil", rate]
