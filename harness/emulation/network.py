@@ -58,6 +58,9 @@ class Emulation:
         self.partitions = 0
         self.partitioned: set[str] = set()  # nodes holding partition tables
         self.timings: dict[str, float] = {}
+        # errors of trace followers already stopped (a restore, a new trace): kept for
+        # trace_errors(), which the run reads at its end
+        self.stopped_trace_errors: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -182,11 +185,15 @@ class Emulation:
             tf.stop()
         for tf in st.traces:  # no rate change may land after this returns
             tf.join(timeout=10)
+        self.stopped_trace_errors += [f"{name}: {tf.error}" for tf in st.traces if tf.error]
         st.traces.clear()
 
     def trace_errors(self) -> list[str]:
-        return [f"{st.spec.name}: {tf.error}" for st in self.links.values()
-                for tf in st.traces if tf.error]
+        """Every error a trace follower met during the run, stopped followers' included:
+        each makes the run INVALID (the link did not follow its trace)."""
+        return self.stopped_trace_errors + [f"{st.spec.name}: {tf.error}"
+                                            for st in self.links.values()
+                                            for tf in st.traces if tf.error]
 
     # -- partitions ----------------------------------------------------------------------
 
