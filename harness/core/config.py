@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,10 +38,24 @@ def target_of(key: str, node: Any) -> Any:
         fail(f"{key}._target_", target, "cannot be imported")
 
 
+def check_finite(key: str, value: Any) -> None:
+    """Every number in `value` (a config tree: mappings, lists, scalars) is finite: NaN
+    compares false with every bound, so a range check alone lets it through."""
+    if isinstance(value, float) and not math.isfinite(value):
+        fail(key, value, "must be a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(f"{key}.{k}" if key else str(k), v)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_finite(f"{key}[{i}]", v)
+
+
 def check_range(key: str, value: float | None, lo: float | None = None,
                 hi: float | None = None) -> None:
     if value is None:
         return
+    check_finite(key, value)
     if lo is not None and value < lo:
         fail(key, value, f"must be >= {lo}")
     if hi is not None and value > hi:
@@ -89,6 +104,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail(key, value, "must be a number")
+        check_finite(key, value)
         return float(value)
     if tp is str:
         if not isinstance(value, str):

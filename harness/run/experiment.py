@@ -20,6 +20,7 @@ from harness.core.config import (
     NetworkConfig,
     ResultsConfig,
     RunConfig,
+    check_finite,
     fail,
     target_of,
 )
@@ -113,6 +114,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
             raw[str(k)] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
         except Exception as e:  # interpolation errors name their key
             raise ConfigError(f"{k}: {str(e).splitlines()[0]}") from None
+    check_finite("", raw)  # NaN passes every range check; inf is no duration or rate
     choices = choices or {}
     known = {"mode", "seed", "run", "fidelity", "topology", "network", "shaper", "faults",
              "backend", "workload", "pipeline", "technique", "results", "measure"}
