@@ -20,11 +20,12 @@ from tests.helpers import REPO
 PKG = REPO / "harness"
 # lower layers first; a layer may import itself, `core` and any layer before it
 LAYERS = ["core", "emulation", "faults", "pipeline", "workload", "techniques", "measure",
-          "run", "report", "sweeps", "selftest"]
-ENTRIES = {"__init__", "__main__", "bench", "chaos", "clean", "doctor", "gate", "overhead",
+          "run", "report", "bench", "sweeps", "selftest"]
+ENTRIES = {"__init__", "__main__", "chaos", "clean", "doctor", "gate", "overhead",
            "partition", "probe", "stage", "trace"}
 HOST_SIDE = ("harness.emulation", "harness.run", "harness.faults", "harness.report",
-             "harness.measure", "harness.techniques", "mininet", "hydra", "omegaconf")
+             "harness.bench", "harness.measure", "harness.techniques", "mininet", "hydra",
+             "omegaconf")
 IN_NODE_OK = ("harness.measure.node", "harness.emulation.shapers.delayline")
 
 

@@ -146,7 +146,8 @@ def test_netem_requested_without_netem_is_a_config_error() -> None:
 def test_every_bench_row_validates() -> None:
     """`make bench` runs these rows after minutes of other sections: a typo in one must
     fail here, not there."""
-    from harness.report import har_bench, pipeline_bench
+    from harness.bench import har as har_bench
+    from harness.bench import pipeline as pipeline_bench
 
     rows = [(["topology=device_edge_cloud", "workload=digits", *o], f)
             for _, o, faults in pipeline_bench.MATRIX + pipeline_bench.GATE_MATRIX

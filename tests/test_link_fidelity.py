@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.report import link_bench as bench
+from harness.bench import link as bench
 from tests.helpers import RTT_P90_ABOVE_MS, root_only, rtt_median_ok
 
 pytestmark = [pytest.mark.needs_root, root_only]

@@ -82,7 +82,7 @@ def test_a_quiet_machine_is_not_busy(monkeypatch) -> None:
 
 
 def test_the_bench_report_names_a_busy_section_first() -> None:
-    from harness.report.markdown import noise_md
+    from harness.bench.markdown import noise_md
 
     quiet = {"wake_late_p50_ms": 0.1, "wake_late_p99_ms": 0.2, "wake_late_max_ms": 0.4,
              "other_cores": 0.01, "steal_pct": 0.0, "busy": False, "why": ""}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.report.stats import median_ci, paired_difference
+from harness.report.stats import median, median_ci, paired_difference
 
 
 def test_median_ci_contains_the_median_and_narrows_with_more_data() -> None:
@@ -21,6 +21,14 @@ def test_median_ci_contains_the_median_and_narrows_with_more_data() -> None:
     one = median_ci([7.0])
     assert (one.median, one.low, one.high, one.n) == (7.0, 7.0, 7.0, 1)
     assert median_ci([1, 2, 3, 4, 5], seed=3) == median_ci([1, 2, 3, 4, 5], seed=3)
+
+
+def test_median_leaves_out_gaps_as_the_bench_rows_need() -> None:
+    """The bench's medians over seeds: a seed without a figure (None, NaN) is left out,
+    an even count is the mean of the middle two, nothing at all is None."""
+    assert median([3.0, None, 1.0, float("nan"), 2.0]) == 2.0
+    assert median([4, 1, 3, 2]) == 2.5 and median([None, float("nan")]) is None
+    assert median([]) is None and median_ci([5, None, 1]).median == median([5, None, 1]) == 3.0
 
 
 def test_paired_difference_matches_a_hand_computed_case() -> None:

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
+from harness.bench.scale import one
 from harness.emulation.ledger import leftovers
-from harness.report.scale_bench import one
 from harness.run.experiment import compose_experiment
 from harness.run.lifecycle import emulated
 from tests.helpers import machine_state, root_only
@@ -100,9 +100,9 @@ def test_teardown_removes_a_run_that_lost_its_delay_line_and_shells() -> None:
 
 def test_scale_section_verdict_table_and_figure(tmp_path) -> None:
     """The bench's scale section on made-up runs: linear passes, quadratic fails."""
+    from harness.bench.markdown import scale_md
+    from harness.bench.scale import TARGETS, check
     from harness.report.figures import scale
-    from harness.report.markdown import scale_md
-    from harness.report.scale_bench import TARGETS, check
 
     def rows(up: list[float]) -> list[dict]:
         out = []

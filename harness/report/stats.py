@@ -44,13 +44,20 @@ def _isnan(v) -> bool:
         return False
 
 
+def median(values) -> float | None:
+    """The median of the values that are numbers (None and NaN left out); None when
+    there are none."""
+    x = _clean(values)
+    return float(np.median(x)) if len(x) else None
+
+
 def median_ci(values, level: float = 0.95, seed: int = 0) -> Estimate:
     """Median and its percentile-bootstrap CI (the interval is the median itself for
     n = 1, and as wide as the data allow for small n)."""
     x = _clean(values)
     if len(x) == 0:
         return Estimate(None, None, None, 0)
-    med = float(np.median(x))
+    med = median(x)
     if len(x) == 1 or np.all(x == x[0]):
         return Estimate(med, med, med, len(x))
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ import statistics
 
 import pandas as pd
 
-from harness.report.pipeline_bench import run_harness, valid, why
+from harness.bench.pipeline import run_harness, valid, why
 
 TARGETS = {"docker": {"up_s": 5.0, "teardown_s": 2.0}}  # issue 8: containers up / down
 

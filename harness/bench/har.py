@@ -11,7 +11,8 @@ noise, a stuck reading).
 
 from __future__ import annotations
 
-from harness.report.pipeline_bench import _median, run_harness, valid
+from harness.bench.pipeline import run_harness, valid
+from harness.report.stats import median
 
 HAR = ["topology=device_edge_cloud", "workload=har", "pipeline=har"]
 BOTH, ACC, GYRO = "emb_acc+emb_gyro", "emb_acc", "emb_gyro"
@@ -50,25 +51,25 @@ def har_rows(duration_s: float, seeds: int, progress=None) -> tuple[list[dict], 
                 ((r.get("reference_join") or {}).get("by_joined", {}) for r in good), {})
 
             def by(mix: str, rs: list[dict] = good) -> float | None:
-                return _median([(r.get("accuracy_by_joined") or {}).get(mix, {}).get("accuracy")
+                return median([(r.get("accuracy_by_joined") or {}).get(mix, {}).get("accuracy")
                                 for r in rs])
 
             rows.append({
                 "technique": label, "faults": fault, "seeds": seeds,
                 "valid": len(good),
-                **{k: _median([r.get(k) for r in good])
+                **{k: median([r.get(k) for r in good])
                    for k in ("availability", "availability_after_fault", "accuracy",
                              "accuracy_after_fault")},
-                "p50_ms": _median([r["latency_ms"]["p50"] for r in good]),
+                "p50_ms": median([r["latency_ms"]["p50"] for r in good]),
                 "acc_gyro": by(BOTH), "acc_only": by(ACC), "gyro_only": by(GYRO),
-                "agreement": _median([(r.get("reference_join") or {}).get("agreement")
+                "agreement": median([(r.get("reference_join") or {}).get("agreement")
                                       for r in good]),
                 "run_dirs": [r["run_dir"] or "" for r in runs]})
     return rows, reference
 
 
 def har_md(rows: list[dict], reference: dict) -> str:
-    from harness.report.markdown import _fmt
+    from harness.bench.markdown import _fmt
 
     lines = [f"## Multi-modal sensing: har (accelerometer s1, gyroscope s2), median over "
              f"{rows[0]['seeds']} seed(s)", "",

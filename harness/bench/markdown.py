@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from harness.report.backend_bench import BACKEND_COLS
-from harness.report.pipeline_bench import PIPELINE_COLS
-from harness.report.scale_bench import SCALE_COLS
+from harness.bench.backends import BACKEND_COLS
+from harness.bench.pipeline import PIPELINE_COLS
+from harness.bench.scale import SCALE_COLS
 
 
 def report_md(rows: list[dict], shaper: str) -> str:

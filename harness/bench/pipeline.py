@@ -5,10 +5,11 @@ seeds for all: medians over seeds and overheads against the baseline without fau
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from harness.report.stats import median
 
 SMALL_NODES = "topology.nodes={d1:{mem_mb:150},e2:{mem_mb:64},c1:{mem_mb:200}}"
 SLOW_REPLICA = "topology.links={d1-e2:{delay_ms:15}}"
@@ -92,11 +93,6 @@ def failed(reason: str) -> dict:
     """A run that produced no summary, as a row the bench keeps."""
     return {"verdict": "FAILED", "verdict_reasons": [reason], "run_dir": None,
             "latency_ms": {"p50": None, "p99": None}}
-
-
-def _median(values: list) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
 
 
 def valid(runs: list[dict]) -> list[dict]:
@@ -184,13 +180,13 @@ def _rows(backend: str, duration_s: float, seeds: int, matrix: list, extra: list
             good = valid(runs)
             row = {"backend": backend, "technique": label, "faults": faults_name,
                    "seeds": seeds, "valid": len(good),
-                   "p50_ms": _median([r["latency_ms"]["p50"] for r in good]),
-                   "p99_ms": _median([r["latency_ms"]["p99"] for r in good]),
+                   "p50_ms": median([r["latency_ms"]["p50"] for r in good]),
+                   "p99_ms": median([r["latency_ms"]["p99"] for r in good]),
                    "failed": "; ".join(f"seed {i}: {why(r)}" for i, r in enumerate(runs, 1)
                                        if r["verdict"] != "VALID") or None,
                    "run_dirs": [r["run_dir"] or "" for r in runs]}
             for k in PIPELINE_KEYS:
-                row[k] = _median([r.get(k) for r in good])
+                row[k] = median([r.get(k) for r in good])
             rows.append(row)
     base_row = next((r for r in rows if r["technique"] == "baseline" and r["faults"] == "none"),
                     None)

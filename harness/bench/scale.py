@@ -94,7 +94,7 @@ def settle(before: int | None) -> None:
 
 
 def run_one(size: tuple[int, int, int], overrides: list[str], timeout_s: float = 300) -> dict:
-    p = subprocess.run([sys.executable, "-m", "harness.report.scale_bench",
+    p = subprocess.run([sys.executable, "-m", "harness.bench.scale",
                         *map(str, size), *overrides],
                        capture_output=True, text=True, timeout=timeout_s)
     lines = p.stdout.strip().splitlines()

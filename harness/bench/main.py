@@ -1,12 +1,12 @@
 """`make bench`: the stage overhead, link fidelity, and every technique under its faults.
 
 Sections: `overhead` (`harness.measure.overhead`), `link` (the scenarios of
-`harness.report.link_bench`, against their targets), `backend` (network up/down
-and stage cold start per backend, `harness.report.backend_bench`), `scale`
-(edge_mesh up to ~210 nodes up and down, and memory, `harness.report.scale_bench`)
+`harness.bench.link`, against their targets), `backend` (network up/down
+and stage cold start per backend, `harness.bench.backends`), `scale`
+(edge_mesh up to ~210 nodes up and down, and memory, `harness.bench.scale`)
 `pipeline` (every technique under its faults via `python -m harness`, on each
-backend, `harness.report.pipeline_bench`) and `har` (multi-modal sensing under
-faults on one modality, `harness.report.har_bench`). Writes `results/bench/<time>/`
+backend, `harness.bench.pipeline`) and `har` (multi-modal sensing under
+faults on one modality, `harness.bench.har`). Writes `results/bench/<time>/`
 (link_fidelity.json, overhead.json, backends.json, scale.json, pipeline.csv, har.csv,
 report.md); exits 1 if a target is missed or a run is INVALID.
 """
@@ -18,11 +18,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from harness.core.files import write_json, write_text_atomic
-from harness.core.provenance import provenance
-from harness.report.backend_bench import BACKEND_COLS, backend_rows
-from harness.report.link_bench import run_all
-from harness.report.markdown import (
+from harness.bench.backends import BACKEND_COLS, backend_rows
+from harness.bench.link import run_all
+from harness.bench.markdown import (
     _fmt,
     backend_md,
     noise_md,
@@ -31,13 +29,15 @@ from harness.report.markdown import (
     report_md,
     scale_md,
 )
-from harness.report.pipeline_bench import (
+from harness.bench.pipeline import (
     GATE_MATRIX,
     MATRIX,
     PIPELINE_COLS,
     matrix_size,
     pipeline_rows,
 )
+from harness.core.files import write_json, write_text_atomic
+from harness.core.provenance import provenance
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     "gate": args.gate, "overrides": args.overrides, "provenance": provenance()}
         tree = None
         if args.base is not None:
-            from harness.report.gate_base import prepare
+            from harness.bench.base import prepare
 
             sha, tree, why = prepare(args.base or None)
             settings["base"] = {"commit": sha, "ran": tree is not None, "why_not": why}
@@ -213,7 +213,7 @@ def _har(out: Path, duration_s: float, seeds: int, report: list[str], console) -
     import pandas as pd
     from rich.table import Table
 
-    from harness.report.har_bench import HAR_COLS, har_md, har_rows
+    from harness.bench.har import HAR_COLS, har_md, har_rows
 
     rows, reference = har_rows(duration_s, seeds, lambda what: console.print(what))
     write_text_atomic(out / "har.csv", pd.DataFrame(rows).assign(
@@ -246,8 +246,8 @@ def _scale(out: Path, quick: bool, console) -> tuple[str, bool]:
     """The scale section: its markdown and whether it met its targets."""
     from rich.table import Table
 
+    from harness.bench.scale import SCALE_COLS, TARGETS, check, scale_rows
     from harness.report.figures import scale
-    from harness.report.scale_bench import SCALE_COLS, TARGETS, check, scale_rows
 
     with console.status("scale") as status:
         rows = scale_rows(repeats=1 if quick else 3, progress=status.update)
