@@ -55,6 +55,8 @@ def check_range(key: str, value: float | None, lo: float | None = None,
                 hi: float | None = None) -> None:
     if value is None:
         return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        fail(key, value, "must be a number")
     check_finite(key, value)
     if lo is not None and value < lo:
         fail(key, value, f"must be >= {lo}")
@@ -111,6 +113,12 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             fail(key, value, "must be a string")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {key}")
+
+
+def check_type(tp: Any, value: Any, key: str) -> Any:
+    """`value` as a field of type `tp` is read (`int`, `float | None`, `list[str]`, ...):
+    converted, or a one-line ConfigError naming `key`."""
+    return _convert(tp, value, key)
 
 
 def from_dict(cls: type, data: Any, key: str) -> Any:

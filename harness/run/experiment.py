@@ -8,10 +8,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from harness.core.config import (
     MODES,
@@ -21,6 +25,7 @@ from harness.core.config import (
     ResultsConfig,
     RunConfig,
     check_finite,
+    check_type,
     fail,
     target_of,
 )
@@ -77,11 +82,31 @@ def _call_target(group: str, node: dict[str, Any]) -> Any:
         for k, v in node.items():
             if k not in params:
                 fail(f"{group}.{k}", v, f"unknown key (known: {', '.join(sorted(params))})")
+    if params:
+        try:
+            inspect.signature(fn).bind(**node)
+        except TypeError as e:  # a required key missing
+            raise ConfigError(f"{group}: {e}") from None
+    for k, tp in _scalar_hints(fn).items():
+        if k in node:
+            node[k] = check_type(tp, node[k], f"{group}.{k}")
+    return fn(**node)  # a TypeError raised in there is a bug, not bad input
+
+
+def _scalar_hints(fn: Any) -> dict[str, Any]:
+    """A plug-in's parameters annotated as a number or a flag (or None): checked as a
+    structured config's fields are, so a string never meets a plug-in's own `<`."""
     try:
-        return fn(**node)
-    except TypeError as e:
-        msg = str(e).split(")", 1)[-1].strip() or str(e)
-        raise ConfigError(f"{group}: {msg}") from None
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except (NameError, TypeError):
+        return {}
+    out = {}
+    for k, tp in hints.items():
+        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        kinds = set(typing.get_args(tp)) - {type(None)} if union else {tp}
+        if k != "return" and kinds and kinds <= {int, float, bool}:
+            out[k] = tp
+    return out
 
 
 def plugin(group: str, node: Any) -> dict[str, Any]:
@@ -109,10 +134,10 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
     for k in cfg:
         if k == "hydra":  # Hydra's own settings are not the experiment's
             continue
-        try:
+        try:  # a resolver's own exception reaches us as OmegaConf's, wrapped
             v = cfg[k]
             raw[str(k)] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-        except Exception as e:  # interpolation errors name their key
+        except OmegaConfBaseException as e:  # interpolation errors name their key
             raise ConfigError(f"{k}: {str(e).splitlines()[0]}") from None
     check_finite("", raw)  # NaN passes every range check; inf is no duration or rate
     choices = choices or {}
@@ -199,40 +224,57 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
     )
 
 
-def compose_experiment(*overrides: str) -> Experiment:
-    """The experiment `python -m harness <overrides>` would run (for the bench and tests)."""
-
+def compose_config(*overrides: str) -> DictConfig:
+    """Hydra's part: conf/ composed with `overrides` (Hydra's own errors propagate)."""
     from hydra import compose, initialize_config_dir
 
-    conf = str(CONF_DIR)
-    with initialize_config_dir(conf, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def compose_experiment(*overrides: str) -> Experiment:
+    """The experiment `python -m harness <overrides>` would run (for the bench and tests)."""
+    cfg = compose_config(*overrides)
     return load_experiment(cfg, dict(cfg.hydra.runtime.choices))
 
 
 def check_overrides(overrides: list[str]) -> Experiment:
-    """compose_experiment for user input, where every failure is a one-line ConfigError
-    naming a key and value. Hydra's own errors (a malformed override, an unknown option,
+    """compose_experiment for user input, where bad input is a one-line ConfigError naming
+    a key and value. Hydra's own errors (a malformed override, an unknown option,
     `workload=null`) do not always say which override they mean: the override that fails
-    the same way on its own is named."""
+    the same way on its own is named. Any other exception is a bug, and propagates."""
     try:
-        return compose_experiment(*overrides)
-    except ConfigError:
-        raise
-    except Exception as e:  # Hydra's and OmegaConf's errors span lines; keep one
-        why = " ".join(str(e).split())
+        cfg = compose_config(*overrides)
+    except Exception as e:
+        if not rejects_input(e):
+            raise
+        why = " ".join(str(e).split())  # Hydra's and OmegaConf's errors span lines
         keys = [o.partition("=")[0].lstrip("+~") for o in overrides]
         if any(f"'{k}'" in why or f"{k}=" in why or f"{k}/" in why for k in keys):
             raise ConfigError(why) from None  # Hydra named it already
         culprit = next((o for o in overrides if _hydra_rejects(o)), None)
         raise ConfigError(f"{culprit}: {why}" if culprit else why) from None
+    return load_experiment(cfg, dict(cfg.hydra.runtime.choices))
+
+
+def rejects_input(e: BaseException) -> bool:
+    """Whether Hydra or OmegaConf raised `e` about the overrides: their own error types, or
+    a ValueError raised by Hydra's code (`workload=null`: "Config group override must be
+    a string or a list")."""
+    if isinstance(e, HydraException | OmegaConfBaseException):
+        return True
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+    return isinstance(e, ValueError) and where.split(".")[0] in ("hydra", "omegaconf")
 
 
 def _hydra_rejects(override: str) -> bool:
     try:
-        compose_experiment(override)
-    except ConfigError:
-        return False
-    except Exception:
+        compose_config(override)
+    except Exception as e:
+        if not rejects_input(e):
+            raise
         return True
     return False
