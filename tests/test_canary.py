@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.core.config import ConfigError
-from harness.measure.canary import FIRST_ID, canary_schedule
+from harness.measure.metrics.canary import FIRST_ID, canary_schedule
 from harness.run.experiment import check_overrides
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure.stage_procs import free_port, start_stage, stop_stage
+from harness.bench.stage_procs import free_port, start_stage, stop_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.node.health import EventSink
 from harness.techniques.reconfiguration.node import controller

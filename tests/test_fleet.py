@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.config import ConfigError
-from harness.measure import memory
+from harness.measure.live import memory
 from harness.pipeline.deployment import primaries, routes
 from harness.pipeline.placement import placed
 from tests.helpers import (

@@ -17,7 +17,7 @@ import grpc
 import pytest
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from harness.measure.stage_procs import free_port, start_stage
+from harness.bench.stage_procs import free_port, start_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.codec import infer_request
 from harness.workload.samples import datasets

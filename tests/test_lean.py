@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 
-from harness.measure.stage_procs import free_lean_port, start_stage, stop_stage
+from harness.bench.stage_procs import free_lean_port, start_stage, stop_stage
 from harness.pipeline.codec import decode_outputs, infer_request
 from harness.pipeline.node import lean
 from harness.pipeline.node.calls import DOWNSTREAM

@@ -108,7 +108,7 @@ def test_fidelity_check_flags_a_wrong_link_and_passes_a_right_one() -> None:
     import dataclasses
 
     from harness.core.config import FidelityConfig
-    from harness.measure.fidelity import check_links
+    from harness.measure.live.fidelity import check_links
 
     exp = bench.compose_experiment("topology=pair", "network.delay_ms=5")
     cfg = FidelityConfig(enabled=True, probes=30, interval_ms=5, bw_duration_s=0)
@@ -133,7 +133,7 @@ def test_fidelity_check_judges_a_cap_by_the_payload_it_allows() -> None:
     import dataclasses
 
     from harness.core.config import FidelityConfig
-    from harness.measure.fidelity import check_links
+    from harness.measure.live.fidelity import check_links
 
     exp = bench.compose_experiment("topology=pair", "network.bw_mbit=20")
     cfg = FidelityConfig(enabled=True, probes=20, interval_ms=5, bw_duration_s=2)

@@ -104,7 +104,7 @@ def test_real_cellular_trace() -> None:
 
 
 def test_iperf3_errors_are_named_not_key_errors() -> None:
-    from harness.measure.fidelity import _received as _received_mbit
+    from harness.measure.live.fidelity import _received as _received_mbit
 
     ok = json.dumps({"start": {"tcp_mss_default": 1448},
                      "end": {"sum_received": {"bits_per_second": 9.6e6}}})
@@ -119,7 +119,7 @@ def test_iperf3_errors_are_named_not_key_errors() -> None:
 def test_a_bandwidth_cap_is_judged_by_the_payload_it_allows() -> None:
     """htb counts whole frames, iperf3 counts TCP payload: an exact 100 Mbit/s link with
     TCP timestamps (MSS 1448, 1514-byte frames) carries 95.6 Mbit/s of payload."""
-    from harness.measure.fidelity import goodput_mbit
+    from harness.measure.live.fidelity import goodput_mbit
 
     assert goodput_mbit(100, 1448) == pytest.approx(95.64, abs=0.01)
     assert goodput_mbit(10, 1460) == pytest.approx(9.643, abs=0.001)

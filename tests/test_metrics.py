@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.measure.metrics import outcomes, read_records, summarize
-from harness.measure.resilience import breakdown_ms, overheads, resilience
+from harness.measure.metrics.outcomes import outcomes, read_records, summarize
+from harness.measure.metrics.resilience import breakdown_ms, overheads, resilience
 from harness.workload.schedule import Scheduled
 
 SCHEDULE = [Scheduled(i, "s1", i, round(0.1 * i, 9)) for i in range(10)]

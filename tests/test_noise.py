@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.measure import noise
+from harness.bench import noise
 
 
 def test_judge_names_each_reason() -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from harness.bench.stage_procs import free_port, start_stage, stop_stage
 from harness.core.config import ConfigError
-from harness.measure.stage_procs import free_port, start_stage, stop_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.codec import decode_outputs, infer_request
 from harness.pipeline.deployment import Deployment

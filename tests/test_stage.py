@@ -20,7 +20,7 @@ import tritonclient.grpc as tc
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
-from harness.measure.stage_procs import free_port, start_stage
+from harness.bench.stage_procs import free_port, start_stage
 from harness.pipeline.client import control_call
 from harness.pipeline.codec import decode_outputs, infer_request
 from harness.pipeline.sessions import load_session

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 
-from harness.measure import overhead
-from harness.measure.stage_procs import free_port, start_stage
+from harness.bench import overhead
+from harness.bench.stage_procs import free_port, start_stage
 from harness.pipeline.sessions import load_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_overhead_bad_n_exits_2(capsys):
 def test_hop_floors_relay_every_payload_and_cost_more_than_direct():
     """Each floor's relay answers the payload it was sent (measure raises otherwise) and a
     hop through a relay process costs more than none: it adds a round trip."""
-    from harness.measure.hop_floor import floors
+    from harness.bench.hop_floor import floors
 
     fl = floors(n=60, warmup=5, nbytes=16384)
     assert set(fl) == {"tcp", "grpc unary", "grpc stream"}

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from harness.core.config import ConfigError, from_dict
-from harness.measure.metrics import outcomes, summarize
-from harness.measure.reference import reference_accuracy
+from harness.measure.metrics.outcomes import outcomes, summarize
+from harness.measure.metrics.reference import reference_accuracy
 from harness.workload.samples import datasets
 from harness.workload.samples.digits import Digits
 from harness.workload.samples.har import Har

@@ -13,7 +13,7 @@ import sys
 import time
 
 from harness.core.config import LinkProps
-from harness.measure.fidelity import goodput_mbit, measure_rtt, measure_tcp
+from harness.measure.live.fidelity import goodput_mbit, measure_rtt, measure_tcp
 from harness.measure.node.probe import percentile
 from harness.run.experiment import compose_experiment
 from harness.run.lifecycle import emulated

@@ -1,6 +1,6 @@
 """`make bench`: the stage overhead, link fidelity, and every technique under its faults.
 
-Sections: `overhead` (`harness.measure.overhead`), `link` (the scenarios of
+Sections: `overhead` (`harness.bench.overhead`), `link` (the scenarios of
 `harness.bench.link`, against their targets), `backend` (network up/down
 and stage cold start per backend, `harness.bench.backends`), `scale`
 (edge_mesh up to ~210 nodes up and down, and memory, `harness.bench.scale`)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     # tear down many namespaces) it read ~0.3 ms higher (p50 1.02-1.08 vs 0.66-0.78 ms)
     if "overhead" in sections:
         noise["overhead"] = _quiet_enough("overhead", console)
-        from harness.measure import overhead
+        from harness.bench import overhead
 
         fig = overhead.run(n=200 if args.quick else 1000)
         write_json(out / "overhead.json", fig)
@@ -234,7 +234,7 @@ def _har(out: Path, duration_s: float, seeds: int, report: list[str], console) -
 def _quiet_enough(section: str, console) -> dict:
     """The machine's scheduling noise right now; said aloud when it is too busy for the
     section's tight figures to be the harness's own."""
-    from harness.measure.noise import measure
+    from harness.bench.noise import measure
 
     n = measure().to_dict()
     if n["busy"]:

@@ -33,7 +33,7 @@ from harness.core.config import from_dict as to_dataclass
 from harness.core.paths import CONF_DIR
 from harness.emulation.topology import Topology
 from harness.faults.schedule import FaultsConfig
-from harness.measure.canary import MeasureConfig
+from harness.measure.metrics.canary import MeasureConfig
 from harness.pipeline.config import PipelineConfig
 from harness.workload.replay import entry_error
 from harness.workload.schedule import WorkloadConfig

@@ -12,11 +12,11 @@ from pathlib import Path
 from harness.core.files import write_json, write_parquet_df
 from harness.emulation.network import Emulation
 from harness.faults.injector import FaultInjector
-from harness.measure import memory
-from harness.measure.canary import canary_schedule
-from harness.measure.metrics import outcomes, read_records, summarize
-from harness.measure.reference import join_reference, reference_accuracy
-from harness.measure.resilience import breakdown_ms, overheads, resilience
+from harness.measure.live import memory
+from harness.measure.metrics.canary import canary_schedule
+from harness.measure.metrics.outcomes import outcomes, read_records, summarize
+from harness.measure.metrics.reference import join_reference, reference_accuracy
+from harness.measure.metrics.resilience import breakdown_ms, overheads, resilience
 from harness.pipeline.deployment import Deployment
 from harness.run.events import EventLog
 from harness.run.experiment import Experiment, sensors_of

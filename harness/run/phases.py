@@ -18,10 +18,10 @@ from harness.core.files import SCHEMA_VERSION, write_json, write_parquet
 from harness.core.provenance import provenance
 from harness.emulation.network import Emulation
 from harness.faults.injector import FaultInjector
-from harness.measure.fidelity import check_links
-from harness.measure.link_samples import COLUMNS as LINK_COLUMNS
-from harness.measure.link_samples import LinkSampler
-from harness.measure.metrics import clean_json
+from harness.measure.live.fidelity import check_links
+from harness.measure.live.link_samples import COLUMNS as LINK_COLUMNS
+from harness.measure.live.link_samples import LinkSampler
+from harness.measure.metrics.outcomes import clean_json
 from harness.run.events import EVENT_COLUMNS, EventLog
 from harness.run.experiment import Experiment
 from harness.run.inference import Inference, NoLoad

@@ -16,7 +16,7 @@ from harness.core.files import write_json
 from harness.pipeline.config import PipelineConfig
 from harness.workload.schedule import Scheduled, WorkloadConfig
 
-CANARY = "canary"  # the canary stream's sensor process and files (harness.measure.canary)
+CANARY = "canary"  # the canary stream's sensor process and files (harness.measure.metrics.canary)
 
 
 class Replay:

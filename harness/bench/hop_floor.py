@@ -129,7 +129,7 @@ def _stream_forwarder(ch) -> Callable[[bytes], bytes]:
 
 
 def _start(*args: str) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-m", "harness.measure.hop_floor", *args],
+    p = subprocess.Popen([sys.executable, "-m", "harness.bench.hop_floor", *args],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     if p.stdout.readline().strip() != "ready":
@@ -165,7 +165,7 @@ def _caller(kind: str, port: int) -> tuple[Callable[[bytes], bytes], Callable[[]
 
 def measure(kind: str, n: int, warmup: int, nbytes: int) -> dict[str, list[float]]:
     """Round trips (s) direct to the echo and through the relay, interleaved."""
-    from harness.measure.stage_procs import free_port
+    from harness.bench.stage_procs import free_port
 
     payload = np.random.default_rng(2).random(nbytes // 4, dtype=np.float32).tobytes()
     ports = [free_port(), free_port()]
@@ -214,7 +214,7 @@ def print_floors(fl: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m harness.measure.hop_floor",
+    ap = argparse.ArgumentParser(prog="python -m harness.bench.hop_floor",
                                  description="an echo or relay server of --floors")
     ap.add_argument("kind", choices=["tcp", "grpc"])
     ap.add_argument("port", type=int)

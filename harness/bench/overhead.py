@@ -1,6 +1,6 @@
 """The null-stage benchmark: what one pipeline hop costs over in-process ONNX Runtime.
 
-`python -m harness.measure.overhead [--n 500] [--warmup 50]` measures, all on loopback,
+`python -m harness.bench.overhead [--n 500] [--warmup 50]` measures, all on loopback,
 with every ONNX Runtime session (in this process and in each stage) pinned to
 one intra-op thread:
 
@@ -23,7 +23,7 @@ machine affects both alike.
 Figures (p50, p99 in ms): per-hop overhead = (c) - (b) at p50 (over gRPC: (d) - (b));
 stage overhead over in-process = (b) - (a) at p50. Prints a table and one JSON line;
 exits 0 if the per-hop overhead p50 <= 0.3 ms (`TARGET_HOP_MS`), else 1; 2 on bad
-input. `--floors` adds what a bare Python relay costs per hop (harness.measure.hop_floor).
+input. `--floors` adds what a bare Python relay costs per hop (harness.bench.hop_floor).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 N_FLOATS = 16384  # float32 [1, 16384] = 64 KB
 TARGET_HOP_MS = 0.3
 IDENTITY = "identity"
-from harness.measure.stage_procs import free_lean_port, start_stage, stop_stage  # noqa: E402
+from harness.bench.stage_procs import free_lean_port, start_stage, stop_stage  # noqa: E402
 
 
 def build_identity_model(path: str | os.PathLike, n: int = N_FLOATS) -> Path:
@@ -59,7 +59,7 @@ def build_identity_model(path: str | os.PathLike, n: int = N_FLOATS) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])])
     # opset 13 / IR 8: loadable by every onnxruntime this project allows (>= 1.16)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
-                              producer_name="harness.measure.overhead")
+                              producer_name="harness.bench.overhead")
     model.ir_version = 8
     onnx.checker.check_model(model)
     path = Path(path)
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=50, help="untimed calls first")
     ap.add_argument("--floors", action="store_true",
                     help="also measure what a bare Python relay costs per hop over raw TCP, "
-                         "unary gRPC and one persistent gRPC stream (harness.measure.hop_floor)")
+                         "unary gRPC and one persistent gRPC stream (harness.bench.hop_floor)")
     a = ap.parse_args(argv)
     if a.n < 1 or a.warmup < 0:
         print(f"overhead error: --n={a.n} must be >= 1 and --warmup={a.warmup} >= 0",
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     f = run(a.n, a.warmup)
     print_table(f)
     if a.floors:
-        from harness.measure.hop_floor import floors, print_floors
+        from harness.bench.hop_floor import floors, print_floors
 
         f["floors"] = floors(a.n, a.warmup, N_FLOATS * 4)
         print_floors(f["floors"])
