@@ -128,7 +128,7 @@ def _lpm(routes: list[list[str]], addr: str) -> str | None:
     return best[1] if best else None
 
 
-@pytest.mark.parametrize("topo", ["dec", "mesh", "split"])
+@pytest.mark.parametrize("topo", ["dec", "mesh", "split", "slow_direct"])
 def test_folded_routes_forward_exactly_like_per_destination_routes(topo: str) -> None:
     """A /32 per destination is N² routes; the folded table must send every node's address
     to the same next hop, and match no address that no node has."""
@@ -137,10 +137,16 @@ def test_folded_routes_forward_exactly_like_per_destination_routes(topo: str) ->
     elif topo == "mesh":
         t = exp_for("topology=edge_mesh", "topology.n_edges=4", "topology.devices_per_edge=2",
                     "topology.sensors_per_device=2").topology
-    else:  # two islands: nothing may route to the other one
+    elif topo == "split":  # two islands: nothing may route to the other one
         t = Topology("split", [Node(n) for n in ("a", "b", "c", "x", "y")],
                      [Link("a", "b"), Link("b", "c"), Link("x", "y")])
         t.validate()
+    else:  # a neighbour reached faster over two links than over the direct one
+        t = Topology("tri", [Node("a"), Node("b"), Node("c")], [
+            Link("a", "b", props=LinkProps(delay_ms=1)), Link("b", "c", props=LinkProps(
+                delay_ms=1)), Link("a", "c", props=LinkProps(delay_ms=10))])
+        t.validate()
+        assert t.next_hops("a", LinkProps(delay_ms=1))["c"] == "b"
     base = LinkProps(delay_ms=1)
     w = Wiring(t, base)
     ips = t.addresses()

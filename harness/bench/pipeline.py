@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.report.stats import median
 
 SMALL_NODES = "topology.nodes={d1:{mem_mb:150},e2:{mem_mb:64},c1:{mem_mb:200}}"
-SLOW_REPLICA = "topology.links={d1-e2:{delay_ms:15}}"
+SLOW_REPLICA = "topology.links={d1-e2:{delay_ms:10},e1-e2:{delay_ms:10},e2-c1:{delay_ms:10}}"
 # technique label -> overrides; each runs under the faults listed with it
 MATRIX = [
     ("baseline", ["technique=baseline"], ["none", "edge_crash"]),

@@ -180,3 +180,19 @@ class Topology:
                     dist[other] = cand
                     heapq.heappush(heap, (cand[0], cand[1], other, hop or other))
         return first
+
+    def path_links(self, a: str, b: str, base: LinkProps) -> list[str]:
+        """The links a packet from a to b crosses: each node forwards by its own
+        `next_hops` (least one-way delay, ties to fewest links), which is what the kernel
+        routes the wiring installs do, so a prediction made on this path is the one
+        traffic takes ([] if a == b; ValueError if b cannot be reached)."""
+        adj = self.adjacency(base)
+        link = {(n, other): name for n, nbrs in adj.items() for name, other, _ in nbrs}
+        out, n = [], a
+        while n != b:
+            hop = self.next_hops(n, base, adj).get(b)
+            if hop is None or len(out) > len(self.nodes):
+                raise ValueError(f"no path from {a} to {b}")
+            out.append(link[(n, hop)])
+            n = hop
+        return out

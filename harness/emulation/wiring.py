@@ -125,12 +125,14 @@ class Wiring:
         once, as before, rather than looping)."""
         hops = self.topo.next_hops(name, self.base, self.adj)
         direct = {other: self.link_to[(name, other)] for _, other, _ in self.adj[name]}
-        far = Counter(hop for dest, hop in hops.items() if dest not in direct)
+        far = Counter(hop for dest, hop in hops.items() if hop != dest)
         main = min(far, key=lambda h: (-far[h], h)) if far else None
         out = []
         for dest in sorted(n.name for n in self.topo.nodes):
             ip = f"{self.ips[dest]}/32"
-            if dest in direct:
+            # a neighbour too is reached by the path rule: over the direct link only when
+            # that is the least-delay path (a slow direct link may lose to two fast ones)
+            if dest in direct and hops.get(dest) == dest:
                 out.append(["route", "replace", ip, "dev", self.devs[(name, direct[dest])]])
             elif dest in hops and hops[dest] != main:
                 out.append(["route", "replace", ip, "via", self.ips[hops[dest]],

@@ -1,9 +1,10 @@
 """What an action would cost before it is taken: a request's latency along a path of stages.
 
 The prediction is deliberately simple and stated: per hop, the round trip of the
-emulated links between the two nodes (2 x one-way delay along the fewest-links
-path), the tensors' transfer time at that path's narrowest bandwidth, and the
-harness's own hop cost (`hop_ms`, what `python -m harness.overhead` measures);
+emulated links between the two nodes (2 x one-way delay along the path traffic
+takes: `Topology.path_links`, the rule the kernel routes follow), the tensors'
+transfer time at that path's narrowest bandwidth, and the harness's own hop cost
+(`hop_ms`, what `python -m harness.overhead` measures);
 per stage, its partition's median inference time measured here, in process, on
 one thread, scaled by the node's CPU share. Every input is recorded with the
 plan, so a wrong prediction can be traced to the input that was wrong.
@@ -14,41 +15,17 @@ from __future__ import annotations
 import functools
 import statistics
 import time
-from collections import deque
 from pathlib import Path
 
 from harness.core.config import LinkProps
 from harness.emulation.topology import Topology
 
 
-def path_links(topo: Topology, a: str, b: str) -> list[str]:
-    """The links of a fewest-links path from node a to node b ([] if a == b)."""
-    near: dict[str, list[tuple[str, str]]] = {n.name: [] for n in topo.nodes}
-    for lk in topo.links:
-        near[lk.a].append((lk.b, lk.name))
-        near[lk.b].append((lk.a, lk.name))
-    prev: dict[str, tuple[str, str] | None] = {a: None}
-    todo = deque([a])
-    while todo:
-        n = todo.popleft()
-        for m, name in near[n]:
-            if m not in prev:
-                prev[m] = (n, name)
-                todo.append(m)
-    if b not in prev:
-        raise ValueError(f"no path from {a} to {b}")
-    out, n = [], b
-    while prev[n] is not None:
-        n, name = prev[n]  # type: ignore[misc]
-        out.append(name)
-    return out[::-1]
-
-
 def hop(topo: Topology, defaults: LinkProps, a: str, b: str, nbytes: int,
         hop_ms: float) -> dict:
     """One stage-to-stage call from a to b carrying `nbytes`: its links, round trip,
     transfer time and total, in ms."""
-    links = path_links(topo, a, b)
+    links = topo.path_links(a, b, defaults)
     props = [topo.link(name).props.over(defaults) for name in links]
     rtt = 2 * sum(p.delay_ms or 0.0 for p in props)
     bws = [p.bw_mbit for p in props if p.bw_mbit]
