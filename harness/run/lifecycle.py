@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 from harness.core.config import ConfigError, fail, target_of
 from harness.emulation.backends.base import Backend
@@ -88,22 +89,27 @@ def make_shaper(exp: Experiment) -> Shaper:
     return shaper
 
 
-def make_backend(exp: Experiment, warnings: list[str] | None = None) -> Backend:
+def make_backend(exp: Experiment,
+                 warnings: list[str] | None = None) -> tuple[Backend, Experiment]:
     """The configured backend, checked against the topology (ConfigError, e.g. a missing
-    image or GPU runtime, before the network is touched); warnings for the summary."""
+    image or GPU runtime, before the network is touched), and the experiment as it will
+    run: `exp` itself, or a copy whose topology is what the backend decided (nodes it
+    runs on CPU: `Backend.validate`); `exp` is not changed. Warnings for the summary."""
     backend = make_plugin("backend", exp.backend)
     if not isinstance(backend, Backend):
         fail("backend._target_", exp.backend["_target_"], "did not return a Backend")
-    backend.validate(exp.topology, warnings if warnings is not None else [])
-    return backend
+    topo = backend.validate(exp.topology, warnings if warnings is not None else [])
+    return backend, (exp if topo is exp.topology else replace(exp, topology=topo))
 
 
 @contextlib.contextmanager
 def emulated(exp: Experiment, shaper: Shaper | None = None,
              backend: Backend | None = None) -> Iterator[Emulation]:
-    """The experiment's network, up; torn down (signals held off) however the block exits."""
+    """The experiment's network, up; torn down (signals held off) however the block exits.
+    A `backend` given comes with `exp` as its `make_backend` returned it."""
     shaper = shaper or make_shaper(exp)
-    backend = backend or make_backend(exp)
+    if backend is None:
+        backend, exp = make_backend(exp)
     ledger = Ledger.new()
     emu: Emulation | None = None
     try:

@@ -76,7 +76,9 @@ class Run:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shaper = make_shaper(exp)
         warnings: list[str] = []
-        self.backend = make_backend(exp, warnings)
+        # the experiment as the backend runs it (e.g. GPU nodes on CPU with gpu=prefer)
+        self.backend, self.exp = make_backend(exp, warnings)
+        exp = self.exp
         if exp.workload:
             self.backend.check_stage_images(exp.pipeline.stages, exp.topology)
         self.backend.share(str(self.out_dir.resolve()))

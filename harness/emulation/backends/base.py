@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import Any
 
 from harness.core.config import fail
@@ -168,23 +169,29 @@ class Backend(ABC):
 
     gpu: str = "require"  # nodes asking for GPUs where there are none: require | prefer
 
-    def validate(self, topo: Topology, warnings: list[str]) -> None:
+    def validate(self, topo: Topology, warnings: list[str]) -> Topology:
         """Check, before anything changes, that this backend can host `topo`
-        (ConfigError naming the key otherwise); append warnings for the summary."""
+        (ConfigError naming the key otherwise); append warnings for the summary. Returns
+        the topology this backend will run: `topo` itself, or a copy with what it
+        decided (`backend.gpu=prefer` on a host without GPUs: the nodes asking for them
+        on CPU). `topo` is never changed."""
         if self.gpu not in ("require", "prefer"):
             fail("backend.gpu", self.gpu, "one of require, prefer")
         missing = self.gpu_missing([n for n in topo.nodes if n.gpus])
+        nodes = []
         for node in topo.nodes:
             if not node.gpus or missing is None:
+                nodes.append(node)
                 continue
             if self.gpu == "require":
                 fail(f"topology node {node.name}: gpus", node.gpus,
                      f"{missing} (backend.gpu=prefer runs it on CPU)")
             warnings.append(f"node {node.name} asked for gpus={node.gpus} but {missing}: "
                             "its stages run on CPU (backend.gpu=prefer)")
-            node.gpus = 0
-            node.providers = [p for p in node.providers if p != "CUDAExecutionProvider"] \
-                or ["CPUExecutionProvider"]
+            nodes.append(replace(node, gpus=0, providers=[
+                p for p in node.providers if p != "CUDAExecutionProvider"]
+                or ["CPUExecutionProvider"]))
+        return topo if nodes == topo.nodes else replace(topo, nodes=nodes)
 
     def gpu_missing(self, nodes: list[Node]) -> str | None:
         """Why `nodes` (which ask for GPUs) cannot have them here, or None if they can.

@@ -49,7 +49,7 @@ class DockerBackend(Backend):
 
     # -- before anything changes ------------------------------------------------------
 
-    def validate(self, topo: Topology, warnings: list[str]) -> None:
+    def validate(self, topo: Topology, warnings: list[str]) -> Topology:
         if self.containers != "all":
             if not isinstance(self.containers, list) or not self.containers:
                 fail("backend.containers", self.containers,
@@ -63,15 +63,16 @@ class DockerBackend(Backend):
                 or self.pids_limit < 16:
             fail("backend.pids_limit", self.pids_limit, "must be an integer >= 16")
         if not any(self.is_container(n) for n in topo.nodes):
-            return
+            return topo
         try:
             engine.client()
         except engine.DockerUnavailable as e:
             fail("backend", "docker", str(e))
-        super().validate(topo, warnings)
+        topo = super().validate(topo, warnings)
         self.image = self.resolve_image("backend.image", self.image)
         if any(n.gpus and self.is_container(n) for n in topo.nodes):
             self.gpu_image = self.resolve_image("backend.gpu_image", self.gpu_image)
+        return topo
 
     @staticmethod
     def resolve_image(key: str, image: str) -> str:
