@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from harness.core.config import LinkProps
 
 UNLIMITED_KBIT = 10_000_000  # htb rate standing for "no cap"
-MIN_KBIT = 1  # htb cannot run at 0: a rate of 0 (a trace outage) becomes 1 kbit/s
+MIN_KBIT = 1  # htb cannot run at 0: a lower rate, 0 included, becomes 1 kbit/s
 
 
 class EmulationError(RuntimeError):
