@@ -14,6 +14,7 @@ report.md); exits 1 if a target is missed or a run is INVALID.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -77,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     sections = args.only or (["pipeline"] if args.gate else
                              ["link", "overhead", "backend", "scale", "pipeline", "har"])
     backends = tuple(args.backend or ["mininet"])
-    out = Path(args.out) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True, exist_ok=True)
+    # the pid too: two benches started in the same second must not share a directory
+    out = Path(args.out) / f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}"
+    out.mkdir(parents=True)
     console = Console(width=max(Console().width, 140))
     report, ok = [], True
     noise: dict[str, dict] = {}  # section -> the machine's noise just before it

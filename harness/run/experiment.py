@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ from harness.workload.schedule import WorkloadConfig
 # where configs are composed, so code inside nodes needs no omegaconf.
 OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
 OmegaConf.register_new_resolver("multiply", lambda a, b: float(a) * float(b), replace=True)
+# `${hx_pid:}` in run and sweep directory names: two runs started in the same second (a
+# bench beside a sweep, two users) got the same directory and mixed their requests.
+OmegaConf.register_new_resolver("hx_pid", lambda: str(os.getpid()), replace=True)
 
 
 @dataclass
