@@ -235,6 +235,15 @@ def test_bad_workload(kw, key) -> None:
     assert str(e.value).startswith(key)
 
 
+@pytest.mark.parametrize("text", ["0.1\nnan\n", "0.1\ninf\n", "0.2\n0.1\n", "-1\n"])
+def test_recorded_timestamps_must_be_finite_and_in_order(tmp_path, text: str) -> None:
+    f = tmp_path / "ts.txt"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        wl(arrival="recorded", timestamps_file=str(f))
+    assert str(e.value).startswith("workload.timestamps_file"), str(e.value)
+
+
 def test_accounting_every_request_exactly_once() -> None:
     sched = [Scheduled(i, "s1", i, i * 0.1) for i in range(6)]
     recs = {

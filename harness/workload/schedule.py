@@ -7,6 +7,7 @@ duration and the seed, so every technique replays exactly the same requests
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,8 @@ def load_timestamps(path: str, key: str) -> list[float]:
         ts = [float(x) for x in text.split()]
     except ValueError:
         fail(key, path, "every line must be a time in seconds")
-    if not ts or any(t < 0 for t in ts) or ts != sorted(ts):
-        fail(key, path, "times must be non-negative, non-decreasing and at least one")
+    if not ts or any(not math.isfinite(t) or t < 0 for t in ts) or ts != sorted(ts):
+        fail(key, path, "times must be finite, non-negative, non-decreasing and at least one")
     return ts
 
 
