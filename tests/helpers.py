@@ -19,6 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.run.experiment import compose_experiment
+from harness.run.summary import SCHEMA_WARNING
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = str(REPO / "conf")
@@ -103,6 +104,8 @@ def run_pipeline(*overrides: str, valid: bool = True) -> tuple[dict, pd.DataFram
         assert s["verdict"] == "VALID", s["verdict_reasons"]
     assert df is not None
     accounting(s, df)
+    # the run validated its summary against the schema (harness/run/summary.py)
+    assert not [w for w in s["warnings"] if w.startswith(SCHEMA_WARNING)], s["warnings"]
     return s, df, ev
 
 

@@ -44,12 +44,19 @@ def fault_in_effect(rows: list[dict], planned_s: float | None,
 
 
 class NoLoad:
-    """Emulation and faults only: the run lasts `run.duration_s` from when the network is up."""
+    """Emulation and faults only: the run lasts `run.duration_s` from when the network is up.
+
+    `fields` and `warnings`: its part of summary.json, filled as its phases learn them
+    (the run assembles the summary: `harness.run.phases.Run.write_summary`)."""
+
+    def __init__(self) -> None:
+        self.fields: dict = {}
+        self.warnings: list[str] = []
 
     def prepare(self) -> None:
         """Files only, before the network exists."""
 
-    def deploy(self, emu: Emulation, summary: dict) -> float:
+    def deploy(self, emu: Emulation) -> float:
         """Start what runs on the network; returns t0, when the schedule starts."""
         self.t0 = time.monotonic()
         return self.t0
@@ -68,12 +75,13 @@ class NoLoad:
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(0.1, left))
 
-    def stop(self, summary: dict) -> list[str]:
+    def stop(self) -> list[str]:
         """Stop what runs on the network; reasons the run is INVALID."""
         return []
 
-    def account(self, summary: dict, events: EventLog, emu: Emulation | None) -> list[str]:
-        """Write the request table and fill the summary, whatever happened."""
+    def account(self, events: EventLog, emu: Emulation | None) -> list[str]:
+        """Write the request table and its summary fields, whatever happened; reasons the
+        run is INVALID."""
         return []
 
 
@@ -82,6 +90,7 @@ class Inference(NoLoad):
 
     def __init__(self, exp: Experiment, out_dir: Path, events: EventLog) -> None:
         assert exp.workload is not None and exp.pipeline is not None
+        super().__init__()
         self.exp, self.out_dir, self.events = exp, out_dir, events
         self.technique = exp.technique
         self.library = exp.workload.library()
@@ -103,7 +112,7 @@ class Inference(NoLoad):
     def prepare(self) -> None:
         self.deployment.prepare()
 
-    def deploy(self, emu: Emulation, summary: dict) -> float:
+    def deploy(self, emu: Emulation) -> float:
         exp = self.exp
         self.emu = emu
         self.deployment.emu = emu
@@ -111,15 +120,15 @@ class Inference(NoLoad):
         self.technique.parts_dir = self.deployment.parts_dir
         self.deployment.start(self.technique.instances(exp.pipeline, self.deployment.files,
                                                        emu.ips))
-        summary["stages_ready_s"] = round(time.monotonic() - t, 3)  # first launch to all ready
-        summary["stage_instances"] = len(self.deployment.instances)
-        summary["providers"] = self.deployment.providers()
+        self.fields.update(stages_ready_s=round(time.monotonic() - t, 3),  # first launch to
+                           stage_instances=len(self.deployment.instances),  # all ready
+                           providers=self.deployment.providers())
         self.mem_ready = memory.snapshot(self.deployment.procs)
         self.replay = Replay(emu, exp.workload, exp.pipeline, self.sensors, self.schedule,
                              exp.run.duration_s, self.out_dir, self.redundant, self.canary)
         t = time.monotonic()
         t0 = self.replay.start()
-        summary["sensors_ready_s"] = round(time.monotonic() - t, 3)  # started and warmed up
+        self.fields["sensors_ready_s"] = round(time.monotonic() - t, 3)  # started, warmed up
         self.usage0 = (self.deployment.cpu_s(), emu.shaper.stats())
         return t0
 
@@ -136,22 +145,23 @@ class Inference(NoLoad):
             assert self.replay is not None
             self.replay.wait()
 
-    def stop(self, summary: dict) -> list[str]:
+    def stop(self) -> list[str]:
         reasons: list[str] = []
         self.technique.stop()
         if self.usage0 is not None:
             usage1 = (self.deployment.cpu_s(), self.emu.shaper.stats())
-            summary.update(overheads(self.usage0, usage1, len(self.deployment.instances),
-                                     self.exp.pipeline.n_placed()))
+            self.fields.update(overheads(self.usage0, usage1,
+                                         len(self.deployment.instances),
+                                         self.exp.pipeline.n_placed()))
         if self.replay is not None:
             self.replay.stop()
             reasons += self.replay.sensor_errors()
         reasons += self.deployment.provider_fallbacks()
-        self._memory(summary)
+        self._memory()
         self.deployment.stop()
         return reasons
 
-    def _memory(self, summary: dict) -> None:
+    def _memory(self) -> None:
         """Each stage's memory when ready and now (stages/memory.json), summarised."""
         if not self.mem_ready:
             return
@@ -160,10 +170,10 @@ class Inference(NoLoad):
                    {k: {"ready": self.mem_ready.get(k), "end": end.get(k)}
                     for k in sorted(self.mem_ready.keys() | end.keys())})
         fields, warnings = memory.summarize(self.mem_ready, end)
-        summary.update(fields)
-        summary["warnings"] += warnings
+        self.fields.update(fields)
+        self.warnings += warnings
 
-    def account(self, summary: dict, events: EventLog, emu: Emulation | None) -> list[str]:
+    def account(self, events: EventLog, emu: Emulation | None) -> list[str]:
         reasons = self._merge_technique_events(events, emu)
         exp = self.exp
         wl = exp.workload
@@ -173,7 +183,6 @@ class Inference(NoLoad):
         df = outcomes(self.schedule, records, labels, wl.slo_ms,
                       exp.run.duration_s + wl.grace_s)
         write_parquet_df(self.out_dir / "requests.parquet", df)
-        summary.update(summarize(df))
         canary = None
         if self.canary:  # its own table: never in availability, accuracy or latency
             canary_file = self.replay.canary_file() if self.replay else None
@@ -183,20 +192,25 @@ class Inference(NoLoad):
         # the fault counts from its action's start: a kill takes 10-40 ms to apply, and a
         # refusal seen or a request lost meanwhile is the fault's doing
         fault_at = fault_in_effect(events.rows, exp.faults.first_fault_s(), start=True)
-        summary["fault_in_effect_s"] = fault_in_effect(events.rows, exp.faults.first_fault_s())
-        summary.update(resilience(df, events.rows, fault_at, exp.run.duration_s, canary))
-        summary["recovery_breakdown_ms"] = breakdown_ms(
-            self.technique.recovery_breakdown_from(self.technique_events), events.t0, fault_at,
-            summary.get("mttr_ms"))
-        summary.update(self.technique.summary_from(self.technique_events))
-        summary["reference_accuracy"] = None if self.redundant else reference_accuracy(
-            self.library, exp.pipeline, df, self.sensors, wl.noise_seed)
+        outs = summarize(df)
+        res = resilience(df, events.rows, fault_at, exp.run.duration_s, canary)
+        self.fields.update({
+            **outs,
+            "fault_in_effect_s": fault_in_effect(events.rows, exp.faults.first_fault_s()),
+            **res,
+            "recovery_breakdown_ms": breakdown_ms(
+                self.technique.recovery_breakdown_from(self.technique_events), events.t0,
+                fault_at, res["mttr_ms"]),
+            **self.technique.summary_from(self.technique_events),
+            "reference_accuracy": None if self.redundant else reference_accuracy(
+                self.library, exp.pipeline, df, self.sensors, wl.noise_seed),
+        })
         if exp.pipeline.joins():
-            summary["reference_join"] = join_reference(self.library, exp.pipeline, df,
-                                                       self.sensors, wl.noise_seed)
-        if (summary["lateness_ms"]["p99"] or 0) > 1.0:
-            summary["warnings"].append(
-                f"load generator lateness p99 {summary['lateness_ms']['p99']:.2f} ms > 1 ms")
+            self.fields["reference_join"] = join_reference(self.library, exp.pipeline, df,
+                                                           self.sensors, wl.noise_seed)
+        if (outs["lateness_ms"]["p99"] or 0) > 1.0:
+            self.warnings.append(
+                f"load generator lateness p99 {outs['lateness_ms']['p99']:.2f} ms > 1 ms")
         return reasons
 
     def _merge_technique_events(self, events: EventLog, emu: Emulation | None) -> list[str]:

@@ -5,7 +5,8 @@ What runs on the network (nothing, or an inference pipeline) is one object with
 the same interface either way (`harness.run.inference`). The network is torn
 down on every exit path (`harness.run.lifecycle.emulated`), and `account`
 writes the outputs whatever happened before it: summary.json says VALID only
-when nothing went wrong.
+when nothing went wrong. Each phase keeps its part of the summary; `write_summary`
+assembles the parts and checks them against the schema (`harness.run.summary`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from harness.faults.injector import FaultInjector
 from harness.measure.live.fidelity import check_links
 from harness.measure.live.link_samples import COLUMNS as LINK_COLUMNS
 from harness.measure.live.link_samples import LinkSampler
-from harness.measure.metrics.outcomes import clean_json
 from harness.run.events import EVENT_COLUMNS, EventLog
 from harness.run.experiment import Experiment
 from harness.run.inference import Inference, NoLoad
 from harness.run.lifecycle import emulated, exit_on_signals, make_backend, make_shaper
 from harness.run.oom import OomWatch
+from harness.run.summary import SCHEMA_WARNING, assemble, checked
 
 log = logging.getLogger("harness")
 VALID, INVALID = "VALID", "INVALID"
@@ -40,6 +41,12 @@ class Run:
         self.emu: Emulation | None = None
         self.load: NoLoad = (Inference(exp, out_dir, self.events) if exp.workload
                              else NoLoad())
+        # the summary's parts, by the phase that knows them; `summary`: as written
+        self.header: dict = {}
+        self.provenance: dict = {}
+        self.warnings: list[str] = []
+        self.net: dict = {}  # prefix, network, link_stats
+        self.started = time.time()
         self.summary: dict = {}
 
     def execute(self) -> str:
@@ -82,45 +89,45 @@ class Run:
         if exp.workload:
             self.backend.check_stage_images(exp.pipeline.stages, exp.topology)
         self.backend.share(str(self.out_dir.resolve()))
-        self.summary = {
-            "schema_version": SCHEMA_VERSION, "verdict": INVALID, "verdict_reasons": [],
-            "warnings": warnings, "mode": exp.mode, "topology": exp.topology_name,
-            "faults": exp.faults_name, "backend": exp.backend.get("_target_"),
-            "seed": exp.seed, "duration_s": exp.run.duration_s, "shaper": self.shaper.name,
+        self.warnings = warnings
+        self.header = {
+            "schema_version": SCHEMA_VERSION, "mode": exp.mode,
+            "topology": exp.topology_name, "faults": exp.faults_name,
+            "backend": exp.backend.get("_target_"), "seed": exp.seed,
+            "duration_s": exp.run.duration_s, "shaper": self.shaper.name,
             "config_hash": exp.config_hash, "config": exp.config,
-            "provenance": {**provenance(), "backend": exp.backend.get("_target_"),
-                           "shaper": self.shaper.name,
-                           "fidelity": "not measured (fidelity.enabled=false)"},
             "technique": exp.technique_name if exp.workload else None,
             "workload": exp.config.get("workload", {}).get("model") if exp.workload else None,
             "slo_ms": exp.workload.slo_ms if exp.workload else None,
             "faults_schedule": [a.to_dict() for a in exp.faults.schedule()],
-            # wall-clock span of the run: a sweep tells from it which jobs ran at once
-            "wall_clock": {"start": time.time(), "end": None},
         }
+        self.provenance = {**provenance(), "backend": exp.backend.get("_target_"),
+                           "shaper": self.shaper.name,
+                           "fidelity": "not measured (fidelity.enabled=false)"}
+        # wall-clock span of the run: a sweep tells from it which jobs ran at once
+        self.started = time.time()
         self.load.prepare()
 
     def bring_up(self) -> None:
         """Record the network that came up; measure its links if asked to."""
         emu = self.emu
         assert emu is not None
-        self.summary["prefix"] = emu.ledger.prefix
-        self.summary["network"] = emu.describe()
+        self.net = {"prefix": emu.ledger.prefix, "network": emu.describe()}
         log.info("network up in %.2fs (shaper=%s, prefix=%s)", emu.timings["up_s"],
                  emu.shaper.name, emu.ledger.prefix)
         if self.exp.fidelity.enabled:
             fid = check_links(emu, self.exp.fidelity)
             write_json(self.out_dir / "fidelity.json", fid)
-            self.summary["provenance"]["fidelity"] = {
+            self.provenance["fidelity"] = {
                 "links": len(fid["links"]), "out_of_tolerance": fid["out_of_tolerance"]}
             for n in fid["out_of_tolerance"]:
-                self.summary["warnings"].append(f"link {n} outside fidelity tolerance")
+                self.warnings.append(f"link {n} outside fidelity tolerance")
                 log.warning("link %s outside fidelity tolerance: %s", n, fid["links"][n])
 
     def deploy(self) -> float:
         """Start stages and sensors until all are ready; returns t0, the schedule's start."""
         assert self.emu is not None
-        t0 = self.load.deploy(self.emu, self.summary)
+        t0 = self.load.deploy(self.emu)
         self.events.t0 = t0
         self.events.record("run.start", "", {"up_s": self.emu.timings["up_s"]}, at=t0)
         return t0
@@ -139,22 +146,34 @@ class Run:
             injector.stop()
             sampler.stop()
             write_parquet(self.out_dir / "links.parquet", sampler.rows, LINK_COLUMNS)
-            self.reasons += self.load.stop(self.summary)
+            self.reasons += self.load.stop()
         self.reasons += injector.errors + emu.trace_errors()
-        self.summary["link_stats"] = emu.shaper.stats()
+        self.net["link_stats"] = emu.shaper.stats()
         self.events.record("run.end", "", {})
 
     def account(self) -> None:
         """Outputs, whatever happened: requests, metrics, events, the verdict."""
-        if self.emu is not None:
-            self.summary["timings"] = self.emu.timings
-        self.reasons += self.load.account(self.summary, self.events, self.emu)
-        self.summary["verdict_reasons"] = self.reasons
-        self.summary["verdict"] = INVALID if self.reasons else VALID
-        self.summary["wall_clock"]["end"] = time.time()
+        self.reasons += self.load.account(self.events, self.emu)
         write_parquet(self.out_dir / "events.parquet", self.events.rows, EVENT_COLUMNS)
-        write_json(self.out_dir / "summary.json", clean_json(self.summary))
+        self.write_summary()
         log.info("verdict %s %s -> %s", self.summary["verdict"], self.reasons, self.out_dir)
+
+    def write_summary(self) -> None:
+        """summary.json, the one place its parts meet: checked against its schema, and
+        written either way (a summary that does not validate keeps its raw fields and
+        says so in its warnings and the log: a run's results are never lost to it)."""
+        fields, issues = assemble(
+            self.header,
+            {"verdict": INVALID if self.reasons else VALID, "verdict_reasons": self.reasons,
+             "warnings": self.warnings + self.load.warnings, "provenance": self.provenance,
+             "wall_clock": {"start": self.started, "end": time.time()}},
+            self.net, {"timings": self.emu.timings} if self.emu is not None else {},
+            self.load.fields)
+        self.summary, problems = checked(fields, issues)
+        if problems:
+            log.error("%s (written with its raw fields): %s", SCHEMA_WARNING,
+                      "; ".join(problems))
+        write_json(self.out_dir / "summary.json", self.summary)
 
 
 def execute(exp: Experiment, out_dir: Path, interactive: bool = False) -> int:
