@@ -1,24 +1,21 @@
-"""Tests of harness.emulation.shapers.delayline without namespaces: pure helpers and the
-control protocol of the process (test_delayline_live.py: in real namespaces)."""
+"""Tests of harness.emulation.shapers.delayline without namespaces: pure helpers, the
+control protocol (the host's messages are the line's) and the process
+(test_delayline_live.py: in real namespaces)."""
 
 from __future__ import annotations
 
 import random
 import signal
 import statistics
+import subprocess
 import sys
 from typing import Any
 
 import pytest
 
-from harness.emulation.shapers.delayline import (
-    DirProps,
-    is_lost,
-    parse_command,
-    parse_props,
-    sample_delay_ms,
-)
-from tests.delayline_proc import Proc
+from harness.emulation.shapers.delayline.line import is_lost, sample_delay_ms
+from harness.emulation.shapers.delayline.protocol import DirProps, parse_command, parse_props
+from tests.delayline_proc import REPO, Proc
 
 # ---------------------------------------------------------------- pure helpers
 
@@ -75,6 +72,43 @@ def test_parse_command() -> None:
     ):
         with pytest.raises(ValueError):
             parse_command(bad)
+
+
+def test_the_hosts_messages_are_the_lines() -> None:
+    """The userspace shaper builds every message with the line's protocol module: what it
+    sends parses as the line parses it, props and all."""
+    from harness.core.config import LinkProps
+    from harness.emulation.shapers.delayline import protocol
+    from harness.emulation.shapers.userspace import _props
+    from harness.emulation.tc import DirState
+
+    fwd = _props(DirState(LinkProps(10, 5, 1, 2, 100)))
+    rev = _props(DirState(LinkProps(0, None, None, None, None), up=False))
+    assert (fwd, rev) == (DirProps(5, 1, 2, True), DirProps(0, 0, 0, False))
+    many = parse_command(protocol.encode(protocol.add_many(
+        [protocol.link_spec("l0", "x", "y", 3, fwd, rev)])))
+    assert parse_props(many["links"][0]["fwd"]) == fwd
+    assert parse_props(many["links"][0]["rev"]) == rev
+    st = parse_command(protocol.encode(protocol.set_props("l0", "rev", rev)))
+    assert parse_props({k: v for k, v in st.items() if k not in ("op", "link", "dir")}) == rev
+    for op in ("stats", "quit"):
+        assert parse_command(protocol.encode(protocol.command(op))) == {"op": op}
+    with pytest.raises(ValueError):
+        protocol.command("nope")
+
+
+def test_the_process_loads_only_its_own_package() -> None:
+    """The line runs in the wire namespace: its process (`python -m`, as the shaper starts
+    it) imports nothing of the harness but its own package and the packages above it."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-m",
+                          "harness.emulation.shapers.delayline", "--help"],
+                         capture_output=True, text=True, check=True, cwd=REPO).stderr
+    loaded = {line.rsplit("|", 1)[1].strip() for line in err.splitlines()
+              if line.startswith("import time:") and "|" in line}
+    pkg = "harness.emulation.shapers.delayline"
+    assert {m for m in loaded if m.split(".")[0] == "harness"} == {
+        "harness", "harness.emulation", "harness.emulation.shapers", pkg, f"{pkg}.line",
+        f"{pkg}.protocol"}
 
 
 def test_sample_delay() -> None:

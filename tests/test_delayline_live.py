@@ -113,6 +113,35 @@ def test_set_takes_effect_at_once(topo: Topo) -> None:
 
 
 @pytest.mark.needs_root
+def test_queued_is_what_waits_for_release(topo: Topo) -> None:
+    """`queued` is counted as frames enter and leave the release heap: at every read each
+    frame received so far is forwarded, failed, dropped or still queued, and once the
+    probes are over none is left."""
+    topo.set(delay_ms=0, jitter_ms=0, loss_pct=0, up=True)
+    topo.set(dir="fwd", delay_ms=200)
+
+    def accounted(c: dict) -> bool:
+        return c["rx_frames"] == (c["fwd_frames"] + c["err_frames"] + c["loss_frames"]
+                                  + c["down_frames"] + c["queued"])
+
+    probe = topo.probe_start(100, 0.002, wait=0.5)
+    seen = []
+    deadline = time.monotonic() + 20
+    while probe.poll() is None and time.monotonic() < deadline:
+        fwd = topo.stats()["fwd"]
+        assert accounted(fwd), fwd
+        seen.append(fwd["queued"])
+        time.sleep(0.01)
+    _, rtt = json.loads(probe.communicate(timeout=30)[0]).values()
+    time.sleep(0.3)
+    fwd = topo.stats()["fwd"]
+    print(f"\nqueued at 200 ms one way, 2 ms probes: max {max(seen)} over {len(seen)} reads")
+    assert None not in rtt
+    assert fwd["queued"] == 0 and accounted(fwd), fwd
+    assert max(seen) >= 20, seen  # 200 ms of 2 ms probes wait at once (100 at most)
+
+
+@pytest.mark.needs_root
 def test_up_down(topo: Topo) -> None:
     topo.set(delay_ms=0, jitter_ms=0, loss_pct=0, up=True)
     topo.set(up=False)

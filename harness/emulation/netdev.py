@@ -42,7 +42,7 @@ ETHTOOL_GFEATURES, ETHTOOL_SFEATURES = 0x3A, 0x3B
 ETH_SS_FEATURES = 4
 ETH_GSTRING_LEN = 32
 # `ethtool -K DEV tso off gso off gro off tx off`, by ethtool's own name patterns: frames
-# stay MTU-sized and carry their checksums, which the delay line needs (see delayline.py)
+# stay MTU-sized and carry their checksums, which the delay line needs (see shapers/delayline/)
 OFFLOADS = ("tx-tcp*-segmentation", "tx-generic-segmentation", "rx-gro", "tx-checksum-*")
 
 BATCH_TIMEOUT_S = 60

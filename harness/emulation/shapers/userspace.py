@@ -1,6 +1,10 @@
 """The userspace shaper: each link runs host a <-veth-> wire namespace <-veth-> host b,
 and the delay line (`harness.emulation.shapers.delayline`, a process in the wire
 namespace) bridges the two wire ends, holding each frame until its release time.
+
+Every message to the line is built with its protocol module
+(`harness.emulation.shapers.delayline.protocol`): the names, props and op strings
+are the line's own.
 """
 
 from __future__ import annotations
@@ -9,24 +13,25 @@ import json
 import subprocess
 import sys
 import threading
+from typing import Any
 
 from harness.emulation import netdev
 from harness.emulation.shapers.base import Shaper
+from harness.emulation.shapers.delayline import protocol
 from harness.emulation.tc import DirState, EmulationError, run
 
 
 class DelayLine:
-    """Client of `python -m harness.emulation.shapers.delayline` running in the wire namespace."""
+    """Client of the delay-line process (`protocol.MODULE`) running in the wire namespace."""
 
     def __init__(self, netns: str, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m",
-             "harness.emulation.shapers.delayline"],
+            ["ip", "netns", "exec", netns, sys.executable, "-m", protocol.MODULE],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1,
         )
         self.lock = threading.Lock()
         hello = self._read()
-        if not hello.get("ready"):
+        if hello != protocol.READY:
             raise EmulationError(f"delay line did not start: {hello}")
 
     def _read(self) -> dict:
@@ -36,10 +41,11 @@ class DelayLine:
             raise EmulationError(f"delay line exited (code {self.proc.poll()})")
         return json.loads(line)
 
-    def call(self, **cmd) -> dict:
+    def call(self, cmd: dict[str, Any]) -> dict:
+        """Send one command (built with `protocol`) and wait for its reply."""
         assert self.proc.stdin is not None
         with self.lock:
-            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.write(protocol.encode(cmd))
             self.proc.stdin.flush()
             reply = self._read()
         if not reply.get("ok"):
@@ -50,7 +56,7 @@ class DelayLine:
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.call(op="quit")
+                self.call(protocol.command("quit"))
             except (EmulationError, OSError, ValueError):
                 pass
             try:  # it closes its sockets on the way out (in parallel: well under 1 s)
@@ -60,10 +66,11 @@ class DelayLine:
                 self.proc.wait()
 
 
-def _dl_props(state: DirState) -> dict:
+def _props(state: DirState) -> protocol.DirProps:
+    """One direction as the line takes it: its props with None as 0, and up."""
     p = state.props
-    return {"delay_ms": p.delay_ms or 0.0, "jitter_ms": p.jitter_ms or 0.0,
-            "loss_pct": p.loss_pct or 0.0, "up": state.up}
+    return protocol.DirProps(p.delay_ms or 0.0, p.jitter_ms or 0.0, p.loss_pct or 0.0,
+                             state.up)
 
 
 class UserspaceShaper(Shaper):
@@ -94,16 +101,16 @@ class UserspaceShaper(Shaper):
                                                   for dev in (pa, pb)], up=True)
         assert self.line is not None
         if links:
-            self.line.call(op="add_many", links=[
-                {"link": name, "a": pa, "b": pb, "seed": seed, "fwd": _dl_props(fwd),
-                 "rev": _dl_props(rev)} for name, pa, pb, fwd, rev, seed in links])
+            self.line.call(protocol.add_many([
+                protocol.link_spec(name, pa, pb, seed, _props(fwd), _props(rev))
+                for name, pa, pb, fwd, rev, seed in links]))
 
     def apply(self, link: str, direction: str, state: DirState, end_dev: tuple) -> None:
         assert self.line is not None
-        self.line.call(op="set", link=link, dir=direction, **_dl_props(state))
+        self.line.call(protocol.set_props(link, direction, _props(state)))
 
     def stats(self) -> dict:
-        return self.line.call(op="stats")["links"] if self.line else {}
+        return self.line.call(protocol.command("stats"))["links"] if self.line else {}
 
     def stop(self) -> None:
         if self.line:
