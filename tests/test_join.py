@@ -3,6 +3,7 @@ join's wait, without the network."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -115,7 +116,8 @@ def test_har_pipeline_routes_each_branch_to_the_join() -> None:
     assert '"partial": false' in fusion.args[3]  # the baseline: every modality or nothing
     sr = compose_experiment(*HAR, "technique=sensing_redundancy", "technique.wait_ms=15")
     inst = sr.technique.instances(sr.pipeline, files, IPS)
-    assert len(inst) == 3 and '"wait_ms": 15, "partial": true' in inst[2].args[3]
+    spec = json.loads(inst[2].args[3])  # 15 or 15.0: the config reads a number as a float
+    assert len(inst) == 3 and (spec["wait_ms"], spec["partial"]) == (15, True)
 
 
 @pytest.mark.parametrize("overrides,key", [
