@@ -38,6 +38,11 @@ def base_commit(ref: str | None = None) -> str:
     baseline; LookupError (with git's reason) when there is none here."""
     if ref:
         return _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if _git("rev-parse", "--is-shallow-repository") == "true":
+        # history cut short: its oldest commit seems to change every file, so "the last
+        # commit that changed the baseline" would be that one, whatever it holds
+        raise LookupError("a shallow clone cannot tell which commit set the baseline "
+                          "(GATE_BASE=<commit> names one)")
     sha = _git("log", "-1", "--format=%H", "--", str(COMMITTED.relative_to(REPO)))
     if not sha:
         raise LookupError(f"no commit in this clone changed {COMMITTED.relative_to(REPO)}")
