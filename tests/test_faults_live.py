@@ -1,5 +1,6 @@
 """Fault actions on nodes of a live device_edge_cloud network (root), each one measured:
-crash, kill, hang, CPU throttle and contention, and a schedule with its inverse.
+crash, kill, hang (and what starts or crashes during one), CPU throttle and contention,
+and a schedule with its inverse.
 Link faults are in test_faults_links_live.py; the shared kit in faults_kit.py.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.emulation import freezer
 from harness.faults.injector import FaultInjector
 from harness.faults.schedule import FaultsConfig
 from tests.faults_kit import (  # the fixtures (emu, procs, record) come via conftest.py
@@ -87,14 +89,70 @@ def test_hang_then_resume(emu, procs, record) -> None:
         hung = rtt(emu, "d1", "e1", 7221, count=4, timeout_ms=150)
         assert hung["received"] == 0, hung
         assert echo.poll() is None  # stopped, not dead
-        state = Path(f"/proc/{echo.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        assert state == "T", state
+        if detail["via"] == "cgroup.freeze":  # /proc shows a frozen task as sleeping (S)
+            assert frozen_with(emu.nodes["e1"], echo.pid)
+        else:
+            state = Path(f"/proc/{echo.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            assert state == "T", state
     finally:
         inj.apply(act("resume", "e1"))
 
     after = rtt(emu, "d1", "e1", 7221)
     assert after["received"] == after["sent"], after
     assert echo.poll() is None
+
+
+def frozen_with(node, pid: int) -> bool:
+    """`pid` is in the node's freezer cgroup, which says all its tasks are frozen."""
+    d = node.resources.freezer()[0]
+    return pid in {int(p) for p in (d / "cgroup.procs").read_text().split()} \
+        and "frozen 1" in (d / "cgroup.events").read_text()
+
+
+def test_a_hang_freezes_what_starts_during_it(emu, record) -> None:
+    """The freezer stops the node's processes at once and any started after the hang
+    began, here by a contention fault (a SIGSTOP loop misses those: this busy loop would
+    take a core); the contention's end kills them frozen, and resume thaws the node."""
+    if freezer.v2_root() is None:
+        pytest.skip(freezer.NO_V2)
+    inj = injector(emu, record)
+    node = emu.nodes["e1"]
+    detail = inj.apply(act("hang", "e1"))
+    try:
+        assert inj.apply(act("contention", "e1", workers=1)) == {"workers": 1}
+        late = inj.stress["e1"][0]
+        time.sleep(0.2)  # (it ran for the moment between its exec and joining the cgroup)
+        used = cpu_cores(node.cgroup, 1.0)
+        print(f"hung e1 with a busy loop started after the hang: {used:.3f} cores "
+              f"({detail})")
+        assert used < 0.05, used
+        assert late.poll() is None
+        assert detail["via"] == "cgroup.freeze", detail
+        assert frozen_with(node, late.pid)
+        assert inj.apply(act("contention_end", "e1")) == {"stopped": 1}  # SIGKILL, frozen
+    finally:
+        inj.apply(act("resume", "e1"))
+        inj.stop()
+    assert "frozen 0" in (node.resources.freezer()[0] / "cgroup.events").read_text()
+
+
+def test_a_crash_during_a_hang_kills_and_ends_it(emu, procs, record) -> None:
+    """A hung node that loses power: its frozen processes die at once (a v1 freezer or
+    `docker pause` would hold the SIGKILL until a thaw), and what starts after the
+    restore runs."""
+    inj = injector(emu, record)
+    echo = start_echo(emu, procs, "e1", 7231)
+    inj.apply(act("hang", "e1"))
+    try:
+        detail = inj.apply(act("crash", "e1"))
+        assert detail["killed"] >= 1
+        echo.wait(timeout=2)  # raises TimeoutExpired if the frozen echo survived
+        assert emu.nodes["e1"].processes() == []
+    finally:
+        inj.apply(act("restore", "e1"))
+    start_echo(emu, procs, "e1", 7232)
+    after = rtt(emu, "d1", "e1", 7232)
+    assert after["received"] == after["sent"], after
 
 
 # ---------------------------------------------------------------- CPU faults

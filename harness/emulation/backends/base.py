@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from harness.core.config import fail
-from harness.emulation import netdev
+from harness.emulation import freezer, netdev
 from harness.emulation.ledger import Ledger
 from harness.emulation.resources import NodeResources
 from harness.emulation.tc import EmulationError
@@ -132,16 +132,46 @@ class EmuNode(ABC):
                 pass
         return n
 
+    def hang(self) -> dict[str, Any]:
+        """Stop every process of the node (the `hang` fault's event detail: how many, and
+        how). With the node's cgroup2 freezer all at once, and any process started or
+        forked later too; without one (`resources.no_freezer` says why), SIGSTOP to each
+        process there is now."""
+        dirs = self.resources.freezer()
+        if not dirs:
+            return {"stopped": self.sigstop(), "via": "SIGSTOP",
+                    "no_freezer": self.resources.no_freezer}
+        n = len(self.processes())
+        took = freezer.freeze(dirs)
+        return {"stopped": n, "via": "cgroup.freeze", "freeze_ms": round(took * 1000, 3)}
+
+    def resume(self) -> dict[str, Any]:
+        """Let them run again (the `resume` fault's event detail)."""
+        dirs = self.resources.freezer()
+        if not dirs:
+            return {"resumed": self.sigcont(), "via": "SIGCONT"}
+        freezer.thaw(dirs)
+        return {"resumed": len(self.processes()), "via": "cgroup.freeze"}
+
     def freeze(self) -> int:
-        """Stop every process of the node (a hang); how many."""
-        return self.signal_all(signal.SIGSTOP)
+        """`hang`: how many processes it stopped."""
+        return int(self.hang()["stopped"])
 
     def thaw(self) -> int:
-        """Let them run again; how many."""
+        """`resume`: how many processes run again."""
+        return int(self.resume()["resumed"])
+
+    def sigstop(self) -> int:
+        """The hang without a freezer: SIGSTOP each process; how many."""
+        return self.signal_all(signal.SIGSTOP)
+
+    def sigcont(self) -> int:
         return self.signal_all(signal.SIGCONT)
 
     def kill_all(self) -> int:
-        """SIGKILL every process of the node until none is left (forks included)."""
+        """SIGKILL every process of the node until none is left (forks included); a hang
+        in force ends with them (a frozen process dies on SIGKILL all the same), so what
+        the node starts afterwards runs."""
         total = 0
         for _ in range(50):
             n = self.signal_all(signal.SIGCONT) and self.signal_all(signal.SIGKILL)
@@ -149,6 +179,7 @@ class EmuNode(ABC):
                 break
             total += n
             time.sleep(0.01)
+        freezer.thaw(self.resources.freezer())
         return total
 
 

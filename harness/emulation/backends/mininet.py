@@ -21,6 +21,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host
 
+from harness.emulation import freezer
 from harness.emulation.backends.base import Backend, EmuNode
 from harness.emulation.cgroups import NodeCgroup, started_joined
 from harness.emulation.ledger import Ledger
@@ -162,6 +163,8 @@ class MininetBackend(Backend):
                 except ProcessLookupError:
                     pass
             time.sleep(0.01)
+        for node in nodes:  # a node still hung: on a v2 host its shell is frozen with it
+            freezer.thaw(node.resources.freezer())
         for node in nodes:
             shell = node.host.shell
             if shell is not None and shell.poll() is None:

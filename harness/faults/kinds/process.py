@@ -1,4 +1,9 @@
-"""A node's processes die (its OS still answers: connection refused) or freeze."""
+"""A node's processes die (its OS still answers: connection refused) or freeze.
+
+A hang freezes the node's cgroup (cgroup2 `cgroup.freeze`: every process at once, and
+any started or forked during the hang) or, on a node without one, SIGSTOPs each of its
+processes; the event's `via` says which (`harness.emulation.backends.base.EmuNode.hang`).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ class Hang(Fault):
     inverse = "resume"
 
     def apply(self, ctx, action) -> dict:
-        return {"stopped": ctx.emu.nodes[action.target].freeze()}
+        return ctx.emu.nodes[action.target].hang()
 
 
 class Resume(Fault):
@@ -25,4 +30,4 @@ class Resume(Fault):
     restores = True
 
     def apply(self, ctx, action) -> dict:
-        return {"resumed": ctx.emu.nodes[action.target].thaw()}
+        return ctx.emu.nodes[action.target].resume()

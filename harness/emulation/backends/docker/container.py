@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.emulation import freezer
 from harness.emulation.backends.base import EmuNode
 from harness.emulation.cgroups import (
     Joiner,
@@ -71,23 +72,40 @@ def _read_oom(dirs: dict[str, Path], v2: bool) -> int:
 
 class ContainerResources(NodeResources):
     """The container's own cgroups; limits changed through the daemon (`docker update`),
-    so `docker inspect` always shows what is in force."""
+    so `docker inspect` always shows what is in force. A hang freezes the container's
+    cgroup2 directory (and its image stages'), not `docker pause`: on a v1 host that is
+    the v1 freezer, which holds even SIGKILL until the unpause (`harness.emulation.freezer`)."""
 
     def __init__(self, container: Any, holder_pid: int) -> None:
         self.container = container
         self.name = container.name
         self.dirs = cgroup_dirs_of(holder_pid)
         self.v2 = list(self.dirs) == ["unified"]
+        self.freeze_dir = freezer.v2_dir_of(holder_pid)
+        if self.freeze_dir is None:
+            self.no_freezer = freezer.NO_V2 if freezer.v2_root() is None else \
+                "the container has no cgroup2 directory"
         # containers of image stages in this node: limited alike, counted as the node's
         self.sidecars: dict[str, tuple[Any, dict[str, Path]]] = {}
+        self.sidecar_freeze: dict[str, Path | None] = {}
         self.limits: dict[str, Any] = {}
 
     def attach(self, key: str, container: Any) -> None:
-        """Count a running container's processes, CPU time and OOM kills as the node's."""
+        """Count a running container's processes, CPU time and OOM kills as the node's (and
+        freeze it if the node is hung)."""
         container.reload()
-        self.sidecars[key] = (container, cgroup_dirs_of(int(container.attrs["State"]["Pid"])))
+        pid = int(container.attrs["State"]["Pid"])
+        self.sidecars[key] = (container, cgroup_dirs_of(pid))
+        self.sidecar_freeze[key] = freezer.v2_dir_of(pid)
         if self.limits:
             container.update(**self.limits)
+        if freezer.is_frozen(self.freezer()):
+            freezer.freeze(self.freezer())
+
+    def freezer(self) -> list[Path]:
+        if self.freeze_dir is None:
+            return []
+        return [self.freeze_dir, *(d for d in self.sidecar_freeze.values() if d is not None)]
 
     def _all(self) -> list[tuple[Any, dict[str, Path]]]:
         return [(self.container, self.dirs), *self.sidecars.values()]
@@ -133,7 +151,9 @@ class ContainerResources(NodeResources):
             Path(f).write_text(str(pid))
 
     def preexec(self) -> Joiner:
-        return joiner(self._procs_files())
+        """The launcher joins every cgroup of the container (its cgroup2 directory only
+        after its exec while the node is frozen: `joiner`)."""
+        return joiner(self._procs_files(), self.freezer()[:1])
 
 
 def _state(pid: int) -> str:
@@ -219,15 +239,30 @@ class DockerNode(EmuNode):
     def keep_pids(self) -> set[int]:
         return self.held
 
+    def hang(self) -> dict[str, Any]:
+        """As for any node; `stopped` counts the processes started in it, not their
+        launchers (frozen with them)."""
+        detail = super().hang()
+        if detail["via"] == "cgroup.freeze":
+            detail["stopped"] = len(set(self.processes()) - self.launchers())
+        return detail
+
+    def resume(self) -> dict[str, Any]:
+        detail = super().resume()
+        if detail["via"] == "cgroup.freeze":
+            detail["resumed"] = len(set(self.processes()) - self.launchers())
+        return detail
+
     def launchers(self) -> set[int]:
         """The node's live `nsenter` launchers (host PID namespace, in its cgroups). Known
         by pid, not by name: a child just forked by nsenter is still called nsenter."""
         self.launched &= set(self.processes())
         return set(self.launched)
 
-    def freeze(self) -> int:
-        """SIGSTOP the node's processes but not the launchers: nsenter stops itself when
-        its child stops (and must be continued after it, see `thaw`)."""
+    def sigstop(self) -> int:
+        """(A hang without a freezer.) SIGSTOP the node's processes but not the launchers:
+        nsenter stops itself when its child stops (and must be continued after it, see
+        `sigcont`). The freezer stops launchers and children alike."""
         launchers, n = self.launchers(), 0
         for pid in self.processes():
             if pid not in launchers:
@@ -235,7 +270,7 @@ class DockerNode(EmuNode):
                 n += 1
         return n
 
-    def thaw(self) -> int:
+    def sigcont(self) -> int:
         """SIGCONT the processes, then the launchers until each is back asleep in its
         wait for the child (state S). A launcher that saw its child stop may stop itself
         a moment later, even after this SIGCONT, if a busy machine delays it; a stopped
