@@ -101,7 +101,7 @@ def test_the_plan_predicts_the_slow_replica_path(tmp_path: Path) -> None:
                                    "e1-e2:{delay_ms:10},e2-c1:{delay_ms:10}}")
     files = Deployment(None, exp.pipeline, tmp_path, lambda *a, **k: None).prepare()
     ips = {n.name: f"10.0.0.{i + 1}" for i, n in enumerate(exp.topology.nodes)}
-    inst = exp.technique.instances(exp.pipeline, files, ips)
+    inst = exp.technique.instances(exp.plan, files, ips)
     assert [i.key for i in inst] == ["head@d1", "middle@e1", "tail@c1", "middle@e2"]
     plan = inst[0].route.plan
     assert plan.slo_ms == 100  # the workload's

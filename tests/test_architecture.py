@@ -148,3 +148,43 @@ def test_modules_are_small_or_say_why(path: Path) -> None:
     if len(text.splitlines()) > 320:
         assert "One module on purpose" in text[:2000], \
             f"{path.relative_to(REPO)}: {len(text.splitlines())} lines and no reason stated"
+
+
+def import_cycles(mods: dict[str, Path], within: str) -> list[list[str]]:
+    """Modules under `within` that import each other, directly or through others there
+    (imports inside functions count: a cycle broken only by a lazy import is still one)."""
+    names = {m for m in mods if m == within or m.startswith(f"{within}.")}
+    deps = {m: {i for i in imports(mods[m], m) if i in names and i != m} for m in names}
+    cycles, done = [], set()
+    for start in sorted(names):
+        stack = [(start, [start])]
+        while stack:
+            m, path = stack.pop()
+            for d in sorted(deps[m]):
+                if d == start:
+                    cycles.append(path)
+                elif d not in path and d not in done:
+                    stack.append((d, [*path, d]))
+        done.add(start)
+    return cycles
+
+
+def test_the_pipeline_modules_import_one_way() -> None:
+    """config <- placement <- plan <- deployment: the config knows neither where stages
+    run nor how they are started, and no pipeline module imports one that imports it."""
+    mods = modules()
+    config = imports(mods["harness.pipeline.config"], "harness.pipeline.config")
+    for later in ("placement", "plan", "deployment"):
+        assert not any(i.startswith(f"harness.pipeline.{later}") for i in config), later
+    assert import_cycles(mods, "harness.pipeline") == []
+
+
+def test_an_import_cycle_is_found_through_a_lazy_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "harness" / "pipeline"
+    pkg.mkdir(parents=True)
+    (pkg / "config.py").write_text("def f():\n    from harness.pipeline.placement import x\n")
+    (pkg / "placement.py").write_text("from harness.pipeline import deployment\n")
+    (pkg / "deployment.py").write_text("from harness.pipeline.config import StageSpec\n")
+    mods = {f"harness.pipeline.{p.stem}": p for p in pkg.glob("*.py")}
+    assert import_cycles(mods, "harness.pipeline") == [
+        ["harness.pipeline.config", "harness.pipeline.placement", "harness.pipeline.deployment"]]

@@ -156,3 +156,36 @@ def test_every_bench_row_validates() -> None:
              for _, o, faults in har_bench.MATRIX for f in faults]
     for overrides, faults in rows:
         exp_for(*overrides, *faults)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["topology=device_edge_cloud", "workload=digits", "technique=adaptive",
+     "technique.actions=[failover,skip,repartition]"],
+    ["topology=fleet", "pipeline=fleet", "workload=digits", "technique=baseline"],
+    ["topology=device_edge_cloud", "workload=har", "pipeline=har",
+     "technique=sensing_redundancy"],
+], ids=["adaptive", "fleet", "har"])
+def test_planning_leaves_the_config_as_the_user_wrote_it(overrides: list[str]) -> None:
+    """The pipeline's placement, ports and routes are a value of their own (the plan),
+    never written back onto the config: the config stays what the user wrote, through
+    planning and through the checks the technique and the measurements run on the plan."""
+    import copy
+    from dataclasses import FrozenInstanceError
+
+    from harness.core.config import from_dict
+    from harness.pipeline.config import PipelineConfig
+    from harness.pipeline.plan import plan_pipeline
+
+    exp = exp_for(*overrides)
+
+    def state(pipe: PipelineConfig) -> tuple:
+        return copy.deepcopy(vars(pipe)), [copy.deepcopy(vars(s)) for s in pipe.stages]
+
+    written = from_dict(PipelineConfig, exp.config["pipeline"], "pipeline")
+    assert state(exp.pipeline) == state(written)  # after the whole experiment's checks
+    before = state(written)
+    plan = plan_pipeline(written, exp.topology)
+    assert state(written) == before and plan.config is written
+    assert plan.n_placed() == exp.plan.n_placed() and plan.ports == exp.plan.ports
+    with pytest.raises(FrozenInstanceError):
+        plan.ports = ()  # type: ignore[misc]

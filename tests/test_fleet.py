@@ -15,8 +15,7 @@ import pytest
 
 from harness.core.config import ConfigError
 from harness.measure.live import memory
-from harness.pipeline.deployment import primaries, routes
-from harness.pipeline.placement import placed
+from harness.pipeline.deployment import placed, primaries
 from tests.helpers import (
     CONF,
     PY,
@@ -36,7 +35,7 @@ FILES = {"head": Path("h.onnx"), "rest": Path("r.onnx"), "middle": Path("m.onnx"
 
 def test_every_device_runs_the_head_on_its_own_path() -> None:
     exp = exp_for(*FLEET, "topology.n_edges=3", "topology.devices_per_edge=4")
-    pipe, topo = exp.pipeline, exp.topology
+    pipe, topo = exp.plan, exp.topology
     devices = [n.name for n in topo.nodes if n.role == "device"]
     assert pipe.placement.nodes == {"head": devices, "rest": ["e1", "e2", "e3"]}
     ips = topo.addresses()
@@ -46,7 +45,7 @@ def test_every_device_runs_the_head_on_its_own_path() -> None:
         if i.stage == "head":  # d1-d4 on e1, d5-d8 on e2, ...
             home = f"e{(int(i.node[1:]) - 1) // 4 + 1}"
             assert topo.find_link(i.node, home) is not None
-            assert i.route.targets == [f"{ips[home]}:{pipe.port}"]
+            assert i.route.targets == [f"{ips[home]}:{exp.pipeline.port}"]
             assert i.route.inputs == ["h"]
         else:
             assert i.route is None
@@ -59,9 +58,9 @@ def test_every_device_runs_the_head_on_its_own_path() -> None:
                                             .glob("*.yaml") if p.stem not in ("fleet", "har")))
 def test_a_pipeline_without_roles_is_placed_as_before(pipeline: str) -> None:
     exp = exp_for("topology=device_edge_cloud", "workload=digits", f"pipeline={pipeline}")
-    pipe, ips = exp.pipeline, exp.topology.addresses()
+    pipe, ips = exp.plan, exp.topology.addresses()
     assert not pipe.fleet and pipe.n_placed() == len(pipe.stages)
-    assert placed(pipe, FILES, ips) == primaries(pipe, FILES, routes(pipe, ips))
+    assert placed(pipe, FILES, ips) == primaries(pipe, FILES, pipe.routes(ips))
 
 
 @pytest.mark.parametrize("overrides,key", [

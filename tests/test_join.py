@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.core.config import ConfigError
-from harness.pipeline.deployment import primaries, routes
+from harness.pipeline.deployment import primaries
 from harness.pipeline.node.join import Join, Missing
 from harness.pipeline.node.runner import Runner
 from harness.run.experiment import compose_experiment
@@ -103,11 +103,11 @@ def test_partial_join_needs_a_mask() -> None:
 
 def test_har_pipeline_routes_each_branch_to_the_join() -> None:
     exp = compose_experiment(*HAR)
-    pipe = exp.pipeline
+    pipe = exp.plan
     assert pipe.joins() == [2] and pipe.entries() == [0, 1]
     assert [pipe.port_of(s.name) for s in pipe.stages] == [8001, 8002, 8001]
     assert pipe.entry_for(("gyro",)) == 1 and pipe.entry_for(("image",)) is None
-    r = routes(pipe, IPS)
+    r = pipe.routes(IPS)
     assert r["acc_encoder"].targets == ["10.0.0.2:8001"] and r["acc_encoder"].inputs == ["emb_acc"]
     assert r["gyro_encoder"].inputs == ["emb_gyro"] and r["fusion"] is None
     files = {s.name: s.model for s in pipe.stages}
@@ -115,7 +115,7 @@ def test_har_pipeline_routes_each_branch_to_the_join() -> None:
     assert fusion.args[:2] == ["--join", "harness.pipeline.node.join:Join"]
     assert '"partial": false' in fusion.args[3]  # the baseline: every modality or nothing
     sr = compose_experiment(*HAR, "technique=sensing_redundancy", "technique.wait_ms=15")
-    inst = sr.technique.instances(sr.pipeline, files, IPS)
+    inst = sr.technique.instances(sr.plan, files, IPS)
     spec = json.loads(inst[2].args[3])  # 15 or 15.0: the config reads a number as a float
     assert len(inst) == 3 and (spec["wait_ms"], spec["partial"]) == (15, True)
 
@@ -160,6 +160,7 @@ def test_axis_dropout_is_reproducible_and_per_sensor() -> None:
 
 def test_a_join_is_last_and_branch_stages_take_what_their_sender_gives() -> None:
     from harness.pipeline.config import PipelineConfig, StageSpec
+    from harness.pipeline.plan import check_joins
 
     def pipe(*stages: StageSpec) -> PipelineConfig:
         p = PipelineConfig(model_file=None, stages=list(stages))
@@ -169,9 +170,9 @@ def test_a_join_is_last_and_branch_stages_take_what_their_sender_gives() -> None
     a = StageSpec("a", "d1", ["x"], ["ea"], model="m", next="j")
     b = StageSpec("b", "d1", ["y"], ["eb"], model="m")
     with pytest.raises(ConfigError, match=r"stages\[2\].name='j': a join stage must be the last"):
-        pipe(a, b, StageSpec("j", "e1", ["ea", "eb"], ["z"], model="m"),
-             StageSpec("after", "c1", ["z"], ["out"], model="m"))._check_joins("pipeline")
+        check_joins(pipe(a, b, StageSpec("j", "e1", ["ea", "eb"], ["z"], model="m"),
+                         StageSpec("after", "c1", ["z"], ["out"], model="m")).stages, "pipeline")
     b2 = StageSpec("b2", "d1", ["eq"], ["eb"], model="m")  # its sender b gives eb, not eq
     with pytest.raises(ConfigError, match=r"stages\[2\].inputs=\['eq'\]"):
-        pipe(a, b, b2, StageSpec("j", "e1", ["ea", "eb"], ["z"], model="m")
-             )._check_joins("pipeline")
+        check_joins(pipe(a, b, b2, StageSpec("j", "e1", ["ea", "eb"], ["z"], model="m")
+                         ).stages, "pipeline")

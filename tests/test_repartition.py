@@ -31,7 +31,7 @@ def _moves(tmp_path: Path, *overrides: str) -> list[dict]:
     files = dep.prepare()
     exp.technique.parts_dir = dep.parts_dir  # merged cuts go beside the run's partitions
     ips = {n.name: f"10.0.0.{i + 1}" for i, n in enumerate(exp.topology.nodes)}
-    exp.technique.instances(exp.pipeline, files, ips)
+    exp.technique.instances(exp.plan, files, ips)
     return exp.technique.moves["middle"]
 
 

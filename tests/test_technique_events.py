@@ -48,7 +48,6 @@ class FakeDeployment:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.pipe = SimpleNamespace(port=8001, port_of=lambda stage: 8001)  # a stage a node
         self.launched: list[str] = []
 
     def event_reader(self) -> EventFiles:
@@ -72,6 +71,7 @@ class FakeDeployment:
 def test_cold_failover_sees_a_detection_in_an_earlier_file(tmp_path: Path) -> None:
     tech = Failover(mode="cold", replicas={"middle": "e2", "tail": "c2"})
     tech.ips = {"e1": "10.0.0.5", "c1": "10.0.0.7"}
+    tech.plan = SimpleNamespace(port_of=lambda stage: 8001)  # a stage a node
     tech.cold = [Instance("middle", "e2", None, None, start=False),
                  Instance("tail", "c2", None, None, start=False)]
     dep = FakeDeployment(tmp_path)

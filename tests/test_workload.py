@@ -291,7 +291,7 @@ def test_corrupt_model_file(tmp_path) -> None:
                                     "device_edge_cloud"])
 def test_pipeline_presets_validate(preset) -> None:
     exp = exp_for("topology=device_edge_cloud", "workload=digits", f"pipeline={preset}")
-    carries = exp.pipeline.carries()
+    carries = exp.plan.carries()
     assert carries[0] == ["image"]
 
 

@@ -1,7 +1,7 @@
 """The stage processes of one run: which instance serves which partition where, started how.
 
-A technique turns the pipeline config into instances (primaries, replicas, a
-fusion stage) with routes; `Deployment` starts them on their nodes, waits
+A technique turns the pipeline's plan (plan.py) into instances (primaries, replicas,
+a fusion stage) with routes; `Deployment` starts them on their nodes, waits
 until they serve, restarts them when a crashed node powers up, and reads what
 they recorded.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.pipeline.config import PipelineConfig, StageSpec, resolve
+from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Route
 
 # Where an image stage's own server listens, in its node's network namespace: reached by
@@ -35,29 +36,11 @@ def open_log(path: Path):
     return log
 
 
-def routes(pipe: PipelineConfig, ips: dict[str, str]) -> dict[str, Route | None]:
-    """The baseline chain: each stage forwards to its next stage (the one after it, or
-    its `next`) the tensors that stage receives which it has."""
-    carries, joins = pipe.carries(), pipe.joins()
-    out: dict[str, Route | None] = {}
-    for i, s in enumerate(pipe.stages):
-        j = pipe.next_index(i)
-        if j is None:
-            out[s.name] = None
-            continue
-        nxt = pipe.stages[j]
-        send = carries[j]
-        if j in joins:  # each branch sends the join what it has
-            send = [t for t in send if t in s.outputs or t in carries[i]]
-        out[s.name] = Route(nxt.name, [f"{ips[nxt.node]}:{pipe.port_of(nxt.name)}"], send)
-    return out
-
-
-def join_args(pipe: PipelineConfig, stage: str, partial_wait_ms: float | None = None
+def join_args(plan: PipelinePlan, stage: str, partial_wait_ms: float | None = None
               ) -> list[str]:
     """A join stage's arguments: wait for every branch's tensors; with `partial_wait_ms`
     (a technique's choice, needs the stage's mask) answer after that long with what came."""
-    st = next(s for s in pipe.stages if s.name == stage)
+    st = next(s for s in plan.stages if s.name == stage)
     spec = {"inputs": st.inputs, "mask": st.mask,
             "wait_ms": partial_wait_ms if partial_wait_ms is not None else st.join_wait_ms,
             "partial": partial_wait_ms is not None}
@@ -118,13 +101,33 @@ def startup_phases(info: dict, t_detect: float) -> dict:
     }
 
 
-def primaries(pipe: PipelineConfig, files: dict[str, Path],
+def primaries(plan: PipelinePlan, files: dict[str, Path],
               stage_routes: dict[str, Route | None]) -> list[Instance]:
-    joins = pipe.joins()
+    """One instance per stage, on its node and port, with the given routes."""
+    joins = plan.joins()
     return [Instance(s.name, s.node, files[s.name], stage_routes.get(s.name),
-                     port=pipe.port_of(s.name),
-                     args=join_args(pipe, s.name) if i in joins else [])
-            for i, s in enumerate(pipe.stages)]
+                     port=plan.port_of(s.name),
+                     args=join_args(plan, s.name) if i in joins else [])
+            for i, s in enumerate(plan.stages)]
+
+
+def placed(plan: PipelinePlan, files: dict[str, Path], ips: dict[str, str]) -> list[Instance]:
+    """One instance per stage and node of its placement, each routed to the nearest
+    instance of the next stage (a fleet: stages placed by role)."""
+    carries = plan.carries()
+    out = []
+    for i, s in enumerate(plan.stages):
+        nxt = plan.stages[i + 1] if i + 1 < len(plan.stages) else None
+        for node in plan.placement.nodes[s.name]:
+            route = None
+            if nxt is not None:
+                to = plan.placement.next_node(nxt.name, node)
+                route = Route(nxt.name, [f"{ips[to]}:{plan.config.port}"], carries[i + 1])
+            # a stage placed by node listens where the chain expects it (port_of); a
+            # fleet's stages by role are one per node, on the pipeline's port
+            out.append(Instance(s.name, node, files[s.name], route,
+                                port=plan.config.port if s.role else plan.port_of(s.name)))
+    return out
 
 
 class Deployment:

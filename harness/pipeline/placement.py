@@ -6,7 +6,8 @@ head its own edge server. So each sensor sends to the nearest instance of the
 first stage and each instance forwards to the nearest instance of the next one
 (fewest links; on a tie, the node first in the topology's order). With one
 node per stage this is the plain chain, so a pipeline without roles is placed
-exactly as before. Computed from the topology alone, before any network exists.
+exactly as before. Computed from the topology alone, before any network exists, as part
+of the pipeline's plan (plan.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from harness.core.config import fail
 from harness.emulation.topology import Topology
 
 
-@dataclass
+@dataclass(frozen=True)
 class Placement:
     nodes: dict[str, list[str]] = field(default_factory=dict)  # stage -> nodes it runs on
     # stage -> {any node: the node of that stage's instance nearest to it}
@@ -64,7 +65,7 @@ def place(stages: list, topo: Topology, key: str = "pipeline") -> Placement:
     """The nodes of each stage (`node`, or every node of `role`) and where each instance
     sends; ConfigError for a role without nodes, two stages on one node when a role
     places them, or an instance that cannot reach the next stage."""
-    out = Placement()
+    out = Placement({}, {})
     order = [n.name for n in topo.nodes]
     for i, s in enumerate(stages):
         if s.role:
@@ -90,26 +91,4 @@ def place(stages: list, topo: Topology, key: str = "pipeline") -> Placement:
             if n not in out.toward[nxt.name]:
                 fail(f"{key}.stages[{i + 1}].{'role' if nxt.role else 'node'}",
                      nxt.role or nxt.node, f"no instance of {nxt.name} is reachable from {n}")
-    return out
-
-
-def placed(pipe, files: dict, ips: dict[str, str]) -> list:
-    """One instance per stage and node of its placement, each routed to the nearest
-    instance of the next stage (`pipe.placement`, set when the pipeline was checked)."""
-    from harness.pipeline.deployment import Instance
-    from harness.pipeline.routing import Route
-
-    carries = pipe.carries()
-    out = []
-    for i, s in enumerate(pipe.stages):
-        nxt = pipe.stages[i + 1] if i + 1 < len(pipe.stages) else None
-        for node in pipe.placement.nodes[s.name]:
-            route = None
-            if nxt is not None:
-                to = pipe.placement.next_node(nxt.name, node)
-                route = Route(nxt.name, [f"{ips[to]}:{pipe.port}"], carries[i + 1])
-            # a stage placed by node listens where the chain expects it (port_of); a
-            # fleet's stages by role are one per node, on the pipeline's port
-            out.append(Instance(s.name, node, files[s.name], route,
-                                port=pipe.port if s.role else pipe.port_of(s.name)))
     return out

@@ -36,6 +36,7 @@ from harness.emulation.topology import Topology
 from harness.faults.schedule import FaultsConfig
 from harness.measure.metrics.canary import MeasureConfig
 from harness.pipeline.config import PipelineConfig
+from harness.pipeline.plan import PipelinePlan, plan_pipeline
 from harness.workload.replay import entry_error
 from harness.workload.schedule import WorkloadConfig
 
@@ -63,7 +64,8 @@ class Experiment:
     fidelity: FidelityConfig
     config: dict[str, Any]  # the whole resolved config, for summary.json
     workload: WorkloadConfig | None = None  # None: emulation and faults only
-    pipeline: PipelineConfig | None = None
+    pipeline: PipelineConfig | None = None  # as written
+    plan: PipelinePlan | None = None  # the pipeline on this topology (harness.pipeline.plan)
     technique: Any = None  # a harness.techniques.base.Technique
     technique_name: str = "baseline"
     results: ResultsConfig = field(default_factory=ResultsConfig)
@@ -176,7 +178,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         if name not in links:
             fail(f"fidelity.links[{i}]", name, f"unknown link (links: {', '.join(sorted(links))})")
     measure = to_dataclass(MeasureConfig, raw.get("measure"), "measure")
-    workload = pipeline = technique = None
+    workload = pipeline = plan = technique = None
     if measure.canary_hz and not raw.get("workload"):
         fail("measure.canary_hz", measure.canary_hz, "needs a workload (e.g. workload=digits)")
     if raw.get("workload"):
@@ -187,22 +189,22 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         if not sensors_of(workload, topology):
             fail("workload.sensors", [], f"topology {topology.name} has no sensor node")
         pipeline = to_dataclass(PipelineConfig, raw.get("pipeline"), "pipeline")
-        pipeline.check_against(topology)
+        plan = plan_pipeline(pipeline, topology)
         technique = _call_target("technique", dict(raw.get("technique") or {}))
-        if pipeline.fleet and not technique.fleet:
-            i, s = next((i, s) for i, s in enumerate(pipeline.stages) if s.role)
+        if plan.fleet and not technique.fleet:
+            i, s = next((i, s) for i, s in enumerate(plan.stages) if s.role)
             fail(f"pipeline.stages[{i}].role", s.role, f"technique "
                  f"{choices.get('technique', technique.name)} re-routes one instance per "
                  f"stage; stages placed by role run with technique=baseline")
         technique.bind(network.defaults(), workload.slo_ms)
-        if pipeline.joins() and not technique.branches:
-            j = pipeline.joins()[0]
+        if plan.joins() and not technique.branches:
+            j = plan.joins()[0]
             fail("technique", choices.get("technique", technique.name),
-                 f"re-routes a chain, but stage {pipeline.stages[j].name} joins branches: "
+                 f"re-routes a chain, but stage {plan.stages[j].name} joins branches: "
                  "such a pipeline runs with technique=baseline or sensing_redundancy")
-        technique.check(pipeline, topology)
-        measure.check_pipeline("measure", pipeline, bool(technique.observations))
-        error = entry_error(workload.library(), pipeline, sensors_of(workload, topology))
+        technique.check(plan, topology)
+        measure.check_pipeline("measure", plan, bool(technique.observations))
+        error = entry_error(workload.library(), plan, sensors_of(workload, topology))
         if error:
             fail("workload.samples", workload.samples.get("_target_"), error)
     faults.check_sensors(sensors_of(workload, topology) if workload else None)
@@ -221,6 +223,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         config=raw,
         workload=workload,
         pipeline=pipeline,
+        plan=plan,
         technique=technique,
         technique_name=choices.get("technique", "baseline"),
         results=to_dataclass(ResultsConfig, raw.get("results"), "results"),

@@ -89,7 +89,7 @@ class Inference(NoLoad):
     """A pipeline of stages placed by a technique, fed by sensors replaying a schedule."""
 
     def __init__(self, exp: Experiment, out_dir: Path, events: EventLog) -> None:
-        assert exp.workload is not None and exp.pipeline is not None
+        assert exp.workload is not None and exp.pipeline is not None and exp.plan is not None
         super().__init__()
         self.exp, self.out_dir, self.events = exp, out_dir, events
         self.technique = exp.technique
@@ -97,7 +97,7 @@ class Inference(NoLoad):
         self.sensors = sensors_of(exp.workload, exp.topology)
         # one request per observation, sent by every sensor: redundant sensing, or sensors
         # of different modalities whose branches meet at a join stage
-        self.redundant = exp.technique.observations or bool(exp.pipeline.joins())
+        self.redundant = exp.technique.observations or bool(exp.plan.joins())
         self.schedule = make_schedule(exp.workload,
                                       ["+".join(self.sensors)] if self.redundant
                                       else self.sensors, exp.run.duration_s, exp.seed)
@@ -118,13 +118,13 @@ class Inference(NoLoad):
         self.deployment.emu = emu
         t = time.monotonic()
         self.technique.parts_dir = self.deployment.parts_dir
-        self.deployment.start(self.technique.instances(exp.pipeline, self.deployment.files,
+        self.deployment.start(self.technique.instances(exp.plan, self.deployment.files,
                                                        emu.ips))
         self.fields.update(stages_ready_s=round(time.monotonic() - t, 3),  # first launch to
                            stage_instances=len(self.deployment.instances),  # all ready
                            providers=self.deployment.providers())
         self.mem_ready = memory.snapshot(self.deployment.procs)
-        self.replay = Replay(emu, exp.workload, exp.pipeline, self.sensors, self.schedule,
+        self.replay = Replay(emu, exp.workload, exp.plan, self.sensors, self.schedule,
                              exp.run.duration_s, self.out_dir, self.redundant, self.canary)
         t = time.monotonic()
         t0 = self.replay.start()
@@ -152,7 +152,7 @@ class Inference(NoLoad):
             usage1 = (self.deployment.cpu_s(), self.emu.shaper.stats())
             self.fields.update(overheads(self.usage0, usage1,
                                          len(self.deployment.instances),
-                                         self.exp.pipeline.n_placed()))
+                                         self.exp.plan.n_placed()))
         if self.replay is not None:
             self.replay.stop()
             reasons += self.replay.sensor_errors()
@@ -205,8 +205,8 @@ class Inference(NoLoad):
             "reference_accuracy": None if self.redundant else reference_accuracy(
                 self.library, exp.pipeline, df, self.sensors, wl.noise_seed),
         })
-        if exp.pipeline.joins():
-            self.fields["reference_join"] = join_reference(self.library, exp.pipeline, df,
+        if exp.plan.joins():
+            self.fields["reference_join"] = join_reference(self.library, exp.plan, df,
                                                            self.sensors, wl.noise_seed)
         if (outs["lateness_ms"]["p99"] or 0) > 1.0:
             self.warnings.append(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from harness.core.config import LinkProps, fail
 from harness.emulation.topology import Topology
-from harness.pipeline.config import PipelineConfig
-from harness.pipeline.deployment import Deployment, Instance, primaries, routes
+from harness.pipeline.deployment import Deployment, Instance, primaries
+from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import DETECTORS, Health
 
 Record = Callable[..., None]
@@ -38,15 +38,15 @@ def health_watch(detector: str, health_period_ms: float, health_timeout_ms: floa
                   idle_ms=idle_probe_ms, suspect_min_ms=suspect_min_ms)
 
 
-def check_moves(key: str, moves: dict[str, str], pipe: PipelineConfig, topo: Topology,
+def check_moves(key: str, moves: dict[str, str], plan: PipelinePlan, topo: Topology,
                 same_node: str) -> None:
     """A {stage: node} map: known stages with an upstream stage, known other nodes."""
-    stages = {s.name: s for s in pipe.stages}
+    stages = {s.name: s for s in plan.stages}
     nodes = {n.name for n in topo.nodes}
     for stage, node in moves.items():
         if stage not in stages:
             fail(f"{key}.{stage}", node, "unknown stage")
-        if stage == pipe.stages[0].name:
+        if stage == plan.stages[0].name:
             fail(f"{key}.{stage}", node, "the first stage has no upstream stage to re-route")
         if node not in nodes:
             fail(f"{key}.{stage}", node, "unknown node")
@@ -70,12 +70,12 @@ class Technique:
         """The network's default link properties and the workload's SLO (before check)."""
         self.link_defaults, self.workload_slo_ms = link_defaults, slo_ms
 
-    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+    def check(self, plan: PipelinePlan, topo: Topology) -> None:
         """Config errors (ConfigError) before anything touches the network."""
 
-    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+    def instances(self, plan: PipelinePlan, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        return primaries(pipe, files, routes(pipe, ips))
+        return primaries(plan, files, plan.routes(ips))
 
     def start(self, emu, deployment: Deployment, record: Record) -> None:
         """Called once stages are ready, just before the first request."""

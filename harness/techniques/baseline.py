@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.pipeline.config import PipelineConfig
-from harness.pipeline.deployment import Instance
-from harness.pipeline.placement import placed
+from harness.pipeline.deployment import Instance, placed
+from harness.pipeline.plan import PipelinePlan
 from harness.techniques.base import Technique
 
 
@@ -19,8 +18,8 @@ class Baseline(Technique):
     fleet = True
     branches = True  # a join stage waits for every branch (a missing one fails)
 
-    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+    def instances(self, plan: PipelinePlan, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        if pipe.fleet:
-            return placed(pipe, files, ips)
-        return super().instances(pipe, files, ips)
+        if plan.fleet:
+            return placed(plan, files, ips)
+        return super().instances(plan, files, ips)

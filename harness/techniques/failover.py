@@ -15,8 +15,9 @@ from pathlib import Path
 
 from harness.core.config import ConfigError, fail
 from harness.emulation.topology import Topology
-from harness.pipeline.config import PipelineConfig, resolve
-from harness.pipeline.deployment import Deployment, Instance, routes, startup_phases
+from harness.pipeline.config import resolve
+from harness.pipeline.deployment import Deployment, Instance, startup_phases
+from harness.pipeline.plan import PipelinePlan
 from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
 
 MODES = ("warm", "cold", "active_active")
@@ -49,26 +50,26 @@ class Failover(Technique):
         self.stopped = threading.Event()
         self.breakdown: dict | None = None
 
-    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
-        check_moves("technique.replicas", self.replicas, pipe, topo,
+    def check(self, plan: PipelinePlan, topo: Topology) -> None:
+        check_moves("technique.replicas", self.replicas, plan, topo,
                     "the replica is on the node it protects")
         for stage, path in self.variant.items():
             if stage not in self.replicas:
                 fail(f"technique.variant.{stage}", path, "not a replicated stage")
             resolve(path, f"technique.variant.{stage}")
 
-    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+    def instances(self, plan: PipelinePlan, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        base = routes(pipe, ips)
+        base = plan.routes(ips)
         out = []
         taken: dict[str, list[int]] = {}  # node -> ports of replicas placed there
         ports = {}
         for stage, node in self.replicas.items():
-            ports[stage] = pipe.spare_port(node, taken.setdefault(node, []))
+            ports[stage] = plan.spare_port(node, taken.setdefault(node, []))
             taken[node].append(ports[stage])
-        for i, s in enumerate(pipe.stages):
+        for i, s in enumerate(plan.stages):
             route = base[s.name]
-            nxt = pipe.stages[i + 1].name if i + 1 < len(pipe.stages) else None
+            nxt = plan.stages[i + 1].name if i + 1 < len(plan.stages) else None
             if route is not None and nxt in self.replicas:
                 route.targets.append(f"{ips[self.replicas[nxt]]}:{ports[nxt]}")
                 route.health = self.health
@@ -76,13 +77,13 @@ class Failover(Technique):
                 if self.mode == "active_active":
                     route.policy, route.hedge_ms = "hedge", self.hedge_ms
             out.append(Instance(s.name, s.node, files[s.name], route,
-                                port=pipe.port_of(s.name)))
+                                port=plan.port_of(s.name)))
             if s.name in self.replicas:
                 model = (resolve(self.variant[s.name], "technique.variant")
                          if s.name in self.variant else files[s.name])
                 out.append(Instance(s.name, self.replicas[s.name], model, base[s.name],
                                     start=self.mode != "cold", port=ports[s.name]))
-        self.ips, self.planned = ips, out
+        self.plan, self.ips, self.planned = plan, ips, out
         return out
 
     def start(self, emu, deployment: Deployment, record: Record) -> None:
@@ -95,8 +96,7 @@ class Failover(Technique):
 
     def _watch(self, deployment: Deployment, record: Record) -> None:
         """On the first detection of a protected node, start its cold replica."""
-        pipe = deployment.pipe
-        protected = {f"{self.ips[deployment.spec(i.stage).node]}:{pipe.port_of(i.stage)}": i
+        protected = {f"{self.ips[deployment.spec(i.stage).node]}:{self.plan.port_of(i.stage)}": i
                      for i in self.cold}
         reader = deployment.event_reader()
         while not self.stopped.is_set() and protected:

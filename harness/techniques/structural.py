@@ -15,8 +15,9 @@ from pathlib import Path
 
 from harness.core.config import fail
 from harness.emulation.topology import Topology
-from harness.pipeline.config import PipelineConfig, resolve
-from harness.pipeline.deployment import Instance, primaries, routes
+from harness.pipeline.config import resolve
+from harness.pipeline.deployment import Instance, primaries
+from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Route
 from harness.techniques.base import Technique, health_watch, positive
 
@@ -35,20 +36,20 @@ class Structural(Technique):
                                    idle_probe_ms, suspect_min_ms)
         self.attempt_timeout_ms = attempt_timeout_ms
 
-    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+    def check(self, plan: PipelinePlan, topo: Topology) -> None:
         if self.early_exit is not None:
-            self._check_early_exit(pipe)
+            self._check_early_exit(plan)
             return
-        names = [s.name for s in pipe.stages]
+        names = [s.name for s in plan.stages]
         if self.skip_stage not in names:
             fail("technique.skip_stage", self.skip_stage, f"unknown stage (stages: {names})")
         i = names.index(self.skip_stage)
         if i == 0 or i == len(names) - 1:
             fail("technique.skip_stage", self.skip_stage,
                  "needs a stage before it and one after it to skip between")
-        skipped = pipe.stages[i]
-        after = pipe.stages[i + 1]
-        produced_elsewhere = {t for s in pipe.stages[:i] for t in s.outputs}
+        skipped = plan.stages[i]
+        after = plan.stages[i + 1]
+        produced_elsewhere = {t for s in plan.stages[:i] for t in s.outputs}
         missing = [t for t in after.inputs if t in skipped.outputs]
         if not missing or not all(t not in produced_elsewhere for t in missing):
             fail("technique.skip_stage", self.skip_stage, "the next stage does not take the "
@@ -59,11 +60,11 @@ class Structural(Technique):
                  f"stage {after.name} has no skip input from before {self.skip_stage}: the "
                  "model has no skip connection around it")
 
-    def _check_early_exit(self, pipe: PipelineConfig) -> None:
+    def _check_early_exit(self, plan: PipelinePlan) -> None:
         """The exit model must take what the stage before the skipped one sends on."""
         from harness.pipeline.sessions import load_session
 
-        names = [s.name for s in pipe.stages]
+        names = [s.name for s in plan.stages]
         if self.skip_stage not in names or names.index(self.skip_stage) == 0:
             fail("technique.skip_stage", self.skip_stage,
                  "needs a known stage with a stage before it")
@@ -71,56 +72,56 @@ class Structural(Technique):
         sess = load_session(resolve(self.early_exit, "technique.early_exit"))
         ins = [x.name for x in sess.get_inputs()]
         outs = [x.name for x in sess.get_outputs()]
-        if not set(ins) <= set(pipe.carries()[i]):
+        if not set(ins) <= set(plan.carries()[i]):
             fail("technique.early_exit", self.early_exit,
-                 f"takes {ins}, but stage {self.skip_stage} receives {pipe.carries()[i]}")
-        if pipe.output not in outs:
-            fail("technique.early_exit", self.early_exit, f"does not output {pipe.output!r}")
+                 f"takes {ins}, but stage {self.skip_stage} receives {plan.carries()[i]}")
+        if plan.config.output not in outs:
+            fail("technique.early_exit", self.early_exit, f"does not output {plan.config.output!r}")
         self.exit_inputs = ins
 
-    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+    def instances(self, plan: PipelinePlan, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        base = routes(pipe, ips)
-        names = [s.name for s in pipe.stages]
+        base = plan.routes(ips)
+        names = [s.name for s in plan.stages]
         i = names.index(self.skip_stage)
-        up = pipe.stages[i - 1]
+        up = plan.stages[i - 1]
         route = base[up.name]
         assert route is not None
         route.health = self.health
         route.attempt_timeout_ms = self.attempt_timeout_ms
         if self.early_exit is not None:
-            route.fallback, inst = exit_beside(pipe, ips, up.node, self.early_exit,
+            route.fallback, inst = exit_beside(plan, ips, up.node, self.early_exit,
                                                self.exit_inputs)
-            return primaries(pipe, files, base) + [inst]
-        route.fallback = skip_route(pipe, files, ips, i)
-        return primaries(pipe, files, base)
+            return primaries(plan, files, base) + [inst]
+        route.fallback = skip_route(plan, files, ips, i)
+        return primaries(plan, files, base)
 
 
-def skip_route(pipe: PipelineConfig, files: dict[str, Path], ips: dict[str, str],
+def skip_route(plan: PipelinePlan, files: dict[str, Path], ips: dict[str, str],
                i: int) -> Route:
     """Around stage i, straight to the stage after it, with zeros for what stage i would
     have produced; its answers are degraded."""
-    after = pipe.stages[i + 1]
-    return Route(after.name, [f"{ips[after.node]}:{pipe.port_of(after.name)}"],
-                 pipe.carries()[i + 1], zeros=skip_zeros(pipe, files, i), degraded=True)
+    after = plan.stages[i + 1]
+    return Route(after.name, [f"{ips[after.node]}:{plan.port_of(after.name)}"],
+                 plan.carries()[i + 1], zeros=skip_zeros(plan, files, i), degraded=True)
 
 
-def exit_beside(pipe: PipelineConfig, ips: dict[str, str], node: str, exit_model: str,
+def exit_beside(plan: PipelinePlan, ips: dict[str, str], node: str, exit_model: str,
                 inputs: list[str], taken=()) -> tuple[Route, Instance]:
     """The early exit served on `node`, beside the stage before the skipped one (answers
     without the network, degraded): the route to it and its instance."""
-    port = pipe.spare_port(node, taken)
+    port = plan.spare_port(node, taken)
     return (Route("early_exit", [f"{ips[node]}:{port}"], inputs, degraded=True),
             Instance("early_exit", node, resolve(exit_model, "technique.early_exit"), None,
                      port=port))
 
 
-def skip_zeros(pipe: PipelineConfig, files: dict[str, Path], i: int) -> dict[str, list[int]]:
+def skip_zeros(plan: PipelinePlan, files: dict[str, Path], i: int) -> dict[str, list[int]]:
     """Zeros for what skipped stage i would have produced, shaped as the next stage
     expects (without the batch dimension)."""
     import onnx
 
-    skipped, after = pipe.stages[i], pipe.stages[i + 1]
+    skipped, after = plan.stages[i], plan.stages[i + 1]
     graph = onnx.load(str(files[after.name])).graph
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][1:]
               for v in graph.input}

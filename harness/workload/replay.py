@@ -13,21 +13,21 @@ import time
 from pathlib import Path
 
 from harness.core.files import write_json
-from harness.pipeline.config import PipelineConfig
+from harness.pipeline.plan import PipelinePlan
 from harness.workload.schedule import Scheduled, WorkloadConfig
 
 CANARY = "canary"  # the canary stream's sensor process and files (harness.measure.metrics.canary)
 
 
 class Replay:
-    def __init__(self, emu, workload: WorkloadConfig, pipe: PipelineConfig, sensors: list[str],
+    def __init__(self, emu, workload: WorkloadConfig, plan: PipelinePlan, sensors: list[str],
                  schedule: list[Scheduled], duration_s: float, run_dir: Path,
                  redundant: bool = False, canary: list[Scheduled] | None = None) -> None:
         self.redundant = redundant  # every sensor sends every request
         # a light stream beside the workload, sent from the first sensor's node to its
         # entry stage by a sensor process of its own (`canary`): MTTR to a few ms
         self.canary = canary or []
-        self.emu, self.wl, self.pipe = emu, workload, pipe
+        self.emu, self.wl, self.plan = emu, workload, plan
         self.sensors, self.schedule, self.duration_s = sensors, schedule, duration_s
         self.dir = run_dir / "sensors"
         self.procs: dict[str, object] = {}
@@ -53,8 +53,8 @@ class Replay:
             plan = {
                 "sensor": sensor, "deadline_s": self.deadline_s, "end_s": self.duration_s,
                 "target": f"{self.emu.ips[self.entry(sensor, first)]}:"
-                          f"{self.pipe.port_of(first.name)}",
-                "model": first.name, "output": self.pipe.output,
+                          f"{self.plan.port_of(first.name)}",
+                "model": first.name, "output": self.plan.config.output,
                 "samples": self.wl.samples, "sensor_index": i,
                 "noise_seed": self.wl.noise_seed, "slo_ms": self.wl.slo_ms,
                 "requests": [[s.request_id, s.sample_id, s.scheduled_s] for s in requests],
@@ -82,19 +82,19 @@ class Replay:
     def entry_stage(self, sensor_index: int):
         """The stage sensor `i` feeds: the one taking what it sends (the first stage of a
         chain; in a pipeline with branches, its modality's)."""
-        i = self.pipe.entry_for(self.wl.library().input_names(sensor_index))
-        return self.pipe.stages[0 if i is None else i]
+        i = self.plan.entry_for(self.wl.library().input_names(sensor_index))
+        return self.plan.stages[0 if i is None else i]
 
     def entry(self, sensor: str, first) -> str:
         """The node of the entry stage this sensor feeds: the stage's node, or in a fleet
         (first stage on every device) the nearest instance, its own device's."""
-        if self.pipe.fleet and self.pipe.placement is not None:
-            return self.pipe.placement.next_node(first.name, sensor)
+        if self.plan.fleet:
+            return self.plan.placement.next_node(first.name, sensor)
         return first.node
 
     def check_inputs(self) -> None:
         """Every sensor feeds inputs an entry stage takes (before any process starts)."""
-        error = entry_error(self.wl.library(), self.pipe, self.sensors)
+        error = entry_error(self.wl.library(), self.plan, self.sensors)
         if error:
             raise RuntimeError(error)
 
@@ -143,16 +143,16 @@ class Replay:
         return out
 
 
-def entry_error(lib, pipe: PipelineConfig, sensors: list[str]) -> str | None:
+def entry_error(lib, plan: PipelinePlan, sensors: list[str]) -> str | None:
     """Why some sensor's data has no entry stage to go to (None: every sensor has one)."""
-    carries = pipe.carries()
-    takes = sorted({t for i in pipe.entries() for t in carries[i]})
+    carries = plan.carries()
+    takes = sorted({t for i in plan.entries() for t in carries[i]})
     for i, sensor in enumerate(sensors):
         try:
             names = lib.input_names(i)
         except ValueError as e:
             return f"sensor {sensor}: {e}"
-        if pipe.entry_for(names) is None:
+        if plan.entry_for(names) is None:
             return (f"sensor {sensor} ({lib.name}) sends {', '.join(names)} but the "
                     f"pipeline's entry stages take {', '.join(takes)}")
     return None

@@ -22,10 +22,10 @@ class MeasureConfig:
     def validate(self, key: str) -> None:
         check_range(f"{key}.canary_hz", self.canary_hz, 0, 1000)
 
-    def check_pipeline(self, key: str, pipeline, redundant: bool) -> None:
+    def check_pipeline(self, key: str, plan, redundant: bool) -> None:
         """A canary is one request down a chain: a pipeline whose requests are sent by
         every sensor (redundant sensing, branches that join) has no one entry for it."""
-        if self.canary_hz and (redundant or pipeline.joins()):
+        if self.canary_hz and (redundant or plan.joins()):
             fail(f"{key}.canary_hz", self.canary_hz, "needs a chain fed by each sensor on "
                  "its own (not redundant sensing or branches that join)")
 

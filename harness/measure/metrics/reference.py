@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.pipeline.config import PipelineConfig, resolve
+from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.sessions import load_session
 from harness.workload.samples.base import SampleLibrary
 
@@ -36,7 +37,7 @@ def reference_accuracy(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFram
     return correct / len(answered)
 
 
-def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
+def join_reference(lib: SampleLibrary, plan: PipelinePlan, df: pd.DataFrame,
                    sensors: list[str], noise_seed: int) -> dict | None:
     """For branches meeting at a last, join stage (each modality's encoder, then fusion):
     the model in process on the whole test split for every set of branches that may
@@ -48,19 +49,19 @@ def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
 
     from harness.pipeline.node.runner import Runner
 
-    joins = pipe.joins()
-    if joins != [len(pipe.stages) - 1] or any(s.model is None for s in pipe.stages):
+    joins = plan.joins()
+    if joins != [len(plan.stages) - 1] or any(s.model is None for s in plan.stages):
         return None
-    join = pipe.stages[-1]
+    join = plan.stages[-1]
     model = {s.name: Runner(str(resolve(s.model, "pipeline.stages.model")), None, 1)
-             for s in pipe.stages}
+             for s in plan.stages}
     branch_of = {}  # sensor index -> the stages its data runs through before the join
     for k in range(len(sensors)):
-        i = pipe.entry_for(lib.input_names(k))
+        i = plan.entry_for(lib.input_names(k))
         chain = []
         while i is not None and i != joins[0]:
-            chain.append(pipe.stages[i])
-            i = pipe.next_index(i)
+            chain.append(plan.stages[i])
+            i = plan.next_index(i)
         branch_of[k] = chain
 
     def parts(sample: int) -> dict[str, np.ndarray]:
@@ -76,7 +77,7 @@ def join_reference(lib: SampleLibrary, pipe: PipelineConfig, df: pd.DataFrame,
         feed = {t: got[t] if t in arrived else np.zeros_like(got[t]) for t in join.inputs}
         if join.mask:
             feed[join.mask] = np.array([[float(t in arrived) for t in join.inputs]], np.float32)
-        return int(np.argmax(model[join.name].run(feed)[pipe.output]))
+        return int(np.argmax(model[join.name].run(feed)[plan.config.output]))
 
     cache = {int(s): parts(int(s)) for s in lib.sample_ids()}
     subsets = [c for n in range(len(join.inputs), 0, -1)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from harness.core.config import fail
 from harness.emulation.topology import Topology
-from harness.pipeline.config import PipelineConfig, resolve
-from harness.pipeline.deployment import Instance, primaries, routes
+from harness.pipeline.config import resolve
+from harness.pipeline.deployment import Instance, primaries
+from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Action, Plan, Route
 from harness.techniques import predict
 from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
@@ -71,25 +72,25 @@ class Adaptive(Technique):
         self.attempt_timeout_ms = attempt_timeout_ms
         self.plan_event: dict = {}
 
-    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+    def check(self, plan: PipelinePlan, topo: Topology) -> None:
         # the skip connection and the exit are checked as technique=structural checks them
-        names = [s.name for s in pipe.stages]
+        names = [s.name for s in plan.stages]
         if self.stage not in names or names.index(self.stage) == 0:
             fail("technique.stage", self.stage, f"a stage with one before it (stages: "
                                                 f"{names})")
         if "repartition" in self.actions:
-            self._check_merge(pipe, names.index(self.stage))
+            self._check_merge(plan, names.index(self.stage))
         self.structural = Structural(skip_stage=self.stage, early_exit=self.early_exit)
         if "skip" in self.actions:
-            Structural(skip_stage=self.stage).check(pipe, topo)
+            Structural(skip_stage=self.stage).check(plan, topo)
         if "early_exit" in self.actions:
-            self.structural.check(pipe, topo)
+            self.structural.check(plan, topo)
         if "failover" in self.actions:
-            check_moves("technique.replica", {self.stage: self.replica}, pipe, topo,
+            check_moves("technique.replica", {self.stage: self.replica}, plan, topo,
                         "the replica is on the node it protects")
         self.topo = topo
-        card = (resolve(pipe.model_file, "pipeline.model_file").parent / "card.json"
-                if pipe.model_file else None)
+        card = (resolve(plan.config.model_file, "pipeline.model_file").parent / "card.json"
+                if plan.config.model_file else None)
         figures = json.loads(card.read_text()).get("test_accuracy", {}) \
             if card and card.is_file() else {}
         for a in self.actions:
@@ -99,30 +100,30 @@ class Adaptive(Technique):
                          f"no {CARD_KEYS[a]!r} figure in {card}: give the action's accuracy")
                 self.accuracy[a] = float(figures[CARD_KEYS[a]])
 
-    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+    def instances(self, plan: PipelinePlan, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        names = [s.name for s in pipe.stages]
+        names = [s.name for s in plan.stages]
         i = names.index(self.stage)
-        up, carries = pipe.stages[i - 1], pipe.carries()
+        up, carries = plan.stages[i - 1], plan.carries()
         slo = self.slo_ms if self.slo_ms is not None else self.workload_slo_ms
-        base = routes(pipe, ips)
+        base = plan.routes(ips)
         extra: list[Instance] = []
         actions, paths = [], {}
-        rest = [(s.node, files[s.name], carries[k]) for k, s in enumerate(pipe.stages)
+        rest = [(s.node, files[s.name], carries[k]) for k, s in enumerate(plan.stages)
                 if k > i]
         for a in self.actions:
             if a == "failover":
-                port = pipe.spare_port(self.replica, [x.port for x in extra
+                port = plan.spare_port(self.replica, [x.port for x in extra
                                                        if x.node == self.replica])
                 route = Route(self.stage, [f"{ips[self.replica]}:{port}"], carries[i])
                 hops = [(self.replica, files[self.stage], carries[i]), *rest]
                 extra.append(Instance(self.stage, self.replica, files[self.stage],
                                       base[self.stage], port=port))
             elif a == "skip":
-                route = skip_route(pipe, files, ips, i)
+                route = skip_route(plan, files, ips, i)
                 hops = rest
             elif a == "repartition":
-                merge = self._merge(pipe, files, ips, base)
+                merge = self._merge(plan, files, ips, base)
                 route = Route.from_json(next(iter(merge["route"].values())))  # type: ignore
                 actions.append(Action(a, route, merge["predicted_ms"], self.accuracy[a],
                                       load={"target": merge["load"], "path": merge["file"]}))
@@ -131,14 +132,14 @@ class Adaptive(Technique):
                 continue
             else:
                 assert self.early_exit is not None
-                route, inst = exit_beside(pipe, ips, up.node, self.early_exit,
+                route, inst = exit_beside(plan, ips, up.node, self.early_exit,
                                           self.structural.exit_inputs,
                                           [x.port for x in extra if x.node == up.node])
                 hops = [(up.node, inst.model_file, self.structural.exit_inputs)]
                 extra.append(inst)
-            paths[a] = self._predict(pipe, files, i, hops)
+            paths[a] = self._predict(plan, files, i, hops)
             actions.append(Action(a, route, paths[a]["predicted_ms"], self.accuracy[a]))
-        primary = self._predict(pipe, files, i, [(pipe.stages[i].node, files[self.stage],
+        primary = self._predict(plan, files, i, [(plan.stages[i].node, files[self.stage],
                                                   carries[i]), *rest])
         route = base[up.name]
         assert route is not None
@@ -150,24 +151,24 @@ class Adaptive(Technique):
                            "fastest", "primary": primary,
                            "actions": {a: {**paths[a], "accuracy": self.accuracy[a]}
                                        for a in self.actions}}
-        return primaries(pipe, files, base) + extra
+        return primaries(plan, files, base) + extra
 
-    def _check_merge(self, pipe: PipelineConfig, k: int) -> None:
+    def _check_merge(self, plan: PipelinePlan, k: int) -> None:
         """The stage's part and the next stage's must be one valid cut of model_file."""
         from harness.core.config import ConfigError
         from harness.pipeline.partition import check_cut, load_model
         from harness.techniques.reconfiguration.repartition import merge_down_cut
 
-        if pipe.model_file is None or k + 1 >= len(pipe.stages):
+        if plan.config.model_file is None or k + 1 >= len(plan.stages):
             fail("technique.actions", self.actions, f"repartition merges stage {self.stage} "
                  "into the stage after it: needs one, cut from pipeline.model_file")
-        ins, outs = merge_down_cut(pipe, k)
+        ins, outs = merge_down_cut(plan, k)
         try:
-            check_cut(load_model(resolve(pipe.model_file, "pipeline.model_file")), ins, outs)
+            check_cut(load_model(resolve(plan.config.model_file, "pipeline.model_file")), ins, outs)
         except ConfigError as e:
             fail("technique.actions", self.actions, f"repartition: {e}")
 
-    def _merge(self, pipe: PipelineConfig, files: dict[str, Path], ips: dict[str, str],
+    def _merge(self, plan: PipelinePlan, files: dict[str, Path], ips: dict[str, str],
                base: dict) -> dict:
         """The fastest merge of the stage's part into the stage after it that fits its
         memory (the stage after loads it: the deciding stage's own outputs stay as they
@@ -178,7 +179,7 @@ class Adaptive(Technique):
         if parts is None:
             fail("technique.actions", self.actions, "repartition needs the run's partitions "
                                                     "folder (parts_dir)")
-        moves = [m for m in plan_moves(pipe, files, self.topo, self.link_defaults, ips,
+        moves = [m for m in plan_moves(plan, files, self.topo, self.link_defaults, ips,
                                        self.stage, parts, self.stage_mb, self.hop_ms, base)
                  if m["kind"] == "merge_down" and m["fits"]]
         if not moves:
@@ -186,13 +187,13 @@ class Adaptive(Technique):
                  f"{self.stage} into a neighbour is a valid cut that fits its node")
         return min(moves, key=lambda m: m["predicted_ms"])
 
-    def _predict(self, pipe: PipelineConfig, files: dict[str, Path], i: int,
+    def _predict(self, plan: PipelinePlan, files: dict[str, Path], i: int,
                  hops: list[tuple[str, Path, list[str]]]) -> dict:
         """The latency of a request from the first sensor through the stages before
         stage i (as placed) and then `hops` ((node, partition, tensors it takes) each)."""
         sensor = next(n.name for n in self.topo.nodes if n.role == "sensor")
-        path = [(s.node, files[s.name], pipe.carries()[k])
-                for k, s in enumerate(pipe.stages[:i])] + hops
+        path = [(s.node, files[s.name], plan.carries()[k])
+                for k, s in enumerate(plan.stages[:i])] + hops
         return predict.latency(self.topo, self.link_defaults, sensor, path, self.hop_ms)
 
     def start(self, emu, deployment, record: Record) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 from harness.core.config import fail
 from harness.core.files import write_json
 from harness.emulation.topology import Topology
-from harness.pipeline.config import PipelineConfig
-from harness.pipeline.deployment import Deployment, Instance, primaries, routes, startup_phases
+from harness.pipeline.deployment import Deployment, Instance, primaries, startup_phases
+from harness.pipeline.plan import PipelinePlan
 from harness.techniques.base import Record, Technique, check_moves, positive
 from harness.techniques.reconfiguration.repartition import plan_moves
 
@@ -60,36 +60,36 @@ class Reconfiguration(Technique):
         self.breakdown: dict | None = None
         self.t_spawned: dict[str, dict] = {}
 
-    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+    def check(self, plan: PipelinePlan, topo: Topology) -> None:
         if self.controller_node not in {n.name for n in topo.nodes}:
             fail("technique.controller_node", self.controller_node, "unknown node")
-        check_moves("technique.replace", self.replace, pipe, topo,
+        check_moves("technique.replace", self.replace, plan, topo,
                     "that is the node it fails on")
-        if self.mode == "repartition" and pipe.model_file is None:
+        if self.mode == "repartition" and plan.config.model_file is None:
             fail("technique.mode", self.mode, "re-partitioning cuts pipeline.model_file")
         self.topo = topo
 
-    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+    def instances(self, plan: PipelinePlan, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        self.pipe, self.files, self.ips = pipe, files, ips
-        self.base = routes(pipe, ips)
+        self.plan, self.files, self.ips = plan, files, ips
+        self.base = plan.routes(ips)
         if self.mode == "repartition":  # cut and time every move now, not at failure time
             parts = self.parts_dir
             if parts is None:
                 fail("technique.mode", self.mode, "re-partitioning needs the run's "
                                                   "partitions folder (parts_dir)")
-            self.moves = {stage: plan_moves(pipe, files, self.topo, self.link_defaults, ips,
+            self.moves = {stage: plan_moves(plan, files, self.topo, self.link_defaults, ips,
                                             stage, parts, self.stage_mb, self.hop_ms,
                                             self.base, {self.controller_node: 1})
                           for stage in self.replace}
-        return primaries(pipe, files, self.base)
+        return primaries(plan, files, self.base)
 
     def start(self, emu, deployment: Deployment, record: Record) -> None:
-        names = [s.name for s in self.pipe.stages]
-        port = self.pipe.port_of
+        names = [s.name for s in self.plan.stages]
+        port = self.plan.port_of
         watch = []
         for stage in self.replace:
-            up = self.pipe.stages[names.index(stage) - 1]
+            up = self.plan.stages[names.index(stage) - 1]
             watch.append({"stage": stage, "node": deployment.spec(stage).node,
                           "addr": f"{self.ips[deployment.spec(stage).node]}:{port(stage)}",
                           "upstream_addr": f"{self.ips[up.node]}:{port(up.name)}",

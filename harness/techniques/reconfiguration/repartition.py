@@ -24,7 +24,8 @@ from pathlib import Path
 
 from harness.core.config import ConfigError, LinkProps
 from harness.emulation.topology import Topology
-from harness.pipeline.config import PipelineConfig, resolve
+from harness.pipeline.config import resolve
+from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Route
 from harness.techniques import predict
 
@@ -33,16 +34,16 @@ def _mb(path: Path) -> float:
     return path.stat().st_size / 2**20
 
 
-def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
+def plan_moves(plan: PipelinePlan, files: dict[str, Path], topo: Topology,
                defaults: LinkProps, ips: dict[str, str], stage: str, parts_dir: Path,
                stage_mb: float, hop_ms: float, base: dict[str, Route | None],
                other_procs: dict[str, int] | None = None) -> list[dict]:
     """Every move for stage `stage`'s failure, as JSON for the controller.
     `other_procs`: processes of about a stage's size on a node besides its stages (the
     controller's own)."""
-    names = [s.name for s in pipe.stages]
-    k, carries = names.index(stage), pipe.carries()
-    st = pipe.stages
+    names = [s.name for s in plan.stages]
+    k, carries = names.index(stage), plan.carries()
+    st = plan.stages
     sensor = next(n.name for n in topo.nodes if n.role == "sensor")
     used = {n: stage_mb * c for n, c in (other_procs or {}).items()}  # node -> memory
     for s in st:
@@ -65,22 +66,23 @@ def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
         if n.role in ("device", "edge", "cloud") and n.name != st[k].node:
             path = chain[:k] + [(n.name, files[stage], carries[k])] + chain[k + 1:]
             move("as_is", n.name, path, stage_mb + _mb(files[stage]),
-                 route={up.name: _to(to_up, [f"{ips[n.name]}:{pipe.spare_port(n.name)}"])})
-    model = resolve(pipe.model_file, "pipeline.model_file") if pipe.model_file else None
+                 route={up.name: _to(to_up, [f"{ips[n.name]}:{plan.spare_port(n.name)}"])})
+    model_file = plan.config.model_file
+    model = resolve(model_file, "pipeline.model_file") if model_file else None
     if model is None:
         return moves
     parts_dir.mkdir(parents=True, exist_ok=True)
     if k + 1 < len(st):  # stage k+1 takes k's part
         nxt = st[k + 1]
-        ins = merge_down_cut(pipe, k)[0]
+        ins = merge_down_cut(plan, k)[0]
         cut = _cut(model, f"{stage}_{nxt.name}", ins, nxt.outputs, parts_dir)
         if cut is not None:
             path = chain[:k] + [(nxt.node, cut, ins)] + chain[k + 2:]
             move("merge_down", nxt.node, path, _mb(cut) - _mb(files[nxt.name]),
                  into=nxt.name, file=str(cut), cut={"inputs": ins, "outputs": nxt.outputs},
-                 load=f"{ips[nxt.node]}:{pipe.port_of(nxt.name)}",
+                 load=f"{ips[nxt.node]}:{plan.port_of(nxt.name)}",
                  route={up.name: {**_to(to_up, [f"{ips[nxt.node]}:"
-                                                f"{pipe.port_of(nxt.name)}"]),
+                                                f"{plan.port_of(nxt.name)}"]),
                                   "model": nxt.name, "inputs": ins}})
     if k >= 1:  # stage k-1 takes k's part: it produces what k+1 receives
         later = carries[k + 1] if k + 1 < len(st) else st[k].outputs
@@ -91,14 +93,14 @@ def plan_moves(pipe: PipelineConfig, files: dict[str, Path], topo: Topology,
             route = base[stage]  # the merged stage sends where stage k sent
             move("merge_up", up.node, path, _mb(cut) - _mb(files[up.name]),
                  into=up.name, file=str(cut), cut={"inputs": up.inputs, "outputs": outs},
-                 load=f"{ips[up.node]}:{pipe.port_of(up.name)}",
+                 load=f"{ips[up.node]}:{plan.port_of(up.name)}",
                  route={up.name: route.to_json() if route else None})
     return moves
 
 
-def merge_down_cut(pipe: PipelineConfig, k: int) -> tuple[list[str], list[str]]:
+def merge_down_cut(plan: PipelinePlan, k: int) -> tuple[list[str], list[str]]:
     """Stages k and k+1 as one partition: what both read from outside, what k+1 gives."""
-    st, nxt = pipe.stages[k], pipe.stages[k + 1]
+    st, nxt = plan.stages[k], plan.stages[k + 1]
     ins = list(dict.fromkeys(st.inputs + [t for t in nxt.inputs if t not in st.outputs]))
     return ins, list(nxt.outputs)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from harness.core.config import fail
 from harness.emulation.topology import Topology
-from harness.pipeline.config import PipelineConfig
-from harness.pipeline.deployment import Instance, join_args, primaries, routes
+from harness.pipeline.deployment import Instance, join_args, primaries
+from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Route
 from harness.techniques.base import Technique
 
@@ -36,7 +36,7 @@ class SensingRedundancy(Technique):
             fail("technique.wait_ms", wait_ms, "must be > 0")
         self.fusion_node, self.wait_ms = fusion_node, wait_ms
 
-    def check(self, pipe: PipelineConfig, topo: Topology) -> None:
+    def check(self, plan: PipelinePlan, topo: Topology) -> None:
         sensors = [n.name for n in topo.nodes if n.role == "sensor"]
         if len(sensors) < 2:
             fail("technique", self.name, f"needs at least two sensors (topology has "
@@ -44,26 +44,26 @@ class SensingRedundancy(Technique):
         if self.fusion_node is not None and self.fusion_node not in {n.name for n in topo.nodes}:
             fail("technique.fusion_node", self.fusion_node, "unknown node")
         self.n_sensors = len(sensors)
-        for j in pipe.joins():
-            if pipe.stages[j].mask is None:
-                fail("technique", self.name, f"join stage {pipe.stages[j].name} has no mask: "
+        for j in plan.joins():
+            if plan.stages[j].mask is None:
+                fail("technique", self.name, f"join stage {plan.stages[j].name} has no mask: "
                                              "its model cannot answer without a modality")
 
-    def instances(self, pipe: PipelineConfig, files: dict[str, Path],
+    def instances(self, plan: PipelinePlan, files: dict[str, Path],
                   ips: dict[str, str]) -> list[Instance]:
-        base = routes(pipe, ips)
-        if pipe.joins():  # modalities: the join stage answers with what arrived in time
-            out = primaries(pipe, files, base)
-            joins = {pipe.stages[j].name for j in pipe.joins()}  # each has a mask (check)
+        base = plan.routes(ips)
+        if plan.joins():  # modalities: the join stage answers with what arrived in time
+            out = primaries(plan, files, base)
+            joins = {plan.stages[j].name for j in plan.joins()}  # each has a mask (check)
             for inst in out:
                 if inst.stage in joins:
-                    inst.args = join_args(pipe, inst.stage, self.wait_ms)
+                    inst.args = join_args(plan, inst.stage, self.wait_ms)
             return out
-        last = pipe.stages[-1]
+        last = plan.stages[-1]
         node = self.fusion_node or last.node
-        port = pipe.spare_port(node)
-        base[last.name] = Route("fusion", [f"{ips[node]}:{port}"], [pipe.output])
-        return primaries(pipe, files, base) + [
-            Instance("fusion", node, None, None, port=port, null=pipe.output,
+        port = plan.spare_port(node)
+        base[last.name] = Route("fusion", [f"{ips[node]}:{port}"], [plan.config.output])
+        return primaries(plan, files, base) + [
+            Instance("fusion", node, None, None, port=port, null=plan.config.output,
                      args=["--join", FUSER, "--join-args",
                            json.dumps({"expected": self.n_sensors, "wait_ms": self.wait_ms})])]
