@@ -150,12 +150,15 @@ def test_every_bench_row_validates() -> None:
     from harness.bench import pipeline as pipeline_bench
 
     rows = [(["topology=device_edge_cloud", "workload=digits", *o], f)
-            for _, o, faults in pipeline_bench.MATRIX + pipeline_bench.GATE_MATRIX
+            for _, o, faults in pipeline_bench.FULL + pipeline_bench.GATE_MATRIX
             for f in [[f"faults={x}"] for x in faults]]
     rows += [([*har_bench.HAR, *o], har_bench.FAULTS[f])
              for _, o, faults in har_bench.MATRIX for f in faults]
     for overrides, faults in rows:
         exp_for(*overrides, *faults)
+    # the default bench's rows are rows of the full matrix (a typo would drop one unseen)
+    default = {(label, f) for label, _, faults in pipeline_bench.MATRIX for f in faults}
+    assert default == pipeline_bench.DEFAULT_ROWS
 
 
 @pytest.mark.parametrize("overrides", [

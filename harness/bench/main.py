@@ -31,6 +31,7 @@ from harness.bench.markdown import (
     scale_md,
 )
 from harness.bench.pipeline import (
+    FULL,
     GATE_MATRIX,
     MATRIX,
     PIPELINE_COLS,
@@ -44,6 +45,9 @@ from harness.core.provenance import provenance
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
+    ap.add_argument("--full", action="store_true",
+                    help="the pipeline section's every variant under every fault it answers "
+                         "(27 rows; default: each technique under its main fault, 14 rows)")
     ap.add_argument("--only", choices=["link", "overhead", "backend", "scale", "pipeline",
                                        "har"],
                     action="append", help="run only these sections (repeatable; default: all)")
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             TimeRemainingColumn,
         )
 
-        matrix = GATE_MATRIX if args.gate else MATRIX
+        matrix = GATE_MATRIX if args.gate else FULL if args.full else MATRIX
         seeds = 2 if args.quick else args.seeds
         settings = {"duration_s": args.duration_s, "seeds": seeds, "backends": list(backends),
                     "gate": args.gate, "overrides": args.overrides, "provenance": provenance()}
