@@ -3,6 +3,7 @@ does, reading a run's outputs, and what the harness could have left on the machi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -104,9 +105,25 @@ def run_pipeline(*overrides: str, valid: bool = True) -> tuple[dict, pd.DataFram
         assert s["verdict"] == "VALID", s["verdict_reasons"]
     assert df is not None
     accounting(s, df)
-    # the run validated its summary against the schema (harness/run/summary.py)
+    # the run validated its summary against the schema (harness/run/summary.py), and the
+    # summary is valid against the committed JSON Schema, as any reader of it would check
     assert not [w for w in s["warnings"] if w.startswith(SCHEMA_WARNING)], s["warnings"]
+    validate_summary(s)
     return s, df, ev
+
+
+@functools.cache
+def _summary_schema() -> dict:
+    from harness.run.summary import SCHEMA_FILE
+
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+def validate_summary(summary: dict) -> None:
+    """Against the committed summary.schema.json (jsonschema, not the models)."""
+    import jsonschema
+
+    jsonschema.Draft202012Validator(_summary_schema()).validate(summary)
 
 
 def accounting(s: dict, df: pd.DataFrame) -> None:
