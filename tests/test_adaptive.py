@@ -10,10 +10,10 @@ import pytest
 from harness.core.config import ConfigError, LinkProps
 from harness.emulation.topology import Link, Node, Topology
 from harness.pipeline.deployment import Deployment
-from harness.pipeline.node.plan import Decider, choose
-from harness.pipeline.routing import Action, Plan, Route
+from harness.pipeline.routing import Route
 from harness.run.experiment import compose_experiment
 from harness.techniques import predict
+from harness.techniques.adaptive.node.plan import Action, Decider, Plan, choose
 
 DEC = ["topology=device_edge_cloud", "workload=digits", "technique=adaptive"]
 
@@ -39,7 +39,7 @@ def test_objective(slo: float, down: set[str], want: str) -> None:
 
 def test_no_action_up_keeps_the_route() -> None:
     assert choose(_plan(25), {"e2:1", "c1:1", "d1:2"})[0] is None
-    route = Route("middle", ["e1:1"], ["h"], plan=_plan(25))
+    route = Route("middle", ["e1:1"], ["h"], policy="plan", options=_plan(25))
     events = []
     d = Decider(lambda *a, **kw: events.append((a, kw)))
     assert d.route_for(route, {"e1:1", "e2:1", "c1:1", "d1:2"}) is route
@@ -47,7 +47,7 @@ def test_no_action_up_keeps_the_route() -> None:
 
 
 def test_a_stage_decides_once_per_set_of_down_targets_and_records_it() -> None:
-    route = Route("middle", ["e1:1"], ["h"], plan=_plan(25))
+    route = Route("middle", ["e1:1"], ["h"], policy="plan", options=_plan(25))
     events = []
     d = Decider(lambda kind, target, **kw: events.append((kind, target, kw)))
     assert d.route_for(route, set()) is route and not events  # all up: as planned
@@ -66,7 +66,7 @@ def test_a_stage_decides_once_per_set_of_down_targets_and_records_it() -> None:
 def test_deciding_takes_well_under_5_ms() -> None:
     """The issue's goal, as a median over fresh decisions (one preempted call on a busy
     machine must not decide it)."""
-    route = Route("middle", ["e1:1"], ["h"], plan=_plan(25))
+    route = Route("middle", ["e1:1"], ["h"], policy="plan", options=_plan(25))
     events: list[dict] = []
     for _ in range(51):
         Decider(lambda kind, target, **kw: events.append(kw)).route_for(route, {"e1:1"})
@@ -75,7 +75,7 @@ def test_deciding_takes_well_under_5_ms() -> None:
 
 
 def test_the_plan_survives_the_wire_and_its_targets_are_watched() -> None:
-    route = Route("middle", ["e1:1"], ["h"], plan=_plan(25))
+    route = Route("middle", ["e1:1"], ["h"], policy="plan", options=_plan(25))
     back = Route.from_json(route.to_json())
     assert back == route
     assert back.all_targets() == ["e1:1", "e2:1", "c1:1", "d1:2"]
@@ -103,7 +103,7 @@ def test_the_plan_predicts_the_slow_replica_path(tmp_path: Path) -> None:
     ips = {n.name: f"10.0.0.{i + 1}" for i, n in enumerate(exp.topology.nodes)}
     inst = exp.technique.instances(exp.plan, files, ips)
     assert [i.key for i in inst] == ["head@d1", "middle@e1", "tail@c1", "middle@e2"]
-    plan = inst[0].route.plan
+    plan = inst[0].route.options
     assert plan.slo_ms == 100  # the workload's
     fo, skip = plan.actions
     # 2 x (10 + 10) ms of round trips to e2 and on to c1, then the stages themselves
@@ -135,7 +135,7 @@ def test_a_repartition_is_loaded_once_and_kept_and_a_failed_load_falls_back() ->
     merge = Action("repartition", Route("tail", ["c1:1"], ["h"]), 1.5, 0.96,
                    load={"target": "c1:1", "path": "/p/middle_tail.onnx"})
     plan = Plan(25, [*_plan(25).actions[:2], merge])
-    route = Route("middle", ["e1:1"], ["h"], plan=plan)
+    route = Route("middle", ["e1:1"], ["h"], policy="plan", options=plan)
     loads, events = [], []
     d = Decider(lambda kind, target, **kw: events.append((kind, kw)),
                 lambda target, path: loads.append((target, path)) or {"ok": True,

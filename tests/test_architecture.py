@@ -132,6 +132,22 @@ def test_in_node_code_imports_nothing_host_side() -> None:
     assert not wrong, "\n".join(sorted(set(wrong)))
 
 
+def test_in_node_code_is_loaded_without_host_side_packages() -> None:
+    """Importing a module imports its packages first: the packages of in-node code hold
+    no code of their own (a technique's host side is its `technique.py`), or a stage
+    loading a technique's forwarding policy would load the technique with it."""
+    mods = modules()
+    wrong = []
+    for name in in_node_modules():
+        parts = name.split(".")
+        for k in range(1, len(parts)):
+            pkg = ".".join(parts[:k])
+            wrong += [f"{name}: its package {pkg} imports {imp}"
+                      for imp in imports(mods[pkg], pkg) if pkg in mods
+                      and (imp.startswith("harness") or imp.startswith(HOST_SIDE))]
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
 def test_top_level_holds_only_entry_points_and_the_run() -> None:
     top = {p.stem for p in PKG.glob("*.py")}
     assert top <= ENTRIES, top - ENTRIES

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from harness.pipeline.deployment import EventFiles, Instance
-from harness.techniques.failover import Failover
+from harness.techniques.failover.technique import Failover
 
 
 def append(path: Path, **ev) -> None:

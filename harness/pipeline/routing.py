@@ -1,19 +1,22 @@
-"""Where a stage sends its result, and how it survives a next stage that fails.
+"""Where a stage sends its result, and how it watches where it sends.
 
-A route names the next model, its targets (replicas, in order of preference)
-and a policy: `ordered` tries healthy targets one after another within a
-per-attempt timeout (failover), `hedge` sends to several at once or after
-`hedge_ms` and takes the first answer (active-active / hedged requests). A
-`fallback` route (e.g. straight to the tail over the skip connection, with
-zeros for the missing tensor) serves when every target has failed. With
-`health` set, the stage watches every target and skips targets marked down;
-transitions are recorded as events. How it watches is the `detector`: `probe`
-asks every target (KServe ServerLive) on a period; `passive` learns from the calls
-it makes anyway (a target that refuses a call, or takes longer than its own recent
-latency allows, is marked down) and probes only targets that are down or idle.
-A `plan` (technique=adaptive) lists other ways to the answer -- each a route with
-its predicted latency and accuracy -- for the stage to choose among when the
-route's first target is down.
+A route names the next model, its targets (host:port, in order of preference), the
+tensors the next model takes, and the forwarding policy that sends along it, by name:
+`ordered`, the pipeline's own (the targets one after another, each attempt within
+`attempt_timeout_ms`), or a technique's -- `hedge` (failover's active-active),
+`fallback` (structural), `plan` (adaptive) -- kept with the technique in
+`harness/techniques/<name>/node/` and found by name (harness/pipeline/node/policies.py).
+A policy's own settings ride in the same JSON object (`hedge_ms`, `fallback`, `plan`),
+read and written by its `Options` and held in `options`.
+
+With `health` set, the stage watches every target of the route (a policy's too: a
+fallback's, a plan's actions') and skips targets marked down; transitions are recorded
+as events. How it watches is the `detector`: `probe` asks every target (KServe
+ServerLive) on a period; `passive` learns from the calls it makes anyway (a target that
+refuses a call, or takes longer than its own recent latency allows, is marked down) and
+probes only targets that are down or idle. `zeros` feed the next model zeros for tensors
+this route lacks (a skip connection around a lost stage), and `degraded` marks the
+answers that came this way.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-POLICIES = ("ordered", "hedge")
+from harness.pipeline.node import policies
+
 HOPS = ("lean", "grpc")  # how a stage calls the next one (harness.pipeline.node.lean)
 LEAN_PORT_OFFSET = 1000  # a stage's lean port: its gRPC port + this
 DETECTORS = ("probe", "passive")
+ORDERED = "ordered"  # the pipeline's own policy (harness.pipeline.node.forwarding)
+# the keys every route has; any other key belongs to its policy's Options
+COMMON = ("model", "targets", "inputs", "policy", "attempt_timeout_ms", "health", "zeros",
+          "degraded")
 
 
 @dataclass
@@ -43,57 +51,18 @@ class Health:
 
 
 @dataclass
-class Action:
-    """One way to an answer when the route's first target is down (a replica, a skip
-    connection, an early exit ...), and what the technique predicted it gives."""
-
-    name: str
-    route: Route
-    predicted_ms: float  # end-to-end latency of a request served this way
-    accuracy: float  # the model card's accuracy of answers served this way
-    # a re-partitioning: before its route is used, the stage at `target` loads `path` (a
-    # merged partition); it is not undone when the failed node returns
-    load: dict[str, str] | None = None
-
-
-@dataclass
-class Plan:
-    slo_ms: float
-    actions: list[Action] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, data: Any) -> Plan | None:
-        if not data:
-            return None
-        try:
-            return cls(float(data["slo_ms"]), [
-                Action(str(a["name"]), Route.from_json(a["route"]),  # type: ignore[arg-type]
-                       float(a["predicted_ms"]), float(a["accuracy"]), a.get("load"))
-                for a in data["actions"]])
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"route.plan: {e!r}") from None
-
-    def to_json(self) -> dict:
-        return {"slo_ms": self.slo_ms,
-                "actions": [{"name": a.name, "route": a.route.to_json(),
-                             "predicted_ms": a.predicted_ms, "accuracy": a.accuracy,
-                             "load": a.load}
-                            for a in self.actions]}
-
-
-@dataclass
 class Route:
     model: str = ""
     targets: list[str] = field(default_factory=list)  # host:port, in order of preference
     inputs: list[str] = field(default_factory=list)  # tensors the next model takes
-    policy: str = "ordered"
+    policy: str = ORDERED  # how the stage sends along it (a name in policies' registry)
     attempt_timeout_ms: float = 0.0  # 0 = the caller's whole deadline
-    hedge_ms: float = 0.0  # hedge: delay before the next target is also asked
     health: Health | None = None
     zeros: dict[str, list[int]] = field(default_factory=dict)  # missing tensors -> shape
-    fallback: Route | None = None
     degraded: bool = False  # answers through this route are marked degraded
-    plan: Plan | None = None  # what to do instead when targets[0] is down (adaptive)
+    # the policy's own settings (its Options: `KEYS`, `from_json`, `to_json`,
+    # `all_targets`); None for a policy without any
+    options: Any = None
 
     @classmethod
     def from_json(cls, data: Any) -> Route | None:
@@ -110,42 +79,41 @@ class Route:
             raise ValueError(f"route.targets={targets!r}: must be a non-empty list of host:port")
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise ValueError(f"route.inputs={inputs!r}: must be a list of tensor names")
-        policy = data.get("policy", "ordered")
-        if policy not in POLICIES:
-            raise ValueError(f"route.policy={policy!r}: one of {', '.join(POLICIES)}")
-        known = {"model", "targets", "inputs", "policy", "attempt_timeout_ms", "hedge_ms",
-                 "health", "zeros", "fallback", "degraded", "plan"}
-        extra = set(data) - known
+        policy = data.get("policy", ORDERED)
+        if not isinstance(policy, str):
+            raise ValueError(f"route.policy={policy!r}: must be a policy's name")
+        kind = policies.find(policy)
+        own = kind.Options.KEYS if kind.Options is not None else ()
+        extra = set(data) - set(COMMON) - set(own)
         if extra:
             raise ValueError(f"route.{sorted(extra)[0]}: unknown key")
         health = data.get("health")
         return cls(model=model, targets=targets, inputs=inputs, policy=policy,
                    attempt_timeout_ms=float(data.get("attempt_timeout_ms", 0.0)),
-                   hedge_ms=float(data.get("hedge_ms", 0.0)),
                    health=_health(health),
                    zeros={k: [int(d) for d in v] for k, v in (data.get("zeros") or {}).items()},
-                   fallback=cls.from_json(data.get("fallback")),
                    degraded=bool(data.get("degraded", False)),
-                   plan=Plan.from_json(data.get("plan")))
+                   options=None if kind.Options is None else kind.Options.from_json(
+                       {k: data[k] for k in own if k in data}))
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"model": self.model, "targets": self.targets,
                                "inputs": self.inputs, "policy": self.policy,
                                "attempt_timeout_ms": self.attempt_timeout_ms,
-                               "hedge_ms": self.hedge_ms, "zeros": self.zeros,
-                               "degraded": self.degraded}
+                               "zeros": self.zeros, "degraded": self.degraded}
         if self.health:
             out["health"] = self.health.__dict__
-        if self.fallback:
-            out["fallback"] = self.fallback.to_json()
-        if self.plan:
-            out["plan"] = self.plan.to_json()
+        if self.options is not None:
+            out.update(self.options.to_json())
         return out
 
     def all_targets(self) -> list[str]:
-        out = self.targets + (self.fallback.all_targets() if self.fallback else [])
-        for a in self.plan.actions if self.plan else []:
-            out += [t for t in a.route.all_targets() if t not in out]
+        """Every target a stage sending along this route may call: its own, then its
+        policy's (a fallback's, a plan's actions'), each once."""
+        out = list(self.targets)
+        for t in self.options.all_targets() if self.options is not None else []:
+            if t not in out:
+                out.append(t)
         return out
 
 

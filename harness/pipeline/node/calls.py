@@ -1,17 +1,17 @@
-"""Inside a stage: its calls to the next stage, and how they survive a target that fails.
+"""Inside a stage: its calls to the next stage's targets, one attempt at a time.
 
-`Calls` owns the channels to the route's targets and the call policies: `ordered`
-(one target after another, each within the attempt timeout, abandoning a call
-whose target the health checker marks down) and `hedge` (several at once or after
-`hedge_ms`; the first answer wins). With the passive detector the calls are the
-health check (see health.py).
+`Calls` owns the channels to the route's targets (gRPC, and the lean hop for blocking
+calls) and makes one attempt on a target: unwatched, or watched by the health checker
+-- with the probe detector abandoned the moment its target is marked down, with the
+passive detector the call itself is the health check (see health.py). Which targets
+are tried, in which order, at once or in turn, is the route's forwarding policy's
+(forwarding.py, and the techniques' own).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
@@ -20,7 +20,6 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from harness.pipeline.client import CHANNEL_OPTIONS, live_fresh
 from harness.pipeline.node import lean
 from harness.pipeline.node.health import HealthChecker
-from harness.pipeline.routing import Route
 
 DOWNSTREAM = "hx-downstream-error"  # trailing metadata: the error is a later hop's
 
@@ -93,38 +92,7 @@ class Calls:
                 self.lean_channels[target] = lean.Channel(target)
             return self.lean_channels[target].ModelInfer
 
-    def call(self, msg, route: Route, deadline: float | None):
-        """Try the route's targets by its policy; (response, None) or (None, last error)."""
-        targets = self.health.order(route.targets) if route.health else list(route.targets)
-        if route.health and route.fallback is not None:
-            # a fallback serves while targets are down: do not wait on them
-            targets = [t for t in targets if t not in self.health.down]
-        attempt = route.attempt_timeout_ms / 1000 if route.attempt_timeout_ms else None
-
-        def timeout() -> float | None:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if attempt is None:
-                return left
-            return attempt if left is None else min(attempt, left)
-
-        if route.policy == "hedge":
-            return self._hedge(msg, targets, route.hedge_ms / 1000, timeout)
-        last = None
-        for n, target in enumerate(targets):
-            t = timeout()
-            if t is not None and t <= 0:
-                break
-            try:
-                resp = self._attempt(target, msg, t, watch=route.health is not None)
-                if n:
-                    with self.lock:
-                        self.stats["failovers"] += 1
-                return resp, None
-            except grpc.RpcError as e:
-                last = e
-        return None, last
-
-    def _attempt(self, target: str, msg, timeout: float | None, watch: bool):
+    def attempt(self, target: str, msg, timeout: float | None, watch: bool):
         """One call; with the probe detector, abandoned as soon as the target is marked
         down (in-flight requests move to the survivor instead of waiting out their
         timeout). With the passive detector the call itself is the health check."""
@@ -163,47 +131,3 @@ class Calls:
             raise
         health.answered(target, time.monotonic() - t0)
         return resp
-
-    def _hedge(self, msg, targets: list[str], hedge_s: float, timeout):
-        """Ask the first target, then the next ones (at once or after hedge_s); first wins.
-        The next target is asked at once when every call out so far has failed (a refused
-        primary): waiting out hedge_s then would only delay the answer."""
-        lock = threading.Lock()
-        # set while no call is out: an answer came, or every call sent so far failed
-        idle = threading.Event()
-        idle.set()
-        state: dict[str, Any] = {"resp": None, "err": None, "failed": 0, "launched": 0}
-        futs = []
-
-        def finished(f) -> None:
-            with lock:
-                if f.cancelled():
-                    return
-                if f.exception() is None:
-                    if state["resp"] is None:
-                        state["resp"] = f.result()
-                    idle.set()
-                else:
-                    state["err"] = f.exception()
-                    state["failed"] += 1
-                    if state["failed"] == state["launched"]:
-                        idle.set()
-
-        for n, target in enumerate(targets):
-            if n:
-                idle.wait(hedge_s)
-                if state["resp"] is not None:
-                    break
-            t = timeout()
-            if t is not None and t <= 0:
-                break
-            with lock:
-                state["launched"] += 1
-                idle.clear()
-            f = self.stub(target).ModelInfer.future(msg, timeout=t)
-            futs.append(f)
-            f.add_done_callback(finished)
-        idle.wait(timeout())
-        for f in futs:
-            f.cancel()
-        return state["resp"], state["err"]

@@ -10,7 +10,10 @@ e.g. a skip connection), waits for the answer within the caller's deadline,
 and returns it with its own hop prepended to the `path` parameter. Routes are
 set at start (`--route JSON`) or at run time through the small JSON service
 `harness.StageControl/SetRoute` on the same port; `LoadModel` swaps in another
-partition (a controller re-partitioning the model after a node failed).
+partition (a controller re-partitioning the model after a node failed). How a
+request goes on along the route -- which targets, in which order, what instead when
+they fail -- is the route's forwarding policy (forwarding.py; a technique's own in
+`harness/techniques/<name>/node/`), built for each route the stage is given.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from harness.pipeline.codec import decode_inputs, encode
+from harness.pipeline.node import forwarding, policies
 from harness.pipeline.node.calls import DOWNSTREAM, Calls
 from harness.pipeline.node.health import EventSink, HealthChecker
 from harness.pipeline.node.join import Missing
-from harness.pipeline.node.plan import Decider
 from harness.pipeline.node.runner import Runner
 from harness.pipeline.routing import Route
 
@@ -47,21 +50,21 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
         self.joiner: Any = None
         self.health = HealthChecker(None, self.events)
         self.calls = Calls(self.health, self.stats, self.lock)
-        # a route with a plan: the way while its target is down
-        self.decider = Decider(self.events, self._load_at)
         self.health.probe = self.calls.probe
         self.route = route
         self.health.start()
 
     @property
     def route(self) -> Route | None:
-        return self._route
+        return self._forwarding[0]
 
     @route.setter
     def route(self, route: Route | None) -> None:
-        self._route = route
+        # the route with its own policy, in one reference: a request in flight keeps the
+        # pair it started with (what a policy learned was about its route only)
+        policy = None if route is None else policies.find(route.policy)(self, route)
+        self._forwarding: tuple[Route | None, forwarding.Policy | None] = (route, policy)
         self.health.set_route(route)
-        self.decider.reset()  # decisions were about the old route's plan
 
     # KServe v2 health and metadata
     def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
@@ -110,8 +113,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             with self.lock:
                 self.stats["errors"] += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.hop}: {e}")
-        route = self.route
-        if route is None:
+        route, policy = self._forwarding
+        if route is None or policy is None:
             resp = pb.ModelInferResponse(model_name=self.name, model_version="1",
                                          id=request.id)
             encode(resp, outputs, "outputs")
@@ -121,7 +124,7 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             if joined is not None:
                 resp.parameters["joined"].string_param = joined
             return resp
-        return self.forward(request, outputs, route, context)
+        return self.forward(request, outputs, policy, context)
 
     @property
     def hop(self) -> str:
@@ -152,7 +155,8 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             nxt.parameters[k].CopyFrom(v)
         return nxt
 
-    def forward(self, request, outputs: dict[str, np.ndarray], route: Route, context):
+    def forward(self, request, outputs: dict[str, np.ndarray], policy: forwarding.Policy,
+                context):
         remaining = context.time_remaining()
         if remaining is not None and remaining > 1e8:
             # the caller set no deadline: gRPC reports ~9.2e18 s, which as a timeout
@@ -162,25 +166,12 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             # give up a little before the caller does, so its error names this hop
             remaining = max(0.0, remaining - min(0.05, 0.1 * remaining))
         deadline = None if remaining is None else time.monotonic() + remaining
-        planned = route
         try:
-            if planned.plan is not None:
-                route = self._planned(planned)
-            resp, err = self.calls.call(self.next_request(request, outputs, route), route, deadline)
-            if resp is None and route is planned and planned.plan is not None:
-                route = self._planned(planned)  # found down (or suspect) by this call?
-                if route is not planned:
-                    resp, err2 = self.calls.call(self.next_request(request, outputs, route),
-                                                 route, deadline)
-                    err = err2 or err
-            degraded = False
-            if resp is None and route.fallback is not None:
-                fb = route.fallback
-                resp, err2 = self.calls.call(self.next_request(request, outputs, fb), fb, deadline)
-                err = err2 or err
-                degraded = resp is not None
+            sent = policy.send(request, outputs, deadline)
         except KeyError as e:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{self.hop}: {e}")
+        resp, err, route = sent.resp, sent.err, sent.route
+        degraded = sent.degraded or route.degraded
         if resp is None:
             with self.lock:
                 self.stats["errors"] += 1
@@ -192,26 +183,12 @@ class Stage(pb_grpc.GRPCInferenceServiceServicer):
             context.abort(err.code(), f"{self.hop} -> {route.model}: {err.details()}")
         with self.lock:
             self.stats["forwarded"] += 1
-            self.stats["degraded"] += int(degraded or route.degraded)
+            self.stats["degraded"] += int(degraded)
         resp.parameters["path"].string_param = (
             f"{self.hop}>{resp.parameters['path'].string_param}")
-        if degraded or route.degraded:
+        if degraded:
             resp.parameters["degraded"].bool_param = True
         return resp
-
-    def _planned(self, planned: Route) -> Route:
-        """The route a plan says to take now; a suspect target counts as down (its calls
-        already go elsewhere)."""
-        return self.decider.route_for(planned, self.health.down | self.health.suspected)
-
-    def _load_at(self, target: str, path: str) -> dict:
-        """LoadModel on another stage (or this one) over the network, as a controller would."""
-        from harness.pipeline.client import control_call
-
-        try:
-            return control_call(target, "LoadModel", {"path": path}, timeout=10)
-        except grpc.RpcError as e:
-            return {"ok": False, "error": f"{e.code().name}: {e.details()}"}
 
     def load_model(self, path: str | None) -> dict:
         """Serve another partition from now on (loaded and run once before the swap, so

@@ -6,6 +6,10 @@ failure is detected; recovery = detection + process start + model load + first
 inference + reroute), `active_active` (upstream asks primary and replica, first
 answer wins; `hedge_ms` > 0 asks the replica only after that delay). `variant`
 serves a smaller model as the replica (heterogeneous failover).
+
+In the stage upstream of a replicated one, warm and cold failover are the pipeline's
+own `ordered` policy over primary and replica, watched by the health checker; active-
+active is this technique's `hedge` policy (node/hedge.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from harness.pipeline.config import resolve
 from harness.pipeline.deployment import Deployment, Instance, startup_phases
 from harness.pipeline.plan import PipelinePlan
 from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
+from harness.techniques.failover.node.hedge import Hedge
 
 MODES = ("warm", "cold", "active_active")
 
@@ -75,7 +80,7 @@ class Failover(Technique):
                 route.health = self.health
                 route.attempt_timeout_ms = self.attempt_timeout_ms
                 if self.mode == "active_active":
-                    route.policy, route.hedge_ms = "hedge", self.hedge_ms
+                    route.policy, route.options = "hedge", Hedge(self.hedge_ms)
             out.append(Instance(s.name, s.node, files[s.name], route,
                                 port=plan.port_of(s.name)))
             if s.name in self.replicas:

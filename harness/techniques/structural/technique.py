@@ -6,7 +6,8 @@ or a failed attempt), the upstream stage sends the skip tensor straight to the
 next stage with zeros in place of the missing tensor, and the answer is marked
 degraded; when the node answers again, the full path is used again. The model
 also has an early exit: with `early_exit` set, the stage before the skipped one
-falls back to that exit, served beside it, instead.
+falls back to that exit, served beside it, instead. The upstream stage does this by
+the route's `fallback` policy (node/fallback.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from harness.pipeline.deployment import Instance, primaries
 from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Route
 from harness.techniques.base import Technique, health_watch, positive
+from harness.techniques.structural.node.fallback import Fallback
 
 
 class Structural(Technique):
@@ -90,10 +92,11 @@ class Structural(Technique):
         route.health = self.health
         route.attempt_timeout_ms = self.attempt_timeout_ms
         if self.early_exit is not None:
-            route.fallback, inst = exit_beside(plan, ips, up.node, self.early_exit,
-                                               self.exit_inputs)
+            fallback, inst = exit_beside(plan, ips, up.node, self.early_exit,
+                                         self.exit_inputs)
+            route.policy, route.options = "fallback", Fallback(fallback)
             return primaries(plan, files, base) + [inst]
-        route.fallback = skip_route(plan, files, ips, i)
+        route.policy, route.options = "fallback", Fallback(skip_route(plan, files, ips, i))
         return primaries(plan, files, base)
 
 

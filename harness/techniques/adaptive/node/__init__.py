@@ -1,0 +1,1 @@
+"""Runs inside a node: the adaptive technique's forwarding policy (`plan`)."""

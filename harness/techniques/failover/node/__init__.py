@@ -1,0 +1,1 @@
+"""Runs inside a node: failover's forwarding policy (`hedge`)."""

@@ -1,0 +1,1 @@
+"""Runs inside a node: structural resilience's forwarding policy (`fallback`)."""
