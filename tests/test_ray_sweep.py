@@ -90,7 +90,7 @@ def _sweep(address: str, *overrides: str, timeout: float = 240) -> subprocess.Co
 
 def test_a_sweep_runs_as_ray_tasks_one_emulation_at_a_time(cluster) -> None:
     p = _sweep(cluster, "technique=baseline,failover", "faults=edge_crash", "workload=digits",
-               "topology=device_edge_cloud", "run.duration_s=5", "seed=1")
+               "topology=device_edge_cloud", "run.duration_s=3", "seed=1")
     assert p.returncode == 0, p.stderr[-3000:]
     sweep = Path(p.stdout.strip().splitlines()[-1])
     df = pd.read_csv(sweep / "sweep.csv")
