@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from harness.core.paths import REPO, RESULTS_DIR
+from harness.report.gate import COMMITTED
 
-COMMITTED = RESULTS_DIR / "baselines" / "gate"
 TREES = RESULTS_DIR / "gate" / "trees"  # one extracted tree per baseline commit, reused
 
 

@@ -185,7 +185,8 @@ def _rows(backend: str, duration_s: float, seeds: int, matrix: list, extra: list
                     r = run_harness(args + (mine if side == "current" else []), tree=tree)
                     if side == "current":
                         runs.append(r)
-                    sink(run_row(backend, label, faults_name, seed, side, mine, r))
+                    sink(run_row(backend, label, faults_name, seed, side,
+                                 mine if side == "current" else [], r))
                     if progress is not None:
                         progress(f"{backend} {label} {faults_name} seed {seed}"
                                  + (f" ({side})" if base is not None else ""))

@@ -32,8 +32,7 @@ from omegaconf import OmegaConf
 from harness.core.paths import CONF_DIR, RESULTS_DIR
 
 KEY = ["backend", "technique", "faults"]
-COMMITTED = RESULTS_DIR / "baselines" / "gate"
-MODES = ("paired", "committed")
+COMMITTED = RESULTS_DIR / "baselines" / "gate"  # the baseline figures (and, by git, its commit)
 
 
 @dataclass(frozen=True)
@@ -178,9 +177,9 @@ def _paired(key, metric, rule, b, c, alpha) -> dict | None:
     same seed (+inf when only the baseline has a value, -inf when only the current)."""
     from scipy.stats import wilcoxon
 
-    both = b[["seed"]].assign(x=_values(b, metric)).merge(
-        c[["seed"]].assign(y=_values(c, metric)), on="seed")
-    gone = _missing(key, metric, _values(b, metric), _values(c, metric))
+    x, y = _values(b, metric), _values(c, metric)
+    both = b[["seed"]].assign(x=x).merge(c[["seed"]].assign(y=y), on="seed")
+    gone = _missing(key, metric, x, y)
     if gone or both["x"].notna().sum() < 2:
         return gone
     sign = 1.0 if rule.better == "lower" else -1.0
