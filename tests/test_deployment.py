@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 from harness.pipeline.config import PipelineConfig
-from harness.pipeline.deployment import Deployment, Instance
+from harness.pipeline.deployment import Deployment
+from harness.pipeline.instances import Instance
 from harness.run.events import EventLog
 from harness.run.inference import Inference
 

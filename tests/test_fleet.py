@@ -15,7 +15,7 @@ import pytest
 
 from harness.core.config import ConfigError
 from harness.measure.live import memory
-from harness.pipeline.deployment import placed, primaries
+from harness.pipeline.instances import placed, primaries
 from tests.helpers import (
     CONF,
     PY,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.core.config import ConfigError
-from harness.pipeline.deployment import primaries
+from harness.pipeline.instances import primaries
 from harness.pipeline.node.join import Join, Missing
 from harness.pipeline.node.runner import Runner
 from harness.run.experiment import compose_experiment

@@ -69,6 +69,7 @@ def test_a_stage_loads_a_techniques_policy_without_any_host_side_code() -> None:
     host = [m for m in loaded if m.startswith(("harness.emulation", "harness.run",
                                                "harness.faults", "harness.measure",
                                                "harness.pipeline.deployment",
+                                               "harness.pipeline.instances",
                                                "harness.pipeline.plan",
                                                "harness.pipeline.placement",
                                                "harness.techniques.base"))

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from harness.pipeline.deployment import EventFiles, Instance
+from harness.pipeline.deployment import EventFiles
+from harness.pipeline.instances import Instance
 from harness.techniques.failover.technique import Failover
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from harness.core.config import LinkProps, fail
 from harness.emulation.topology import Topology
-from harness.pipeline.deployment import Deployment, Instance, primaries
+from harness.pipeline.deployment import Deployment
+from harness.pipeline.instances import Instance, primaries
 from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import DETECTORS, Health
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.pipeline.deployment import Instance, placed
+from harness.pipeline.instances import Instance, placed
 from harness.pipeline.plan import PipelinePlan
 from harness.techniques.base import Technique
 

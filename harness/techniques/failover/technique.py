@@ -20,7 +20,8 @@ from pathlib import Path
 from harness.core.config import ConfigError, fail
 from harness.emulation.topology import Topology
 from harness.pipeline.config import resolve
-from harness.pipeline.deployment import Deployment, Instance, startup_phases
+from harness.pipeline.deployment import Deployment
+from harness.pipeline.instances import Instance, startup_phases
 from harness.pipeline.plan import PipelinePlan
 from harness.techniques.base import Record, Technique, check_moves, health_watch, positive
 from harness.techniques.failover.node.hedge import Hedge

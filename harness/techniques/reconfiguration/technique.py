@@ -25,7 +25,8 @@ from pathlib import Path
 from harness.core.config import fail
 from harness.core.files import write_json
 from harness.emulation.topology import Topology
-from harness.pipeline.deployment import Deployment, Instance, primaries, startup_phases
+from harness.pipeline.deployment import Deployment
+from harness.pipeline.instances import Instance, primaries, startup_phases
 from harness.pipeline.plan import PipelinePlan
 from harness.techniques.base import Record, Technique, check_moves, positive
 from harness.techniques.reconfiguration.repartition import plan_moves

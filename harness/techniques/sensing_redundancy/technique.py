@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.core.config import fail
 from harness.emulation.topology import Topology
-from harness.pipeline.deployment import Instance, join_args, primaries
+from harness.pipeline.instances import Instance, join_args, primaries
 from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Route
 from harness.techniques.base import Technique

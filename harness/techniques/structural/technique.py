@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.core.config import fail
 from harness.emulation.topology import Topology
 from harness.pipeline.config import resolve
-from harness.pipeline.deployment import Instance, primaries
+from harness.pipeline.instances import Instance, primaries
 from harness.pipeline.plan import PipelinePlan
 from harness.pipeline.routing import Route
 from harness.techniques.base import Technique, health_watch, positive
