@@ -20,7 +20,8 @@ from harness.core.config import fail
 from harness.core.paths import REPO
 from harness.emulation.backends.base import Backend, EmuNode
 from harness.emulation.backends.docker import engine
-from harness.emulation.backends.docker.container import PERIOD_US, DockerNode
+from harness.emulation.backends.docker.cgroups import PERIOD_US
+from harness.emulation.backends.docker.container import DockerNode
 from harness.emulation.inventory import ENV_MARK
 from harness.emulation.ledger import Ledger
 from harness.emulation.topology import ROLES, Node, Topology
