@@ -71,6 +71,15 @@ class Technique:
         """The network's default link properties and the workload's SLO (before check)."""
         self.link_defaults, self.workload_slo_ms = link_defaults, slo_ms
 
+    def attempt_ms(self, configured: float | None, slo_ms: float | None = None) -> float:
+        """One forwarding attempt's timeout: as configured, else half the SLO, so that a
+        retry on the next target can still answer in time. (A timeout equal to the SLO
+        makes every request a fault catches late by a few ms, and MTTR then hinges on
+        them: warm failover read 0 or ~100 ms by the fault's phase.)"""
+        if configured is not None:
+            return configured
+        return (slo_ms if slo_ms is not None else self.workload_slo_ms) / 2
+
     def check(self, plan: PipelinePlan, topo: Topology) -> None:
         """Config errors (ConfigError) before anything touches the network."""
 

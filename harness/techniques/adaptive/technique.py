@@ -45,7 +45,7 @@ class Adaptive(Technique):
                  slo_ms: float | None = None, accuracy: dict[str, float] | None = None,
                  hop_ms: float = 0.5, stage_mb: float = 90.0, detector: str = "passive",
                  health_period_ms: float = 25.0, health_timeout_ms: float = 50.0,
-                 attempt_timeout_ms: float = 100.0, idle_probe_ms: float = 250.0,
+                 attempt_timeout_ms: float | None = None, idle_probe_ms: float = 250.0,
                  suspect_min_ms: float = 25.0) -> None:
         self.actions = list(actions if actions is not None else ["failover", "skip"])
         if not self.actions or isinstance(actions, str):
@@ -57,7 +57,8 @@ class Adaptive(Technique):
             fail("technique.early_exit", early_exit, "the early_exit action needs the exit model")
         if slo_ms is not None:
             positive(slo_ms=slo_ms)
-        positive(attempt_timeout_ms=attempt_timeout_ms)
+        if attempt_timeout_ms is not None:
+            positive(attempt_timeout_ms=attempt_timeout_ms)
         if not 0 <= hop_ms <= 1000:
             fail("technique.hop_ms", hop_ms, "must be in [0, 1000]")
         self.stage, self.replica, self.early_exit = stage, replica, early_exit
@@ -144,7 +145,8 @@ class Adaptive(Technique):
                                                   carries[i]), *rest])
         route = base[up.name]
         assert route is not None
-        route.health, route.attempt_timeout_ms = self.health, self.attempt_timeout_ms
+        route.health = self.health
+        route.attempt_timeout_ms = self.attempt_ms(self.attempt_timeout_ms, slo)
         route.policy, route.options = "plan", Plan(slo, actions)
         self.up_node = up.node  # the stage that decides
         self.plan_event = {"stage": self.stage, "slo_ms": slo, "objective":

@@ -34,14 +34,15 @@ class Failover(Technique):
 
     def __init__(self, mode: str = "warm", replicas: dict[str, str] | None = None,
                  variant: dict[str, str] | None = None, health_period_ms: float = 25.0,
-                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0,
+                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float | None = None,
                  hedge_ms: float = 0.0, detector: str = "probe", idle_probe_ms: float = 250.0,
                  suspect_min_ms: float = 25.0) -> None:
         if mode not in MODES:
             fail("technique.mode", mode, f"one of {', '.join(MODES)}")
         if not replicas:
             fail("technique.replicas", replicas, "name at least one stage: its replica node")
-        positive(attempt_timeout_ms=attempt_timeout_ms)
+        if attempt_timeout_ms is not None:
+            positive(attempt_timeout_ms=attempt_timeout_ms)
         if hedge_ms < 0:
             fail("technique.hedge_ms", hedge_ms, "must be >= 0")
         if detector == "passive" and mode == "active_active":
@@ -79,7 +80,7 @@ class Failover(Technique):
             if route is not None and nxt in self.replicas:
                 route.targets.append(f"{ips[self.replicas[nxt]]}:{ports[nxt]}")
                 route.health = self.health
-                route.attempt_timeout_ms = self.attempt_timeout_ms
+                route.attempt_timeout_ms = self.attempt_ms(self.attempt_timeout_ms)
                 if self.mode == "active_active":
                     route.policy, route.options = "hedge", Hedge(self.hedge_ms)
             out.append(Instance(s.name, s.node, files[s.name], route,

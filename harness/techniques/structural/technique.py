@@ -28,10 +28,11 @@ class Structural(Technique):
     name = "structural"
 
     def __init__(self, skip_stage: str = "middle", health_period_ms: float = 25.0,
-                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float = 100.0,
+                 health_timeout_ms: float = 50.0, attempt_timeout_ms: float | None = None,
                  early_exit: str | None = None, detector: str = "probe",
                  idle_probe_ms: float = 250.0, suspect_min_ms: float = 25.0) -> None:
-        positive(attempt_timeout_ms=attempt_timeout_ms)
+        if attempt_timeout_ms is not None:
+            positive(attempt_timeout_ms=attempt_timeout_ms)
         self.skip_stage = skip_stage
         self.early_exit = early_exit  # a model answering from the upstream stage's output
         self.health = health_watch(detector, health_period_ms, health_timeout_ms,
@@ -90,7 +91,7 @@ class Structural(Technique):
         route = base[up.name]
         assert route is not None
         route.health = self.health
-        route.attempt_timeout_ms = self.attempt_timeout_ms
+        route.attempt_timeout_ms = self.attempt_ms(self.attempt_timeout_ms)
         if self.early_exit is not None:
             fallback, inst = exit_beside(plan, ips, up.node, self.early_exit,
                                          self.exit_inputs)
