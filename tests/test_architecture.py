@@ -20,7 +20,7 @@ from tests.helpers import REPO
 PKG = REPO / "harness"
 # lower layers first; a layer may import itself, `core` and any layer before it
 LAYERS = ["core", "emulation", "faults", "pipeline", "workload", "techniques", "measure",
-          "run", "report", "bench", "sweeps", "selftest"]
+          "hosts", "run", "report", "bench", "sweeps", "selftest"]
 ENTRIES = {"__init__", "__main__", "chaos", "clean", "doctor", "gate", "overhead",
            "partition", "probe", "stage", "trace"}
 HOST_SIDE = ("harness.emulation", "harness.run", "harness.faults", "harness.report",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -25,6 +26,7 @@ ENV_MARK = "HARNESS_RUN"
 PREFIX_RE = re.compile(r"^hx[0-9a-f]{6}")
 FULL_PREFIX = re.compile(r"hx[0-9a-f]{6}")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+TEMP_DIR = Path("/tmp")
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,17 @@ def rmdir_cgroup(d: str) -> bool:
     return False
 
 
+def temp_dirs(prefix: str) -> list[str]:
+    """Directories in /tmp named `prefix...` (an emulated host's Ray node keeps its
+    sockets and logs there)."""
+    return sorted(str(p) for p in TEMP_DIR.glob(f"{prefix}*") if p.is_dir())
+
+
+def rmtree(d: str) -> bool:
+    shutil.rmtree(d, ignore_errors=True)
+    return not os.path.exists(d)
+
+
 register(ProcessKind("processes", run_pids, kill, order=10))
 register(ResourceKind("netns", named_netns, lambda ns: _ok(["ip", "netns", "del", ns]),
                       order=20))
@@ -230,5 +243,7 @@ register(ResourceKind("links", root_links, lambda link: _ok(["ip", "link", "del"
 register(ResourceKind("nft_tables", nft_tables,
                       lambda t: _ok(["nft", "delete", "table", t[0], t[1]]), order=40,
                       label=lambda t: t[1]))
+register(ResourceKind("temp_dirs", temp_dirs, rmtree, order=50,
+                      label=lambda d: Path(d).name))
 register(ResourceKind("cgroups", run_cgroups, rmdir_cgroup, order=90,
                       label=lambda d: Path(d).name))

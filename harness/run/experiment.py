@@ -34,6 +34,7 @@ from harness.core.config import from_dict as to_dataclass
 from harness.core.paths import CONF_DIR
 from harness.emulation.topology import Topology
 from harness.faults.schedule import FaultsConfig
+from harness.hosts.config import HostsConfig
 from harness.measure.metrics.canary import MeasureConfig
 from harness.pipeline.config import PipelineConfig
 from harness.pipeline.plan import PipelinePlan, plan_pipeline
@@ -70,6 +71,7 @@ class Experiment:
     technique_name: str = "baseline"
     results: ResultsConfig = field(default_factory=ResultsConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    hosts: HostsConfig = field(default_factory=HostsConfig)
 
     @property
     def config_hash(self) -> str:
@@ -148,7 +150,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
     check_finite("", raw)  # NaN passes every range check; inf is no duration or rate
     choices = choices or {}
     known = {"mode", "seed", "run", "fidelity", "topology", "network", "shaper", "faults",
-             "backend", "workload", "pipeline", "technique", "results", "measure"}
+             "backend", "workload", "pipeline", "technique", "results", "measure", "hosts"}
     for k in raw:
         if k not in known:
             fail(k, raw[k], f"unknown key (known: {', '.join(sorted(known))})")
@@ -208,6 +210,16 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         if error:
             fail("workload.samples", workload.samples.get("_target_"), error)
     faults.check_sensors(sensors_of(workload, topology) if workload else None)
+    hosts = to_dataclass(HostsConfig, raw.get("hosts"), "hosts")
+    if hosts.kind == "emulated":  # its hosts are known now: place before anything runs
+        from harness.hosts.emulated import emulated_hosts
+        from harness.hosts.placer import place
+
+        place(topology, emulated_hosts(hosts), hosts.place)
+    if hosts.kind != "local":  # said, not silently run on one host
+        fail("hosts.kind", hosts.kind, "a run across hosts is not built yet: the hosts "
+             "(LAN, Ray nodes, agents, clocks) come up in tests/test_hosts_live.py; "
+             "README \"Several machines\" says what is left")
     return Experiment(
         mode=mode,
         seed=seed,
@@ -228,6 +240,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
         technique_name=choices.get("technique", "baseline"),
         results=to_dataclass(ResultsConfig, raw.get("results"), "results"),
         measure=measure,
+        hosts=hosts,
     )
 
 

@@ -1,0 +1,55 @@
+"""The `hosts` config group: which machines an experiment spans and who goes where."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harness.core.config import check_range, fail
+
+KINDS = ("local", "emulated", "ray")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+VXLAN_OVERHEAD = 50  # bytes: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+
+
+@dataclass
+class HostsConfig:
+    kind: str = "local"  # local | emulated | ray
+    n: int = 3  # emulated: hosts h1..hN
+    lan_delay_ms: float = 0.5  # emulated: one way, host to host
+    lan_mtu: int = 1500  # the hosts' network; a cross-host link carries lan_mtu - 50
+    address: str = "auto"  # ray: `ray.init` address
+    place: dict[str, str] | None = None  # node -> host; the rest by the placer
+    vxlan_port: int = 4789  # UDP port of the cross-host tunnels (open it between hosts)
+    clock_bound_ms: float | None = None  # max clock uncertainty; None: a tenth of the MTTD
+
+    def validate(self, key: str) -> None:
+        if self.kind not in KINDS:
+            fail(f"{key}.kind", self.kind, f"one of {', '.join(KINDS)}")
+        check_range(f"{key}.n", self.n, 1, 64)
+        check_range(f"{key}.lan_delay_ms", self.lan_delay_ms, 0, 10_000)
+        check_range(f"{key}.lan_mtu", self.lan_mtu, 576 + VXLAN_OVERHEAD, 65_535)
+        check_range(f"{key}.vxlan_port", self.vxlan_port, 1, 65_535)
+        if self.clock_bound_ms is not None:
+            check_range(f"{key}.clock_bound_ms", self.clock_bound_ms, 0)
+            if self.clock_bound_ms <= 0:
+                fail(f"{key}.clock_bound_ms", self.clock_bound_ms, "must be > 0")
+        if self.place is None:
+            self.place = {}
+        if not isinstance(self.place, dict):
+            fail(f"{key}.place", self.place, "must map node names to host names")
+        for node, host in self.place.items():
+            if not isinstance(host, str) or not HOST_NAME.fullmatch(host):
+                fail(f"{key}.place.{node}", host, "must be a host name")
+        if self.kind == "local" and self.place:
+            node = next(iter(self.place))
+            fail(f"{key}.place.{node}", self.place[node],
+                 "hosts=local runs every node here (hosts=emulated or hosts=ray place them)")
+
+    def emulated_names(self) -> list[str]:
+        return [f"h{i + 1}" for i in range(self.n)]
+
+    @property
+    def tunnel_mtu(self) -> int:
+        """The MTU of an emulated link carried between hosts (no fragmentation)."""
+        return self.lan_mtu - VXLAN_OVERHEAD

@@ -1,0 +1,154 @@
+"""Which host runs which topology node: pinned nodes where `hosts.place` says, the rest
+by a greedy placer, each with the reason, before any host is touched.
+
+The rules, in order: a node with GPUs goes only to a host with GPUs; a node's CPU and
+memory budget (its `cpu` and `mem_mb` limits; 0 = none) must fit what the host has
+left; among the hosts it fits, the one where it adds the fewest cross-host links (each
+is a tunnel and the LAN's round trip), then the least loaded. Hosts are filled to an
+equal share of the nodes at most (balanced set-up and load), unless a node fits
+nowhere else. Nodes are taken from the pinned ones outwards (breadth first), so a
+node's neighbours are placed before it is where possible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from harness.core.config import fail
+from harness.emulation.topology import Node, Topology
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What a host offers (0 CPUs or memory: not limited)."""
+
+    name: str
+    cpus: float = 0.0
+    mem_mb: int = 0
+    gpus: int = 0
+    address: str = ""
+
+
+@dataclass
+class Placement:
+    host_of: dict[str, str]  # node -> host
+    why: dict[str, str]  # node -> the reason
+    cross_links: list[str] = field(default_factory=list)  # links whose ends are apart
+
+    def nodes_on(self, host: str) -> list[str]:
+        return [n for n, h in self.host_of.items() if h == host]
+
+    def describe(self, hosts: list[HostInfo]) -> dict:
+        """The summary's `hosts.placement`."""
+        return {"hosts": {h.name: {"address": h.address, "cpus": h.cpus, "mem_mb": h.mem_mb,
+                                   "gpus": h.gpus, "nodes": self.nodes_on(h.name)}
+                          for h in hosts},
+                "nodes": {n: {"host": h, "why": self.why[n]} for n, h in self.host_of.items()},
+                "cross_links": self.cross_links}
+
+
+def needs_gpu(node: Node) -> bool:
+    return node.gpus == "all" or bool(node.gpus)
+
+
+def gpu_fits(node: Node, host: HostInfo) -> bool:
+    if node.gpus == "all":
+        return host.gpus > 0
+    return int(node.gpus or 0) <= host.gpus
+
+
+class _Budget:
+    def __init__(self, host: HostInfo) -> None:
+        self.host, self.cpu, self.mem, self.count = host, 0.0, 0, 0
+
+    def fits(self, node: Node) -> str:
+        """'' if `node` fits what is left, else why not."""
+        if not gpu_fits(node, self.host):
+            return f"needs gpus={node.gpus}, has {self.host.gpus}"
+        if self.host.cpus and self.cpu + node.cpu > self.host.cpus + 1e-9:
+            return f"cpu {node.cpu} > {self.host.cpus - self.cpu:g} left"
+        if self.host.mem_mb and self.mem + node.mem_mb > self.host.mem_mb:
+            return f"mem_mb {node.mem_mb} > {self.host.mem_mb - self.mem} left"
+        return ""
+
+    def take(self, node: Node) -> None:
+        self.cpu += node.cpu
+        self.mem += node.mem_mb
+        self.count += 1
+
+
+def place(topo: Topology, hosts: list[HostInfo], pinned: dict[str, str],
+          key: str = "hosts.place") -> Placement:
+    """Every node of `topo` on one of `hosts`; a ConfigError naming the key otherwise."""
+    if not hosts:
+        fail(key, pinned, "no hosts to place nodes on")
+    by_name = {h.name: h for h in hosts}
+    nodes = {n.name: n for n in topo.nodes}
+    budgets = {h.name: _Budget(h) for h in hosts}
+    host_of: dict[str, str] = {}
+    why: dict[str, str] = {}
+    for node, host in pinned.items():
+        if node not in nodes:
+            fail(f"{key}.{node}", host, f"unknown node (nodes: {', '.join(sorted(nodes))})")
+        if host not in by_name:
+            fail(f"{key}.{node}", host, f"unknown host (hosts: {', '.join(sorted(by_name))})")
+        no = budgets[host].fits(nodes[node])
+        if no:
+            fail(f"{key}.{node}", host, f"does not fit there: {no}")
+        budgets[host].take(nodes[node])
+        host_of[node], why[node] = host, "pinned by hosts.place"
+    share = math.ceil(len(nodes) / len(hosts))
+    nbrs: dict[str, list[str]] = {n: [] for n in nodes}
+    for lk in topo.links:
+        nbrs[lk.a].append(lk.b)
+        nbrs[lk.b].append(lk.a)
+    for name in _order(topo, list(host_of), nbrs):
+        node = nodes[name]
+        fits = {h: budgets[h].fits(node) for h in by_name}
+        ok = [h for h, no in fits.items() if not no]
+        if not ok:
+            reasons = "; ".join(f"{h}: {no}" for h, no in fits.items())
+            i = [n.name for n in topo.nodes].index(name)
+            fail(f"topology.nodes[{i}]", name, f"fits on no host ({reasons})")
+        roomy = [h for h in ok if budgets[h].count < share] or ok
+
+        def cost(h: str, name: str = name) -> tuple[int, int, float, int]:
+            cross = sum(1 for o in nbrs[name] if o in host_of and host_of[o] != h)
+            b = budgets[h]
+            return cross, b.count, b.cpu, list(by_name).index(h)
+
+        best = min(roomy, key=cost)
+        cross = cost(best)[0]
+        parts = []
+        if needs_gpu(node):
+            parts.append("has GPUs")
+        if len(ok) < len(by_name):
+            parts.append(f"fits ({len(ok)} of {len(by_name)} hosts)")
+        parts.append(f"adds {cross} cross-host link{'s' * (cross != 1)}")
+        parts.append(f"load {budgets[best].count} node{'s' * (budgets[best].count != 1)}")
+        budgets[best].take(node)
+        host_of[name], why[name] = best, ", ".join(parts)
+    cross_links = [lk.name for lk in topo.links if host_of[lk.a] != host_of[lk.b]]
+    return Placement({n: host_of[n] for n in nodes}, {n: why[n] for n in nodes}, cross_links)
+
+
+def _order(topo: Topology, start: list[str], nbrs: dict[str, list[str]]) -> list[str]:
+    """Unpinned nodes, breadth first from the pinned ones (then from the first unplaced
+    node, in topology order): neighbours are placed next to each other."""
+    seen = set(start)
+    out: list[str] = []
+    queue = deque(start)
+    for root in [None] + [n.name for n in topo.nodes]:
+        if root is not None and root not in seen:
+            seen.add(root)
+            out.append(root)
+            queue.append(root)
+        while queue:
+            for o in nbrs[queue.popleft()]:
+                if o not in seen:
+                    seen.add(o)
+                    out.append(o)
+                    queue.append(o)
+    return out

@@ -1,0 +1,84 @@
+"""Emulated hosts on this machine: the shaped LAN, a Ray node per host, agents, clocks
+(root)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import statistics
+import subprocess
+
+import pytest
+
+from harness.emulation.ledger import Ledger, leftovers, remove_run
+from harness.hosts.config import HostsConfig
+from harness.hosts.emulated import EmulatedLan
+from tests.helpers import root_only
+
+pytestmark = [pytest.mark.needs_root, root_only]
+
+
+def rtts_ms(lan: EmulatedLan, src: str, dst: str, n: int = 20) -> list[float]:
+    p = subprocess.run(lan.in_host(src, ["ping", "-n", "-c", str(n), "-i", "0.02", "-W", "1",
+                                         dst]), capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return [float(m) for m in re.findall(r"time=([\d.]+) ms", p.stdout)]
+
+
+def nothing_left(prefix: str) -> None:
+    assert not any(leftovers(prefix).values()), leftovers(prefix)
+
+
+def test_hosts_are_namespaces_a_shaped_lan_apart_and_go_nowhere_else() -> None:
+    led = Ledger.new()
+    lan = EmulatedLan(HostsConfig(kind="emulated", n=3, lan_delay_ms=4.0), led)
+    try:
+        lan.start()
+        h1, h2, h3 = lan.hosts
+        # 4 ms one way between two hosts (2 ms on each host's access): 8 ms round trip;
+        # the coordinator is one access away (4 ms round trip). A line 2 ms too long on
+        # an access would read 12 and 6.
+        across = statistics.median(rtts_ms(lan, "h1", h3.address))
+        assert 8.0 <= across <= 9.5, across
+        home = statistics.median(rtts_ms(lan, "h2", lan.coordinator))
+        assert 4.0 <= home <= 5.5, home
+        # no way out: no default route, so an outside address is unreachable at once
+        p = subprocess.run(lan.in_host("h1", ["ip", "route", "get", "1.1.1.1"]),
+                           capture_output=True, text=True)
+        assert p.returncode != 0 and "unreachable" in p.stderr, p.stdout + p.stderr
+        assert ipaddress.ip_address(h2.address) in lan.subnet
+        assert lan.coordinator == str(list(lan.subnet.hosts())[-1])
+    finally:
+        lan.stop()
+        remove_run(led.prefix)
+    nothing_left(led.prefix)
+
+
+def test_each_host_runs_a_ray_node_and_an_agent_whose_clock_offset_is_recovered() -> None:
+    import os
+
+    import ray
+
+    from harness.hosts.session import HostSession
+
+    led = Ledger.new()
+    s = HostSession(HostsConfig(kind="emulated", n=2, lan_delay_ms=1.0), led, {"h2": 250.0})
+    try:
+        s.start()
+        hello = {h: ray.get(a.hello.remote(), timeout=30) for h, a in s.agents.items()}
+        mine = os.readlink("/proc/self/ns/net")
+        assert [hello[h]["host"] for h in ("h1", "h2")] == ["h1", "h2"]
+        # each agent runs as root inside its own host's namespace, with the LAN address only
+        assert len({mine, hello["h1"]["netns"], hello["h2"]["netns"]}) == 3, hello
+        for h in ("h1", "h2"):
+            assert hello[h]["uid"] == 0 and hello[h]["addresses"] == [s.lan.host(h).address]
+        # 250 ms injected on h2, none on h1: each recovered within its stated bound (half
+        # the best of 8 round trips over Ray and the 1 ms LAN)
+        for h, injected in (("h1", 0.0), ("h2", 250.0)):
+            o = s.clock[h]
+            assert abs(o.offset_ms - injected) <= o.uncertainty_ms, (h, o)
+            assert o.uncertainty_ms < 50, o  # not a measurement of nothing
+    finally:
+        s.stop()
+        remove_run(led.prefix)
+    nothing_left(led.prefix)
