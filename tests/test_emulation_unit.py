@@ -108,8 +108,9 @@ def test_registry_order_and_names() -> None:
 
     names = [k.name for k in inventory.kinds()]
     # processes first (a container's too: its PID 1 carries the run mark), then the
-    # containers, cgroups last (once empty)
-    assert names[:6] == ["processes", "containers", "netns", "links", "nft_tables", "cgroups"]
+    # containers, a run's temp dirs (an emulated host's Ray node), cgroups last (once empty)
+    assert names[:7] == ["processes", "containers", "netns", "links", "nft_tables",
+                         "temp_dirs", "cgroups"]
     assert names[-1] == "cgroups"
 
 
