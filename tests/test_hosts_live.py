@@ -82,3 +82,53 @@ def test_each_host_runs_a_ray_node_and_an_agent_whose_clock_offset_is_recovered(
         s.stop()
         remove_run(led.prefix)
     nothing_left(led.prefix)
+
+
+def test_a_link_between_hosts_is_tunnelled_and_shaped_on_each_sending_side() -> None:
+    import ray
+
+    from harness.core.config import LinkProps, NetworkConfig
+    from harness.emulation.topology import Link, Node, Topology
+    from harness.hosts.session import HostSession
+
+    topo = Topology("two", [Node("a"), Node("b")], [Link("a", "b", props=LinkProps(
+        delay_ms=5.0))])
+    topo.validate()
+    led = Ledger.new()
+    s = HostSession(HostsConfig(kind="emulated", n=2, lan_delay_ms=1.0), led)
+    try:
+        s.start()
+        up = s.build(topo, NetworkConfig(), {"_target_": "harness.emulation.backends.mininet."
+                                                          "MininetBackend"},
+                     {"_target_": "harness.emulation.shapers.userspace.UserspaceShaper"}, 1,
+                     {"a": "h1", "b": "h2"})
+        assert up["h1"]["nodes"] == ["a"] and up["h2"]["nodes"] == ["b"], up
+        agent_a = s.agents["h1"]
+
+        def ping(*args: str) -> str:
+            return ray.get(agent_a.node_run.remote("a", ["ping", "-n", *args, "10.0.0.2"]),
+                           timeout=60)
+
+        def median_rtt(out: str) -> float:
+            return statistics.median(float(m) for m in re.findall(r"time=([\d.]+) ms", out))
+
+        # 5 ms each way on the link, shaped once per direction (h1 sends a -> b, h2 the
+        # way back) + 1 ms each way of LAN: 12 ms; shaped twice (both lines) would be 22
+        rtt = median_rtt(ping("-c", "20", "-i", "0.02"))
+        assert 12.0 <= rtt <= 13.5, rtt
+        # the tunnel's MTU is the LAN's less VXLAN's 50 bytes, and the node knows it: a
+        # 1450-byte packet passes whole, 1451 is refused at the sender (never fragmented)
+        ping("-c", "1", "-M", "do", "-s", str(1450 - 28))
+        with pytest.raises(ray.exceptions.RayTaskError) as e:
+            ping("-c", "1", "-M", "do", "-s", str(1451 - 28))
+        assert "mtu=1450" in str(e.value) or "too long" in str(e.value), str(e.value)[-500:]
+        # a runtime change reaches the host that sends that direction: fwd +10 ms
+        ray.get(agent_a.emulation.remote("set_link", "a-b", LinkProps(delay_ms=15.0), "fwd"))
+        rtt = median_rtt(ping("-c", "20", "-i", "0.02"))
+        assert 22.0 <= rtt <= 23.5, rtt
+        for h in ("h1", "h2"):
+            ray.get(s.agents[h].teardown.remote(), timeout=60)
+    finally:
+        s.stop()
+        remove_run(led.prefix)
+    nothing_left(led.prefix)

@@ -20,10 +20,11 @@ from harness.core.config import LinkProps, NetworkConfig
 from harness.emulation.backends.base import Backend, EmuNode
 from harness.emulation.ledger import Ledger, remove_run
 from harness.emulation.shapers.base import Shaper
+from harness.emulation.share import Share
 from harness.emulation.tc import DirState, EmulationError, cap_mbit, rate_cmd
 from harness.emulation.topology import Link, Topology
 from harness.emulation.traces import TraceFollower, applied_rates, load_mahimahi, rates_mbit
-from harness.emulation.wiring import Wiring, configure, create_veths
+from harness.emulation.wiring import Wiring, configure, create_tunnels, create_veths
 
 TRACE_WINDOW_MS = 100
 
@@ -40,15 +41,26 @@ class LinkState:
     admin_up: bool = True
     silenced_by: set[str] = field(default_factory=set)  # crashed end nodes
     traces: list[TraceFollower] = field(default_factory=list)
+    sends: frozenset[str] = frozenset(("fwd", "rev"))  # directions shaped here (a share's)
 
     def carries(self) -> bool:
         return self.admin_up and not self.silenced_by
 
+    def shaped(self, direction: str) -> DirState:
+        """What the shaper here applies to `direction`: the direction itself if this host
+        sends it, else a pass-through (shaped where it was sent), up or down with it."""
+        ds = self.fwd if direction == "fwd" else self.rev
+        if direction in self.sends:
+            return ds
+        return DirState(LinkProps(0, 0, 0, 0, ds.props.queue_pkts), ds.up)
+
 
 class Emulation:
     def __init__(self, topo: Topology, network: NetworkConfig, backend: Backend,
-                 shaper: Shaper, ledger: Ledger, seed: int = 1) -> None:
+                 shaper: Shaper, ledger: Ledger, seed: int = 1, share: Share | None = None) -> None:
+        """`share`: this host's part of a topology split over hosts (None: all of it)."""
         self.topo, self.network, self.backend = topo, network, backend
+        self.share = share
         self.shaper, self.ledger, self.seed = shaper, ledger, seed
         self.base = network.defaults()
         self.ips = topo.addresses()
@@ -66,18 +78,25 @@ class Emulation:
 
     def start(self) -> None:
         t0 = time.monotonic()
-        self.shaper.setup(self.ledger.prefix, self.ledger.env())
-        self.nodes.update(self.backend.start_nodes(self.topo.nodes, self.ips, self.ledger))
+        share = self.share
+        self.shaper.setup(self.ledger.prefix, self.ledger.env(), share.host if share else "")
+        here = [n for n in self.topo.nodes if share is None or share.has(n.name)]
+        self.nodes.update(self.backend.start_nodes(here, self.ips, self.ledger))
         t_nodes = time.monotonic()
         for i, link in enumerate(self.topo.links):
+            sends = share.sends(link.a, link.b) if share else {"fwd", "rev"}
+            if not sends:
+                continue
             props = link.props.over(self.base)
             self.links[link.name] = LinkState(
                 link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
-                props)
-        plan = Wiring(self.topo, self.base)
+                props, sends=frozenset(sends))
+        plan = Wiring(self.topo, self.base, share.tunnels if share else {})
         create_veths(plan.veths({n: str(node.ns_pid) for n, node in self.nodes.items()},
                                 self.shaper))
+        if share and share.tunnels:
+            create_tunnels(plan.tunnels_cmds(self.shaper, set(self.nodes)))
         dirs = {name: (st.fwd, st.rev) for name, st in self.links.items()}
         cc = self.network.congestion_control()
         configure(self.nodes, {n: plan.node(n, self.shaper.netem, dirs, cc) for n in self.nodes})
@@ -85,9 +104,10 @@ class Emulation:
         for name, st in self.links.items():
             pa, _ = self.shaper.peer(st.index, "a", "")
             pb, _ = self.shaper.peer(st.index, "b", "")
-            wires.append((name, pa, pb, st.fwd, st.rev, self.seed * 100_003 + st.index))
+            wires.append((name, pa, pb, st.shaped("fwd"), st.shaped("rev"),
+                          self.seed * 100_003 + st.index))
         self.shaper.wire_up(wires)
-        show = getattr(self.backend, "show_link", None)
+        show = getattr(self.backend, "show_link", None) if share is None else None
         for st in self.links.values():
             if show:
                 show(st.spec.a, st.a_dev, st.spec.b, st.b_dev, self.ips)
@@ -109,18 +129,20 @@ class Emulation:
             try:
                 self.backend.stop()
             finally:
-                remove_run(self.ledger.prefix)
+                if self.share is None:  # a host's share: the run's teardown removes the rest
+                    remove_run(self.ledger.prefix)
 
     # -- runtime link changes ------------------------------------------------------------
 
     def _dirs(self, st: LinkState, direction: str) -> list[tuple[str, DirState, EmuNode, str]]:
-        out = []
-        if direction in ("fwd", "both"):
-            out.append(("fwd", st.fwd, self.nodes[st.spec.a], st.a_dev))
-        if direction in ("rev", "both"):
-            out.append(("rev", st.rev, self.nodes[st.spec.b], st.b_dev))
-        if not out:
+        """The directions asked for that this host sends (all of them on one host)."""
+        if direction not in ("fwd", "rev", "both"):
             raise EmulationError(f"direction={direction!r}: one of fwd, rev, both")
+        out = []
+        if direction in ("fwd", "both") and "fwd" in st.sends:
+            out.append(("fwd", st.fwd, self.nodes[st.spec.a], st.a_dev))
+        if direction in ("rev", "both") and "rev" in st.sends:
+            out.append(("rev", st.rev, self.nodes[st.spec.b], st.b_dev))
         return out
 
     def set_link(self, name: str, change: LinkProps, direction: str = "both") -> None:
@@ -146,10 +168,14 @@ class Emulation:
                 node.net_run(["tc", *rate_cmd(dev, cap_mbit(ds.props))])
 
     def _refresh_up(self, st: LinkState) -> None:
-        for d, ds, node, dev in self._dirs(st, "both"):
+        """Both directions follow the link's state, also one sent by another host (the
+        pass-through here drops what arrives for a crashed or cut link's end)."""
+        for d, ds, node_name, dev in (("fwd", st.fwd, st.spec.a, st.a_dev),
+                                      ("rev", st.rev, st.spec.b, st.b_dev)):
             if ds.up != st.carries():
                 ds.up = st.carries()
-                self.shaper.apply(st.spec.name, d, ds, (node, dev))
+                self.shaper.apply(st.spec.name, d, st.shaped(d),
+                                  (self.nodes.get(node_name), dev))
 
     def set_link_up(self, name: str, up: bool) -> None:
         st = self.links[name]
@@ -159,7 +185,9 @@ class Emulation:
     def silence_node(self, node: str, silent: bool) -> None:
         """A crashed node's links carry nothing (no carrier change: peers see timeouts)."""
         for link in self.topo.links_of(node):
-            st = self.links[link.name]
+            st = self.links.get(link.name)
+            if st is None:  # neither end on this host
+                continue
             if silent:
                 st.silenced_by.add(node)
             else:
@@ -216,6 +244,8 @@ class Emulation:
                 "}\n"
             )
             for n in group:
+                if n not in self.nodes:  # on another host: its agent installs its own
+                    continue
                 self.nodes[n].net_run(["nft", "-f", "-"], input=rules)
                 self.partitioned.add(n)
         return table

@@ -31,6 +31,7 @@ from harness.emulation.topology import Topology
 if TYPE_CHECKING:
     from harness.emulation.backends.base import EmuNode
     from harness.emulation.shapers.base import Shaper
+    from harness.emulation.share import Tunnel
 
 SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -69,8 +70,11 @@ class NodeSetup:
 class Wiring:
     """The topology's names, addresses and routes, computed once for every node."""
 
-    def __init__(self, topo: Topology, base: LinkProps) -> None:
+    def __init__(self, topo: Topology, base: LinkProps,
+                 tunnels: dict[str, Tunnel] | None = None) -> None:
+        """`tunnels`: the links a host split carries to other hosts (link -> tunnel)."""
         self.topo = topo
+        self.tunnels = tunnels or {}
         self.ips, self.devs, self.macs = topo.addresses(), topo.interfaces(), topo.macs()
         self.adj = topo.adjacency(base)
         self.base = base
@@ -84,17 +88,38 @@ class Wiring:
         namespace (a node's by PID; with the userspace shaper, the wire end in the wire's)."""
         cmds = []
         for i, link in enumerate(self.topo.links):
-            ends = [(node, self.devs[(node, link.name)], self.macs[(node, link.name)],
-                     ns_of[node]) for node in (link.a, link.b)]
-            if shaper.netem:  # the veth runs straight from node to node
-                (_, da, ma, na), (_, db, mb, nb) = ends
+            ends = [(end, node, self.devs[(node, link.name)], self.macs[(node, link.name)],
+                     ns_of[node]) for end, node in zip("ab", (link.a, link.b), strict=True)
+                    if node in ns_of]  # a host's share: the ends on this host
+            tunnel = self.tunnels.get(link.name)
+            mtu = ["mtu", str(tunnel.mtu)] if tunnel else []
+            if shaper.netem and len(ends) == 2:  # the veth runs straight from node to node
+                (_, _, da, ma, na), (_, _, db, mb, nb) = ends
                 cmds.append(["link", "add", "name", da, "address", ma, "netns", na,
                              "type", "veth", "peer", "name", db, "address", mb, "netns", nb])
                 continue
-            for end, (_node, dev, mac, ns) in zip("ab", ends, strict=True):
+            if shaper.netem and ends:
+                raise EmulationError(f"link {link.name}: a link between hosts needs the "
+                                     "userspace shaper (netem here is not built yet)")
+            for end, _node, dev, mac, ns in ends:
                 peer, wire = shaper.peer(i, end, "")
-                cmds.append(["link", "add", "name", dev, "address", mac, "netns", ns,
-                             "type", "veth", "peer", "name", peer, "netns", wire])
+                cmds.append(["link", "add", "name", dev, "address", mac, *mtu, "netns", ns,
+                             "type", "veth", "peer", "name", peer, *mtu, "netns", wire])
+        return cmds
+
+    def tunnels_cmds(self, shaper: Shaper, here: set[str]) -> list[list[str]]:
+        """`ip` commands making each carried link's tunnel device, in this process's
+        namespace (where the hosts' network is), then moving it into the wire namespace
+        under the name of the far end's peer: the delay line bridges it as it would that
+        peer."""
+        cmds = []
+        for i, link in enumerate(self.topo.links):
+            tunnel = self.tunnels.get(link.name)
+            if tunnel is None:
+                continue
+            far = "b" if link.a in here else "a"
+            name, wire = shaper.peer(i, far, "")
+            cmds += [tunnel.device_cmd(name), ["link", "set", name, "netns", wire]]
         return cmds
 
     def node(self, name: str, netem: bool, dirs: dict[str, tuple[DirState, DirState]],
@@ -165,6 +190,12 @@ def cover(n_nodes: int) -> list[str]:
 def create_veths(cmds: list[list[str]]) -> None:
     """Every veth pair in one `ip -batch`, run on the host (the batch stops at the first
     failure; what it created lies in namespaces the teardown removes)."""
+    if cmds:
+        run(["ip", "-batch", "-"], input=batch(cmds), timeout=120)
+
+
+def create_tunnels(cmds: list[list[str]]) -> None:
+    """The tunnel devices of a host's carried links, in one `ip -batch` here."""
     if cmds:
         run(["ip", "-batch", "-"], input=batch(cmds), timeout=120)
 

@@ -21,6 +21,8 @@ class HostAgent:
     def __init__(self, host: str, prefix: str, clock_offset_ms: float = 0.0) -> None:
         self.host, self.prefix = host, prefix
         self.offset_s = clock_offset_ms / 1000
+        self.emu: Any = None
+        self.ledger: Any = None
 
     def now(self) -> float:
         """This host's wall clock (s), as its events are stamped."""
@@ -31,6 +33,85 @@ class HostAgent:
         return {"host": self.host, "pid": os.getpid(), "uid": os.geteuid(),
                 "netns": os.readlink("/proc/self/ns/net"), "hostname": socket.gethostname(),
                 "addresses": addresses(), "cpus": os.cpu_count()}
+
+
+    # -- this host's share of the emulation ---------------------------------------------
+
+    def build(self, topo: Any, network: Any, backend: dict, shaper: dict, seed: int,
+              share: Any) -> dict[str, Any]:
+        """Bring up this host's share (`harness.emulation.share.Share`): its nodes, its
+        links, its halves of the carried links and their tunnels."""
+        from harness.emulation.network import Emulation
+
+        self.ledger = agent_ledger(self.prefix)
+        self.emu = Emulation(topo, network, plugin("backend", backend),
+                             plugin("shaper", shaper), self.ledger, seed, share)
+        self.emu.start()
+        return {"timings": self.emu.timings, "nodes": sorted(self.emu.nodes),
+                "links": sorted(self.emu.links)}
+
+    def emulation(self, op: str, *args: Any) -> Any:
+        """A runtime change of the share (set_link, restore_link, set_link_up,
+        silence_node, partition, heal, follow_trace, stop_traces) or a reading
+        (trace_errors, describe)."""
+        if op not in EMULATION_OPS:
+            raise ValueError(f"not an emulation operation: {op}")
+        return getattr(self.emu, op)(*args)
+
+    def link_stats(self) -> dict:
+        return self.emu.shaper.stats()
+
+    def node_run(self, node: str, argv: list[str], timeout: float = 30) -> str:
+        """Run `argv` in one of this host's nodes and wait (its output)."""
+        return self.emu.nodes[node].run(argv, timeout=timeout)
+
+    def teardown(self) -> dict[str, float]:
+        """Everything of the share; then, on a host the run's state file is this agent's
+        (not the coordinator's machine), everything else of the run's prefix here."""
+        import time as _time
+
+        from harness.emulation.ledger import remove_run
+
+        t = _time.monotonic()
+        if self.emu is not None:
+            self.emu.stop()
+            self.emu = None
+        if self.ledger is not None and self.ledger.owner_pid == os.getpid():
+            remove_run(self.prefix)
+        return {"teardown_s": _time.monotonic() - t}
+
+
+EMULATION_OPS = ("set_link", "restore_link", "set_link_up", "silence_node", "partition",
+                 "heal", "follow_trace", "stop_traces", "trace_errors", "describe")
+
+
+def plugin(group: str, node: dict) -> Any:
+    from harness.core.config import target_of
+
+    kwargs = dict(node)
+    fn = target_of(group, kwargs)
+    del kwargs["_target_"]
+    return fn(**kwargs)
+
+
+def agent_ledger(prefix: str) -> Any:
+    """The run's ledger on this host: the coordinator's when it is on this machine (its
+    state file names the coordinator, whose teardown removes everything), else this
+    agent's own state file, so `harness.clean` here can tell a dead run's leftovers."""
+    import time as _time
+
+    from harness.emulation.ledger import Ledger, _start_time, state_dir
+
+    path = state_dir() / f"{prefix}.json"
+    if path.exists():
+        import json
+
+        return Ledger(**json.loads(path.read_text()))
+    led = Ledger(prefix, os.getpid(), _start_time(os.getpid()), _time.time(),
+                 notes={"agent_of": prefix})
+    state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    led.save()
+    return led
 
 
 def addresses() -> list[str]:

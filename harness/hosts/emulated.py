@@ -136,8 +136,10 @@ class EmulatedLan:
         return next(h for h in self.hosts if h.name == name)
 
     def in_host(self, name: str, argv: list[str]) -> list[str]:
-        """`argv` run inside host `name`'s namespace."""
-        return ["ip", "netns", "exec", self.host(name).netns, *argv]
+        """`argv` run in host `name`'s network namespace, and only that: `ip netns exec`
+        would also give it a mount namespace of its own with a fresh /sys, where the
+        cgroup hierarchy (its nodes' limits) is missing."""
+        return ["nsenter", f"--net=/run/netns/{self.host(name).netns}", "--", *argv]
 
     def stop(self) -> None:
         """The delay line; the namespaces and the veth go with the run's prefix."""

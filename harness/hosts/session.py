@@ -69,3 +69,25 @@ class HostSession:
         if self.lan is not None:
             self.lan.stop()
             self.lan = None
+
+    def build(self, topo: Any, network: Any, backend: dict, shaper: dict, seed: int,
+              host_of: dict[str, str]) -> dict[str, dict]:
+        """Every host's share of `topo` (nodes by `host_of`), brought up by its agent,
+        all at once; each host's reply (timings, nodes, links)."""
+        import ray
+
+        from harness.emulation.share import shares
+
+        address = {h.info.name: h.info.address for h in self.hosts}
+        underlay = {name: self.underlay_dev(name) for name in address}
+        parts = shares(topo, host_of, address, underlay, self.ledger.prefix,
+                       self.cfg.vxlan_port, self.cfg.tunnel_mtu)
+        refs = {h: self.agents[h].build.remote(topo, network, backend, shaper, seed, part)
+                for h, part in parts.items()}
+        return {h: ray.get(r, timeout=300) for h, r in refs.items()}
+
+    def underlay_dev(self, host: str) -> str:
+        """The device of `host` on the hosts' network (emulated: lan0)."""
+        if self.lan is not None:
+            return "lan0"
+        raise NotImplementedError("hosts=ray: the device is read from the host (to come)")

@@ -18,8 +18,9 @@ class Shaper(ABC):
     name: str
     netem: bool  # whether htb's leaf is netem
 
-    def setup(self, prefix: str, env: dict[str, str]) -> None:  # noqa: B027
-        """Before any link exists."""
+    def setup(self, prefix: str, env: dict[str, str], host: str = "") -> None:  # noqa: B027
+        """Before any link exists; `host` names a host's share (its names differ from
+        another host's on the same machine)."""
 
     @abstractmethod
     def peer(self, index: int, end: str, other_ns: str) -> tuple[str, str]:

@@ -84,9 +84,9 @@ class UserspaceShaper(Shaper):
         self.prefix = ""
         self.line: DelayLine | None = None
 
-    def setup(self, prefix: str, env: dict[str, str]) -> None:
+    def setup(self, prefix: str, env: dict[str, str], host: str = "") -> None:
         self.prefix = prefix
-        self.ns = f"{prefix}-wire"
+        self.ns = f"{prefix}{host}-wire"
         run(["ip", "netns", "add", self.ns])
         run(["ip", "-n", self.ns, "link", "set", "lo", "up"])
         self.line = DelayLine(self.ns, env)
