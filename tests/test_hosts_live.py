@@ -54,50 +54,56 @@ def test_hosts_are_namespaces_a_shaped_lan_apart_and_go_nowhere_else() -> None:
     nothing_left(led.prefix)
 
 
-def test_each_host_runs_a_ray_node_and_an_agent_whose_clock_offset_is_recovered() -> None:
-    import os
-
-    import ray
-
+@pytest.fixture(scope="module")
+def session():
+    """Two emulated hosts (LAN 1 ms one way), a Ray node and an agent each, h2's clock
+    250 ms ahead: brought up once for the tests below (about 8 s here)."""
     from harness.hosts.session import HostSession
 
     led = Ledger.new()
     s = HostSession(HostsConfig(kind="emulated", n=2, lan_delay_ms=1.0), led, {"h2": 250.0})
     try:
         s.start()
-        hello = {h: ray.get(a.hello.remote(), timeout=30) for h, a in s.agents.items()}
-        mine = os.readlink("/proc/self/ns/net")
-        assert [hello[h]["host"] for h in ("h1", "h2")] == ["h1", "h2"]
-        # each agent runs as root inside its own host's namespace, with the LAN address only
-        assert len({mine, hello["h1"]["netns"], hello["h2"]["netns"]}) == 3, hello
-        for h in ("h1", "h2"):
-            assert hello[h]["uid"] == 0 and hello[h]["addresses"] == [s.lan.host(h).address]
-        # 250 ms injected on h2, none on h1: each recovered within its stated bound (half
-        # the best of 8 round trips over Ray and the 1 ms LAN)
-        for h, injected in (("h1", 0.0), ("h2", 250.0)):
-            o = s.clock[h]
-            assert abs(o.offset_ms - injected) <= o.uncertainty_ms, (h, o)
-            assert o.uncertainty_ms < 50, o  # not a measurement of nothing
+        yield s
     finally:
         s.stop()
         remove_run(led.prefix)
     nothing_left(led.prefix)
 
 
-def test_a_link_between_hosts_is_tunnelled_and_shaped_on_each_sending_side() -> None:
+def test_each_host_runs_a_ray_node_and_an_agent_whose_clock_offset_is_recovered(
+        session) -> None:
+    import os
+
+    import ray
+
+    s = session
+    hello = {h: ray.get(a.hello.remote(), timeout=30) for h, a in s.agents.items()}
+    mine = os.readlink("/proc/self/ns/net")
+    assert [hello[h]["host"] for h in ("h1", "h2")] == ["h1", "h2"]
+    # each agent runs as root inside its own host's namespace, with the LAN address only
+    assert len({mine, hello["h1"]["netns"], hello["h2"]["netns"]}) == 3, hello
+    for h in ("h1", "h2"):
+        assert hello[h]["uid"] == 0 and hello[h]["addresses"] == [s.lan.host(h).address]
+    # 250 ms injected on h2, none on h1: each recovered within its stated bound (half
+    # the best of 8 round trips over Ray and the 1 ms LAN)
+    for h, injected in (("h1", 0.0), ("h2", 250.0)):
+        o = s.clock[h]
+        assert abs(o.offset_ms - injected) <= o.uncertainty_ms, (h, o)
+        assert o.uncertainty_ms < 50, o  # not a measurement of nothing
+
+
+def test_a_link_between_hosts_is_tunnelled_and_shaped_on_each_sending_side(session) -> None:
     import ray
 
     from harness.core.config import LinkProps, NetworkConfig
     from harness.emulation.topology import Link, Node, Topology
-    from harness.hosts.session import HostSession
 
+    s = session
     topo = Topology("two", [Node("a"), Node("b")], [Link("a", "b", props=LinkProps(
         delay_ms=5.0))])
     topo.validate()
-    led = Ledger.new()
-    s = HostSession(HostsConfig(kind="emulated", n=2, lan_delay_ms=1.0), led)
     try:
-        s.start()
         up = s.build(topo, NetworkConfig(), {"_target_": "harness.emulation.backends.mininet."
                                                           "MininetBackend"},
                      {"_target_": "harness.emulation.shapers.userspace.UserspaceShaper"}, 1,
@@ -126,9 +132,6 @@ def test_a_link_between_hosts_is_tunnelled_and_shaped_on_each_sending_side() -> 
         ray.get(agent_a.emulation.remote("set_link", "a-b", LinkProps(delay_ms=15.0), "fwd"))
         rtt = median_rtt(ping("-c", "20", "-i", "0.02"))
         assert 22.0 <= rtt <= 23.5, rtt
+    finally:
         for h in ("h1", "h2"):
             ray.get(s.agents[h].teardown.remote(), timeout=60)
-    finally:
-        s.stop()
-        remove_run(led.prefix)
-    nothing_left(led.prefix)
