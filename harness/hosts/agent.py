@@ -18,11 +18,44 @@ from typing import Any
 class HostAgent:
     """Made remote with `agent_class()`; one per host and run."""
 
-    def __init__(self, host: str, prefix: str, clock_offset_ms: float = 0.0) -> None:
+    def __init__(self, host: str, prefix: str, clock_offset_ms: float = 0.0,
+                 lease_s: float = 10.0) -> None:
         self.host, self.prefix = host, prefix
         self.offset_s = clock_offset_ms / 1000
         self.emu: Any = None
         self.ledger: Any = None
+        self.procs: dict[int, Any] = {}  # pid -> Popen of what the coordinator spawned
+        self.lease(lease_s)  # a coordinator that dies before its first heartbeat
+        unnice()
+
+    def lease(self, seconds: float) -> None:
+        """The coordinator is alive for `seconds` more; renewed by its heartbeat. When a
+        lease runs out (the coordinator was killed), the agent removes the run here:
+        its share and everything else marked with the run's prefix on this machine."""
+        import threading
+
+        self.lease_until = time.monotonic() + seconds
+        if getattr(self, "watch", None) is None:
+            self.watch = threading.Thread(target=self._watch, name="lease", daemon=True)
+            self.watch.start()
+
+    def _watch(self) -> None:
+        import subprocess
+        import sys
+
+        while time.monotonic() < self.lease_until:
+            time.sleep(0.5)
+        if getattr(self, "released", False):
+            return
+        # from a process of its own (harness.emulation.reap says why), which outlives us
+        subprocess.Popen([sys.executable, "-m", "harness.emulation.reap", self.prefix],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def release(self) -> None:
+        """The coordinator ends the run itself: no lease to watch any more."""
+        self.released = True
+        self.lease_until = 0.0
 
     def now(self) -> float:
         """This host's wall clock (s), as its events are stamped."""
@@ -43,6 +76,7 @@ class HostAgent:
         links, its halves of the carried links and their tunnels."""
         from harness.emulation.network import Emulation
 
+        unnice()
         self.ledger = agent_ledger(self.prefix)
         self.emu = Emulation(topo, network, plugin("backend", backend),
                              plugin("shaper", shaper), self.ledger, seed, share)
@@ -65,6 +99,62 @@ class HostAgent:
         """Run `argv` in one of this host's nodes and wait (its output)."""
         return self.emu.nodes[node].run(argv, timeout=timeout)
 
+    # -- processes of this host's nodes, for the coordinator's RemoteNode ----------------
+
+    def spawn(self, node: str, argv: list[str], stdin: bool, stdout: str | None,
+              stderr: str | None, env: dict[str, str] | None = None) -> int:
+        """Start `argv` in `node`; stdout/stderr: "pipe", "stdout" (stderr only), a file
+        path (appended to), or None (inherited). Its pid, the handle of later calls."""
+        import subprocess
+
+        def where(x: str | None):
+            if x == "pipe":
+                return subprocess.PIPE
+            if x == "stdout":
+                return subprocess.STDOUT
+            return open(x, "a") if x else None  # noqa: SIM115 (the child holds it)
+
+        kw: dict[str, Any] = {"stdin": subprocess.PIPE if stdin else subprocess.DEVNULL,
+                              "stdout": where(stdout), "stderr": where(stderr), "text": True}
+        if env is not None:
+            kw["env"] = env
+        unnice()
+        p = self.emu.nodes[node].popen(argv, **kw)
+        self.procs[p.pid] = p
+        return p.pid
+
+    def proc(self, pid: int, op: str, *args: Any) -> Any:
+        """One operation on a spawned process: poll, wait (timeout), signal (signum),
+        readline, write (text), close_stdin."""
+        p = self.procs[pid]
+        if op == "poll":
+            return p.poll()
+        if op == "wait":
+            return p.wait(*args)
+        if op == "signal":
+            if p.poll() is None:
+                p.send_signal(int(args[0]))
+            return None
+        if op == "readline":
+            return p.stdout.readline()
+        if op == "write":
+            p.stdin.write(args[0])
+            p.stdin.flush()
+            return None
+        if op == "close_stdin":
+            p.stdin.close()
+            return None
+        raise ValueError(f"not a process operation: {op}")
+
+    def node_call(self, node: str, method: str, *args: Any) -> Any:
+        """A method of one of this host's nodes (NODE_OPS) or of its resources (RES_OPS)."""
+        n = self.emu.nodes[node]
+        if method in NODE_OPS:
+            return getattr(n, method)(*args)
+        if method in RES_OPS:
+            return getattr(n.resources, method)(*args)
+        raise ValueError(f"not a node operation: {method}")
+
     def teardown(self) -> dict[str, float]:
         """Everything of the share; then, on a host the run's state file is this agent's
         (not the coordinator's machine), everything else of the run's prefix here."""
@@ -81,8 +171,21 @@ class HostAgent:
         return {"teardown_s": _time.monotonic() - t}
 
 
+NODE_OPS = ("kill_all", "hang", "resume", "processes", "run", "net_run", "signal_all")
+RES_OPS = ("set_cpu", "set_memory", "cpu_usage_s", "oom_kills", "pids")
 EMULATION_OPS = ("set_link", "restore_link", "set_link_up", "silence_node", "partition",
                  "heal", "follow_trace", "stop_traces", "trace_errors", "describe")
+
+
+def unnice() -> None:
+    """Every thread of the agent back to nice 0: a Ray worker runs at nice 15 (on a host
+    a user set up, RAY_worker_niceness may not say 0), and what it starts, the host's
+    nodes, would inherit it (Linux's nice is per thread)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+        except OSError:
+            continue
 
 
 def plugin(group: str, node: dict) -> Any:
@@ -130,11 +233,12 @@ def agent_class():  # noqa: ANN201 (a Ray actor class)
     """`HostAgent` as a Ray actor (imported lazily: hosts=local needs no Ray)."""
     import ray
 
-    return ray.remote(num_cpus=0)(HostAgent)
+    # threaded: a sensor's readline or a wait must not hold up a fault's call
+    return ray.remote(num_cpus=0, max_concurrency=64)(HostAgent)
 
 
-def start_agents(hosts: list, prefix: str, offsets_ms: dict[str, float] | None = None
-                 ) -> dict[str, Any]:
+def start_agents(hosts: list, prefix: str, offsets_ms: dict[str, float] | None = None,
+                 lease_s: float = 10.0) -> dict[str, Any]:
     """One agent per host (a `ClusterHost`), pinned to its Ray node; host -> handle."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -144,7 +248,8 @@ def start_agents(hosts: list, prefix: str, offsets_ms: dict[str, float] | None =
     for h in hosts:
         agents[h.info.name] = cls.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(h.node_id, soft=False),
-            name=f"{prefix}-{h.info.name}", lifetime=None,
-        ).remote(h.info.name, prefix, (offsets_ms or {}).get(h.info.name, 0.0))
+            # detached: an agent outlives a killed coordinator, to remove the run (lease)
+            name=f"{prefix}-{h.info.name}", lifetime="detached",
+        ).remote(h.info.name, prefix, (offsets_ms or {}).get(h.info.name, 0.0), lease_s)
     ray.get([a.hello.remote() for a in agents.values()], timeout=60)
     return agents

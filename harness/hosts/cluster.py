@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.config import ConfigError, fail
+from harness.emulation.cgroups import joiner, started_joined
+from harness.emulation.inventory import CGROUP_ROOT
 from harness.emulation.ledger import Ledger
 from harness.emulation.tc import EmulationError
 from harness.hosts.emulated import EmulatedLan
@@ -88,6 +90,16 @@ def free_port(address: str) -> int:
         return s.getsockname()[1]
 
 
+def tracking_cgroup(name: str) -> list[str]:
+    """A cgroup that only holds processes (the run's teardown finds its members): in the
+    memory hierarchy on cgroup v1, not the cpu one, where a new cgroup's real-time
+    budget is 0 and the delay lines under an agent lost their real-time priority."""
+    v1 = CGROUP_ROOT / "memory"
+    d = (v1 if v1.is_dir() else CGROUP_ROOT) / name
+    d.mkdir(exist_ok=True)
+    return [str(d / "cgroup.procs")]
+
+
 class EmulatedCluster:
     """Ray on an `EmulatedLan`: the head in the coordinator's namespace, a node per host."""
 
@@ -95,9 +107,17 @@ class EmulatedCluster:
         self.lan, self.ledger = lan, ledger
         self.address = ""
 
-    def _start(self, argv: list[str], what: str) -> None:
-        env = {**self.ledger.env(), "RAY_USAGE_STATS_ENABLED": "0"}
-        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    def _start(self, argv: list[str], what: str, cgroup: str) -> None:
+        """`ray start` in a cgroup of the run's (`cgroup`): its daemons stay in it, so the
+        run's teardown finds them there (Ray's process titles overwrite the environment,
+        and with it the run's mark)."""
+        # Ray runs its workers at nice 15 by default: the agents' nodes (stages, sensors,
+        # delay lines) inherited it and a split pipeline's p50 rose by ~1 ms beyond its LAN
+        env = {**self.ledger.env(), "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
+        join = joiner(tracking_cgroup(cgroup))
+        p = started_joined(join, lambda: subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=120, preexec_fn=join),
+            what)
         if p.returncode != 0:
             tail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-3:]
             raise EmulationError(f"ray start on {what} failed: {' | '.join(tail)}")
@@ -110,7 +130,8 @@ class EmulatedCluster:
         self._start([ray_bin(), "start", "--head", f"--node-ip-address={coord}",
                      f"--port={port}", f"--ray-client-server-port={free_port(coord)}",
                      f"--temp-dir={TEMP_ROOT / f'{self.ledger.prefix}ray'}",
-                     "--num-cpus=0", "--include-dashboard=false", *common], "the coordinator")
+                     "--num-cpus=0", "--include-dashboard=false", *common], "the coordinator",
+                    f"{self.ledger.prefix}ray")
 
         def join(name: str) -> None:
             h = self.lan.host(name)
@@ -118,7 +139,7 @@ class EmulatedCluster:
                 ray_bin(), "start", f"--address={self.address}", f"--node-ip-address={h.address}",
                 f"--temp-dir={TEMP_ROOT / f'{self.ledger.prefix}{name}ray'}",
                 f"--resources={json.dumps({RESOURCE: 1})}", f"--labels={LABEL}={name}",
-                *common]), f"host {name}")
+                *common]), f"host {name}", f"{self.ledger.prefix}{name}ray")
 
         names = [h.name for h in self.lan.hosts]
         with ThreadPoolExecutor(max_workers=len(names)) as pool:

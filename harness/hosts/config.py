@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from harness.core.config import check_range, fail
 
@@ -22,6 +23,7 @@ class HostsConfig:
     place: dict[str, str] | None = None  # node -> host; the rest by the placer
     vxlan_port: int = 4789  # UDP port of the cross-host tunnels (open it between hosts)
     clock_bound_ms: float | None = None  # max clock uncertainty; None: a tenth of the MTTD
+    lease_s: float = 10.0  # an agent whose coordinator is silent this long removes the run
 
     def validate(self, key: str) -> None:
         if self.kind not in KINDS:
@@ -30,6 +32,7 @@ class HostsConfig:
         check_range(f"{key}.lan_delay_ms", self.lan_delay_ms, 0, 10_000)
         check_range(f"{key}.lan_mtu", self.lan_mtu, 576 + VXLAN_OVERHEAD, 65_535)
         check_range(f"{key}.vxlan_port", self.vxlan_port, 1, 65_535)
+        check_range(f"{key}.lease_s", self.lease_s, 2, 3600)
         if self.clock_bound_ms is not None:
             check_range(f"{key}.clock_bound_ms", self.clock_bound_ms, 0)
             if self.clock_bound_ms <= 0:
@@ -45,6 +48,27 @@ class HostsConfig:
             node = next(iter(self.place))
             fail(f"{key}.place.{node}", self.place[node],
                  "hosts=local runs every node here (hosts=emulated or hosts=ray place them)")
+
+    def check(self, topology: Any, raw: dict[str, Any]) -> None:
+        """Against the rest of the experiment, before anything runs: where the hosts are
+        known (emulated), the placement; what a run across hosts cannot do yet."""
+        if self.kind == "local":
+            return
+        if self.kind == "emulated":
+            from harness.hosts.emulated import emulated_hosts
+            from harness.hosts.placer import place
+
+            place(topology, emulated_hosts(self), self.place or {})
+        backend = (raw.get("backend") or {}).get("_target_", "")
+        if not backend.endswith("MininetBackend"):
+            fail("backend._target_", backend, "runs across hosts run nodes as processes "
+                 "(backend=mininet); containers on several hosts are not built yet")
+        shaper = (raw.get("shaper") or {}).get("_target_", "")
+        if shaper.endswith("NetemShaper"):
+            fail("shaper._target_", shaper, "links between hosts are shaped by the userspace "
+                 "delay line (netem across hosts is not built yet)")
+        if raw.get("mode") == "cli":
+            fail("mode", "cli", "the interactive CLI runs on one host (hosts=local)")
 
     def emulated_names(self) -> list[str]:
         return [f"h{i + 1}" for i in range(self.n)]

@@ -16,6 +16,42 @@ from harness.hosts.agent import start_agents
 from harness.hosts.config import HostsConfig
 
 
+class Heartbeat:
+    """Renews every agent's lease each second; an agent that does not answer within the
+    lease is dead (its host named in `dead`)."""
+
+    def __init__(self, agents: dict[str, Any], lease_s: float) -> None:
+        import threading
+
+        self.agents, self.lease_s = agents, lease_s
+        self.dead: set[str] = set()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._beat()
+        self.thread.start()
+
+    def _beat(self) -> None:
+        import ray
+
+        refs = {h: a.lease.remote(self.lease_s) for h, a in self.agents.items()
+                if h not in self.dead}
+        for h, r in refs.items():
+            try:
+                ray.get(r, timeout=self.lease_s)
+            except Exception:  # noqa: BLE001 (died, or silent for a whole lease)
+                self.dead.add(h)
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(1.0):
+            self._beat()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=self.lease_s + 5)
+
+
 class HostSession:
     def __init__(self, cfg: HostsConfig, ledger: Ledger,
                  clock_offsets_ms: dict[str, float] | None = None) -> None:
@@ -26,6 +62,7 @@ class HostSession:
         self.hosts: list = []  # ClusterHost
         self.agents: dict[str, Any] = {}
         self.clock: dict[str, clock.Offset] = {}
+        self.heartbeat: Heartbeat | None = None
 
     def start(self) -> None:
         from harness.hosts.cluster import EmulatedCluster, connect
@@ -41,8 +78,11 @@ class HostSession:
             self.hosts = self.cluster.wait_hosts(self.cfg.n)
         else:
             self.hosts = connect(self.cfg.address)
-        self.agents = start_agents(self.hosts, self.ledger.prefix, self.offsets_injected)
+        self.agents = start_agents(self.hosts, self.ledger.prefix, self.offsets_injected,
+                                   self.cfg.lease_s)
         self.clock = self.measure_clocks()
+        self.heartbeat = Heartbeat(self.agents, self.cfg.lease_s)
+        self.heartbeat.start()
 
     def measure_clocks(self, n: int = 8) -> dict[str, clock.Offset]:
         import ray
@@ -50,9 +90,20 @@ class HostSession:
         return {name: clock.measure(lambda a=agent: ray.get(a.now.remote(), timeout=10), n=n)
                 for name, agent in self.agents.items()}
 
+    def dead_hosts(self) -> list[str]:
+        """Hosts whose agent stopped answering during the run (each makes it INVALID)."""
+        return sorted(self.heartbeat.dead) if self.heartbeat else []
+
     def stop(self) -> None:
         import ray
 
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        for agent in self.agents.values():
+            try:
+                ray.get(agent.release.remote(), timeout=5)
+            except Exception:  # noqa: BLE001 (gone: nothing to release)
+                pass
         for agent in self.agents.values():
             try:
                 ray.kill(agent)

@@ -211,15 +211,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
             fail("workload.samples", workload.samples.get("_target_"), error)
     faults.check_sensors(sensors_of(workload, topology) if workload else None)
     hosts = to_dataclass(HostsConfig, raw.get("hosts"), "hosts")
-    if hosts.kind == "emulated":  # its hosts are known now: place before anything runs
-        from harness.hosts.emulated import emulated_hosts
-        from harness.hosts.placer import place
-
-        place(topology, emulated_hosts(hosts), hosts.place)
-    if hosts.kind != "local":  # said, not silently run on one host
-        fail("hosts.kind", hosts.kind, "a run across hosts is not built yet: the hosts "
-             "(LAN, Ray nodes, agents, clocks) come up in tests/test_hosts_live.py; "
-             "README \"Several machines\" says what is left")
+    hosts.check(topology, raw)
     return Experiment(
         mode=mode,
         seed=seed,

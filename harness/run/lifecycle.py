@@ -111,6 +111,10 @@ def emulated(exp: Experiment, shaper: Shaper | None = None,
     if backend is None:
         backend, exp = make_backend(exp)
     ledger = Ledger.new()
+    if exp.hosts.kind != "local":
+        with split(exp, ledger) as emu:
+            yield emu
+        return
     emu: Emulation | None = None
     try:
         emu = Emulation(exp.topology, exp.network, backend, shaper, ledger, exp.seed)
@@ -125,3 +129,28 @@ def emulated(exp: Experiment, shaper: Shaper | None = None,
                 emu.timings["teardown_s"] = time.monotonic() - t
             else:
                 remove_run(ledger.prefix)
+
+
+@contextlib.contextmanager
+def split(exp: Experiment, ledger: Ledger) -> Iterator:
+    """The network over several hosts (`harness.hosts.split`): each host's agent builds
+    its share; all of it, hosts included, torn down however the block exits. The
+    emulation's `hosts_part` is the summary's `hosts` and `clock`."""
+    from harness.hosts.split import split_down, split_up
+
+    session = emu = None
+    try:
+        session, emu, part = split_up(exp, ledger)
+        emu.hosts_part = part
+        yield emu
+    finally:
+        log.info("teardown of %s (hosts)", ledger.prefix)
+        with signals_held():
+            t = time.monotonic()
+            try:
+                if session is not None:
+                    split_down(session, emu)
+            finally:
+                remove_run(ledger.prefix)
+            if emu is not None:
+                emu.timings["teardown_s"] = time.monotonic() - t

@@ -112,7 +112,8 @@ class Run:
         """Record the network that came up; measure its links if asked to."""
         emu = self.emu
         assert emu is not None
-        self.net = {"prefix": emu.ledger.prefix, "network": emu.describe()}
+        self.net = {"prefix": emu.ledger.prefix, "network": emu.describe(),
+                    **getattr(emu, "hosts_part", {})}  # across hosts: hosts, clock
         log.info("network up in %.2fs (shaper=%s, prefix=%s)", emu.timings["up_s"],
                  emu.shaper.name, emu.ledger.prefix)
         if self.exp.fidelity.enabled:
@@ -148,6 +149,7 @@ class Run:
             write_parquet(self.out_dir / "links.parquet", sampler.rows, LINK_COLUMNS)
             self.reasons += self.load.stop()
         self.reasons += injector.errors + emu.trace_errors()
+        self.reasons += getattr(emu, "host_errors", list)()  # across hosts: a dead agent
         self.net["link_stats"] = emu.shaper.stats()
         self.events.record("run.end", "", {})
 
