@@ -59,3 +59,24 @@ def test_a_host_timestamp_goes_on_the_coordinator_clock() -> None:
     assert o.to_coordinator(10.250) == pytest.approx(10.0)
     d = drift(o, Offset(253.0, 0.5, 1.0, 3))
     assert d["moved_ms"] == pytest.approx(3.0) and d["uncertainty_ms"] == pytest.approx(4.0)
+
+
+def test_the_clock_report_bounds_the_run_and_names_the_host_past_it() -> None:
+    from harness.hosts.split import clock_report
+
+    before = {"h1": Offset(0.1, 0.5, 1.0, 8), "h2": Offset(250.0, 0.4, 0.8, 8)}
+    after = {"h1": Offset(0.4, 0.6, 1.2, 8), "h2": Offset(250.1, 0.3, 0.6, 8)}
+    # h1 moved 0.3 ms: 0.6 + 0.3 = 0.9 over the run; h2 0.1: 0.4 + 0.1 = 0.5. The default
+    # bound is a tenth of the MTTD: 6 ms for 60, both within
+    rep, why = clock_report(before, after, None, 60.0)
+    assert why == [] and rep["h1"]["uncertainty_ms"] == pytest.approx(0.9)
+    assert rep["h2"]["uncertainty_ms"] == pytest.approx(0.5) and rep["h2"]["bound_ms"] == 6.0
+    # a bound of 0.7 ms: h1 is past it, h2 is not
+    rep, why = clock_report(before, after, 0.7, 60.0)
+    assert why == ["clock: host h1: uncertainty 0.900 ms > bound 0.700 ms "
+                   "(hosts.clock_bound_ms, else MTTD / 10)"]
+    # no MTTD and no bound: nothing to hold it to; an offset not measured again: INVALID
+    assert clock_report(before, after, None, None)[1] == []
+    rep, why = clock_report(before, {"h1": after["h1"]}, None, None)
+    assert why == ["clock: host h2: its offset could not be measured after the run"]
+    assert rep["h2"]["after"] is None

@@ -26,9 +26,11 @@ def test_the_pipeline_split_over_two_hosts_adds_the_lan_and_nothing_else() -> No
     assert h["hosts"]["h2"]["nodes"] == ["e1", "e2", "c1"]
     assert h["nodes"]["e1"] == {"host": "h2", "why": "pinned by hosts.place"}
     assert sorted(h["cross_links"]) == ["d1-c1", "d1-e1", "d1-e2"] and h["tunnel_mtu"] == 1450
-    for host in ("h1", "h2"):
+    for host in ("h1", "h2"):  # one machine's clock: 0 within the bound, before and after
         c = two["clock"][host]
-        assert abs(c["offset_ms"]) <= c["uncertainty_ms"] < 20, c
+        for when in ("before", "after"):
+            assert abs(c[when]["offset_ms"]) <= c[when]["uncertainty_ms"] < 20, c
+        assert c["bound_ms"] is None  # no MTTD without a fault, and no bound set
     # a request crosses the LAN once each way (d1 -> e1 and back): 2 x 0.5 ms more. The
     # issue asks for that within 1 ms; measured here 1.6-2.6 ms more (three more delay-line
     # passes each way on 2 cores), so the bound is that, and it still tells a LAN not
@@ -117,3 +119,22 @@ def test_a_killed_coordinators_hosts_remove_the_run_within_30_s() -> None:
     while any(leftovers(prefix).values()) and time.monotonic() - t0 < 30:
         time.sleep(0.5)
     assert not any(leftovers(prefix).values()), leftovers(prefix)
+
+
+def test_warm_failover_to_a_replica_on_a_third_host_and_a_clock_bound() -> None:
+    """e1 on h2, its replica e2 on h3: the crash of e1 costs nothing (as on one host);
+    the clocks are measured before and after; a bound tighter than they can be measured
+    makes the run INVALID, each host named (and nothing else does)."""
+    s, df, ev = run("technique=failover", "faults=edge_crash", "run.duration_s=6",
+                    "hosts=emulated", "hosts.n=3", "hosts.clock_bound_ms=0.05",
+                    "hosts.place={s1: h1, s2: h1, d1: h1, e1: h2, e2: h3, c1: h3}",
+                    valid=False)
+    assert s["hosts"]["nodes"]["e2"]["host"] == "h3"
+    assert list(ev[ev["kind"] == "fault.crash"]["target"]) == ["e1"]
+    assert s["availability_after_fault"] >= 0.95 and s["mttr_ms"] <= 150, \
+        (s["availability_after_fault"], s["mttr_ms"])
+    after = df[df["scheduled_s"] > s["fault_at_s"] + 0.3]
+    assert set(after["path"].dropna()) == {"d1:head>e2:middle>c1:tail"}
+    assert s["verdict_reasons"] == [
+        f"clock: host {h}: uncertainty {s['clock'][h]['uncertainty_ms']:.3f} ms > bound "
+        "0.050 ms (hosts.clock_bound_ms, else MTTD / 10)" for h in ("h1", "h2", "h3")]

@@ -61,6 +61,15 @@ class HostAgent:
         """This host's wall clock (s), as its events are stamped."""
         return time.time() + self.offset_s
 
+    def underlay(self, remote_ip: str) -> str:
+        """This host's device toward `remote_ip` (another host): where its tunnels go out."""
+        import json
+        import subprocess
+
+        out = subprocess.run(["ip", "-j", "route", "get", remote_ip], capture_output=True,
+                             text=True, check=True)
+        return json.loads(out.stdout)[0]["dev"]
+
     def hello(self) -> dict[str, Any]:
         """Who and where the agent is: the host, its process, its network namespace."""
         return {"host": self.host, "pid": os.getpid(), "uid": os.geteuid(),

@@ -130,15 +130,20 @@ class HostSession:
         from harness.emulation.share import shares
 
         address = {h.info.name: h.info.address for h in self.hosts}
-        underlay = {name: self.underlay_dev(name) for name in address}
+        underlay = self.underlays(address)
         parts = shares(topo, host_of, address, underlay, self.ledger.prefix,
                        self.cfg.vxlan_port, self.cfg.tunnel_mtu)
         refs = {h: self.agents[h].build.remote(topo, network, backend, shaper, seed, part)
                 for h, part in parts.items()}
         return {h: ray.get(r, timeout=300) for h, r in refs.items()}
 
-    def underlay_dev(self, host: str) -> str:
-        """The device of `host` on the hosts' network (emulated: lan0)."""
-        if self.lan is not None:
-            return "lan0"
-        raise NotImplementedError("hosts=ray: the device is read from the host (to come)")
+    def underlays(self, address: dict[str, str]) -> dict[str, str]:
+        """Each host's device toward the others (its route to the next host's address)."""
+        import ray
+
+        names = sorted(address)
+        if len(names) == 1:
+            return {names[0]: ""}
+        refs = {h: self.agents[h].underlay.remote(address[names[(i + 1) % len(names)]])
+                for i, h in enumerate(names)}
+        return {h: ray.get(r, timeout=30) for h, r in refs.items()}

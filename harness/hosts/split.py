@@ -171,9 +171,34 @@ def split_up(exp: Any, ledger: Ledger) -> tuple[Any, SplitEmulation, dict]:
         split_down(session, emu)
         raise
     part = {"hosts": {"kind": exp.hosts.kind, **placement.describe(infos),
-                      "tunnel_mtu": exp.hosts.tunnel_mtu},
-            "clock": {h: o.as_dict() for h, o in session.clock.items()}}
+                      "tunnel_mtu": exp.hosts.tunnel_mtu}}
     return session, emu, part
+
+
+def clock_report(before: dict, after: dict | None, bound_ms: float | None,
+                 mttd_ms: float | None) -> tuple[dict, list[str]]:
+    """The summary's `clock` (each host's offset before and after the run, what it moved,
+    the uncertainty over the whole run) and why the run is INVALID for it: an uncertainty
+    above `bound_ms` (hosts.clock_bound_ms), by default a tenth of the run's MTTD (events
+    on different hosts are ordered to within it), or offsets that could not be measured
+    again after the run."""
+    from harness.hosts.clock import drift
+
+    bound = bound_ms if bound_ms is not None else (mttd_ms / 10 if mttd_ms else None)
+    out, reasons = {}, []
+    for h, b in sorted(before.items()):
+        a = (after or {}).get(h)
+        if a is None:
+            reasons.append(f"clock: host {h}: its offset could not be measured after the run")
+            out[h] = {"before": b.as_dict(), "after": None, "moved_ms": None,
+                      "uncertainty_ms": None, "bound_ms": bound}
+            continue
+        rep = {**drift(b, a), "bound_ms": bound}
+        out[h] = rep
+        if bound is not None and rep["uncertainty_ms"] > bound:
+            reasons.append(f"clock: host {h}: uncertainty {rep['uncertainty_ms']:.3f} ms > "
+                           f"bound {bound:.3f} ms (hosts.clock_bound_ms, else MTTD / 10)")
+    return out, reasons
 
 
 def split_down(session: Any, emu: SplitEmulation | None) -> None:

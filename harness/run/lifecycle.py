@@ -142,7 +142,9 @@ def split(exp: Experiment, ledger: Ledger) -> Iterator:
     try:
         session, emu, part = split_up(exp, ledger)
         emu.hosts_part = part
+        emu.clock_before, emu.clock_after = session.clock, None
         yield emu
+        emu.clock_after = session.measure_clocks()  # the run went through: measure again
     finally:
         log.info("teardown of %s (hosts)", ledger.prefix)
         with signals_held():

@@ -156,6 +156,13 @@ class Run:
     def account(self) -> None:
         """Outputs, whatever happened: requests, metrics, events, the verdict."""
         self.reasons += self.load.account(self.events, self.emu)
+        if getattr(self.emu, "hosts_part", None) is not None:  # across hosts: the clocks
+            from harness.hosts.split import clock_report
+
+            self.net["clock"], why = clock_report(
+                self.emu.clock_before, self.emu.clock_after, self.exp.hosts.clock_bound_ms,
+                self.load.fields.get("mttd_ms"))
+            self.reasons += why
         write_parquet(self.out_dir / "events.parquet", self.events.rows, EVENT_COLUMNS)
         self.write_summary()
         log.info("verdict %s %s -> %s", self.summary["verdict"], self.reasons, self.out_dir)

@@ -23,7 +23,7 @@ from pydantic import ConfigDict, ValidationError
 
 from harness.core.files import SCHEMA_VERSION
 from harness.measure.metrics.outcomes import clean_json
-from harness.run.summary_hosts import ClockOffset, Hosts
+from harness.run.summary_hosts import HostClock, Hosts
 from harness.run.summary_parts import (
     Counters,
     FaultAction,
@@ -86,8 +86,8 @@ class Summary(Part):
     link_stats: Counters = a("delay-line counters per link and direction ({} with netem)")
     hosts: Hosts = a("across hosts: each host, each node's host and why, the links "
                      "carried between hosts, their MTU")
-    clock: dict[str, ClockOffset] = a("across hosts: each host's clock against the "
-                                      "coordinator's")
+    clock: dict[str, HostClock] = a("across hosts: each host's clock against the "
+                                    "coordinator's, before and after the run")
     # -- with a workload: outcomes of the scheduled requests
     n_scheduled: int = a("requests scheduled (= n_ok + n_late + n_failed + n_lost)")
     n_ok: int = a("answered within the SLO")

@@ -32,9 +32,20 @@ class Hosts(Part):
 
 
 class ClockOffset(Part):
-    """One host's clock against the coordinator's (harness/hosts/clock)."""
+    """One measurement of a host's clock against the coordinator's (harness/hosts/clock)."""
 
     offset_ms: float = d("host clock minus coordinator clock")
     uncertainty_ms: float = d("the true offset is within +- this")
     rtt_ms: float = d("round trip of the exchange the estimate comes from")
     exchanges: int = d("exchanges made; the shortest round trip's is the estimate")
+
+
+class HostClock(Part):
+    """A host's clock over the run (harness/hosts/split.clock_report)."""
+
+    before: ClockOffset = d("measured when the hosts came up")
+    after: ClockOffset | None = d("measured after the run (null: it could not be)")
+    moved_ms: float | None = d("how far the offset moved between the two")
+    uncertainty_ms: float | None = d("over the whole run: the wider bound plus the move")
+    bound_ms: float | None = d("the most it may be (hosts.clock_bound_ms, else MTTD / 10); "
+                               "above it the run is INVALID")
