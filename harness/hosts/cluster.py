@@ -33,6 +33,7 @@ from harness.hosts.placer import HostInfo
 
 RESOURCE = "hx_host"
 LABEL = "hx_host"
+NAMESPACE = "harness"  # the agents' (detached actors are named within it, by run prefix)
 OBJECT_STORE_BYTES = 100 * 2**20  # per node: agents pass only small messages
 TEMP_ROOT = Path("/tmp")  # a Ray node's temp dir: TEMP_ROOT/<prefix>...ray (inventory)
 
@@ -71,7 +72,7 @@ def connect(address: str, node_ip: str | None = None) -> list[ClusterHost]:
 
     try:
         ray.init(address=address, _node_ip_address=node_ip, logging_level="ERROR",
-                 log_to_driver=False, include_dashboard=False)
+                 log_to_driver=False, include_dashboard=False, namespace=NAMESPACE)
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         why = f"no Ray cluster there ({first[:200]})"
