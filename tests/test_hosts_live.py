@@ -84,7 +84,8 @@ def test_each_host_runs_a_ray_node_and_an_agent_whose_clock_offset_is_recovered(
     # each agent runs as root inside its own host's namespace, with the LAN address only
     assert len({mine, hello["h1"]["netns"], hello["h2"]["netns"]}) == 3, hello
     for h in ("h1", "h2"):
-        assert hello[h]["uid"] == 0 and hello[h]["addresses"] == [s.lan.host(h).address]
+        assert hello[h]["uid"] == 0  # its LAN legs only: control (lan0) and data (lan1)
+        assert hello[h]["addresses"] == [s.lan.host(h).address, s.lan.host(h).data_address]
     # 250 ms injected on h2, none on h1: each recovered within its stated bound (half
     # the best of 8 round trips over Ray and the 1 ms LAN)
     for h, injected in (("h1", 0.0), ("h2", 250.0)):

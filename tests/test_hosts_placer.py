@@ -92,6 +92,9 @@ def test_hosts_config_checks_its_keys() -> None:
      "config error: hosts.place.zz='h1': unknown node (nodes: c1, d1, e1, e2, s1, s2)"),
     (["hosts.place={d1: h1}"], "config error: hosts.place.d1='h1': hosts=local runs every "
      "node here (hosts=emulated or hosts=ray place them)"),
+    # nothing listens there: said at once (ray.init would retry for minutes)
+    (["hosts=ray", "hosts.address=127.0.0.1:1"],
+     "config error: hosts.address='127.0.0.1:1': no Ray cluster there (Connection refused)"),
 ])
 def test_bad_hosts_input_is_one_line_exit_2(overrides: list[str], line: str) -> None:
     p = harness_cmd("topology=device_edge_cloud", "workload=digits", *overrides)

@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the pipeline section's every variant under every fault it answers "
                          "(27 rows; default: each technique under its main fault, 14 rows)")
     ap.add_argument("--only", choices=["link", "overhead", "backend", "scale", "pipeline",
-                                       "har"],
-                    action="append", help="run only these sections (repeatable; default: all)")
+                                       "har", "hosts"],
+                    action="append", help="run only these sections (repeatable; default: all "
+                                          "but hosts, which is opt-in for now)")
     ap.add_argument("--backend", choices=["mininet", "docker"], action="append",
                     help="backends of the pipeline section (repeatable, rows side by side; "
                          "default: mininet); the backend section always compares both")
@@ -196,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[red]left out[/] {r['technique']} under {r['faults']} "
                               f"({r['backend']}): {r['failed']}")
         ok &= all(r["valid"] == r["seeds"] for r in rows)
+    if "hosts" in sections:
+        noise["hosts"] = _quiet_enough("hosts", console)
+        from harness.bench.hosts import section
+
+        ok &= section(out, args.duration_s, 1 if args.quick else min(args.seeds, 3), report,
+                      console)
     if "har" in sections:
         noise["har"] = _quiet_enough("har", console)
         ok &= _har(out, max(args.duration_s, 6.0), 1 if args.quick else min(args.seeds, 3),

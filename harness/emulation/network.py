@@ -42,6 +42,7 @@ class LinkState:
     silenced_by: set[str] = field(default_factory=set)  # crashed end nodes
     traces: list[TraceFollower] = field(default_factory=list)
     sends: frozenset[str] = frozenset(("fwd", "rev"))  # directions shaped here (a share's)
+    extra_delay_ms: float = 0.0  # a carried link's: the hosts' network's, added where sent
 
     def carries(self) -> bool:
         return self.admin_up and not self.silenced_by
@@ -51,6 +52,9 @@ class LinkState:
         sends it, else a pass-through (shaped where it was sent), up or down with it."""
         ds = self.fwd if direction == "fwd" else self.rev
         if direction in self.sends:
+            if self.extra_delay_ms:
+                return DirState(dataclasses.replace(
+                    ds.props, delay_ms=(ds.props.delay_ms or 0) + self.extra_delay_ms), ds.up)
             return ds
         return DirState(LinkProps(0, 0, 0, 0, ds.props.queue_pkts), ds.up)
 
@@ -91,7 +95,9 @@ class Emulation:
             self.links[link.name] = LinkState(
                 link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
-                props, sends=frozenset(sends))
+                props, sends=frozenset(sends),
+                extra_delay_ms=share.tunnels[link.name].extra_delay_ms
+                if share and link.name in share.tunnels else 0.0)
         plan = Wiring(self.topo, self.base, share.tunnels if share else {})
         create_veths(plan.veths({n: str(node.ns_pid) for n, node in self.nodes.items()},
                                 self.shaper))
@@ -156,7 +162,7 @@ class Emulation:
             ds.props = new
             if (new.delay_ms, new.jitter_ms, new.loss_pct, new.queue_pkts) != (
                     old.delay_ms, old.jitter_ms, old.loss_pct, old.queue_pkts):
-                self.shaper.apply(name, d, ds, (node, dev))
+                self.shaper.apply(name, d, st.shaped(d), (node, dev))
 
     def restore_link(self, name: str) -> None:
         st = self.links[name]

@@ -33,6 +33,9 @@ class Tunnel:
     underlay_dev: str  # this host's device on the hosts' network
     port: int = 4789
     mtu: int = 1450
+    # the hosts' network's one-way delay when it is not shaped itself (emulated hosts'
+    # data leg): the sending host's line adds it to the direction it shapes
+    extra_delay_ms: float = 0.0
 
     def device_cmd(self, name: str) -> list[str]:
         """`ip link add` (without `ip`) of the tunnel device, on the underlay's host."""
@@ -67,7 +70,8 @@ def vni_base(prefix: str, n_links: int) -> int:
 
 
 def shares(topo: Topology, host_of: dict[str, str], address: dict[str, str],
-           underlay: dict[str, str], prefix: str, port: int, mtu: int) -> dict[str, Share]:
+           underlay: dict[str, str], prefix: str, port: int, mtu: int,
+           extra_delay_ms: float = 0.0) -> dict[str, Share]:
     """Every host's share: its nodes, and a tunnel per link with one end there."""
     base = vni_base(prefix, len(topo.links))
     out: dict[str, dict[str, Tunnel]] = {h: {} for h in set(host_of.values())}
@@ -75,7 +79,9 @@ def shares(topo: Topology, host_of: dict[str, str], address: dict[str, str],
         ha, hb = host_of[lk.a], host_of[lk.b]
         if ha == hb:
             continue
-        out[ha][lk.name] = Tunnel(base + i, address[ha], address[hb], underlay[ha], port, mtu)
-        out[hb][lk.name] = Tunnel(base + i, address[hb], address[ha], underlay[hb], port, mtu)
+        out[ha][lk.name] = Tunnel(base + i, address[ha], address[hb], underlay[ha], port, mtu,
+                                  extra_delay_ms)
+        out[hb][lk.name] = Tunnel(base + i, address[hb], address[ha], underlay[hb], port, mtu,
+                                  extra_delay_ms)
     return {h: Share(h, frozenset(n for n, x in host_of.items() if x == h), t)
             for h, t in out.items()}

@@ -70,6 +70,7 @@ def connect(address: str, node_ip: str | None = None) -> list[ClusterHost]:
     """Attach to the cluster at `address`; its hosts, or a ConfigError (`hosts.address`)."""
     import ray
 
+    reachable(address)
     try:
         ray.init(address=address, _node_ip_address=node_ip, logging_level="ERROR",
                  log_to_driver=False, include_dashboard=False, namespace=NAMESPACE)
@@ -83,6 +84,31 @@ def connect(address: str, node_ip: str | None = None) -> list[ClusterHost]:
         fail("hosts.address", address, f"the Ray cluster has no node with the `{RESOURCE}` "
              f"resource (start hosts with --resources='{{\"{RESOURCE}\": 1}}')")
     return hosts
+
+
+def reachable(address: str, timeout_s: float = 3.0) -> None:
+    """A TCP connection to the cluster's GCS at `address` (host:port), or a ConfigError
+    now: `ray.init` retries an address where nothing listens for minutes."""
+    if address == "auto":
+        return  # Ray finds the local cluster's address itself, or fails at once
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or address, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        fail("hosts.address", address, f"no Ray cluster there ({why})")
+
+
+def probe(address: str) -> list[HostInfo]:
+    """The hosts of the cluster at `address`, to check a config against before the run
+    (connects, lists, leaves); a ConfigError naming `hosts.address` otherwise."""
+    import ray
+
+    try:
+        return [h.info for h in connect(address)]
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def free_port(address: str) -> int:

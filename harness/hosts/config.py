@@ -54,9 +54,10 @@ class HostsConfig:
         known (emulated), the placement; what a run across hosts cannot do yet."""
         if self.kind == "local":
             return
+        from harness.hosts.placer import place
+
         if self.kind == "emulated":
             from harness.hosts.emulated import emulated_hosts
-            from harness.hosts.placer import place
 
             place(topology, emulated_hosts(self), self.place or {})
         backend = (raw.get("backend") or {}).get("_target_", "")
@@ -69,6 +70,10 @@ class HostsConfig:
                  "delay line (netem across hosts is not built yet)")
         if raw.get("mode") == "cli":
             fail("mode", "cli", "the interactive CLI runs on one host (hosts=local)")
+        if self.kind == "ray":  # last: it connects to the cluster (no host is touched)
+            from harness.hosts.cluster import probe
+
+            place(topology, probe(self.address), self.place or {})
 
     def emulated_names(self) -> list[str]:
         return [f"h{i + 1}" for i in range(self.n)]

@@ -49,12 +49,13 @@ def emulated_hosts(cfg: HostsConfig) -> list[HostInfo]:
     return [HostInfo(name, cpus, mem, 0) for name in cfg.emulated_names()]
 
 
-def pick_subnet(prefix: str) -> ipaddress.IPv4Network:
-    """A /24 of LAN_POOL no route of this machine overlaps (first try: by the prefix, so
-    two runs at once take different ones)."""
+def pick_subnet(prefix: str, avoid: ipaddress.IPv4Network | None = None
+                ) -> ipaddress.IPv4Network:
+    """A /24 of LAN_POOL no route of this machine overlaps, nor `avoid` (first try: by the
+    prefix, so two runs at once take different ones)."""
     routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
                                        capture_output=True, text=True, check=True).stdout)
-    taken = []
+    taken = [avoid] if avoid is not None else []
     for r in routes:
         dst = r.get("dst", "")
         if dst and dst not in ("default",) and dst[0].isdigit():
@@ -72,7 +73,8 @@ def pick_subnet(prefix: str) -> ipaddress.IPv4Network:
 class LanHost:
     name: str
     netns: str
-    address: str
+    address: str  # on lan0, the shaped LAN: control (Ray, the agents)
+    data_address: str = ""  # on lan1, the unshaped leg the tunnels take
 
 
 class EmulatedLan:
@@ -89,7 +91,8 @@ class EmulatedLan:
 
     def start(self) -> None:
         self.subnet = pick_subnet(self.prefix)
-        addrs = list(self.subnet.hosts())
+        self.data_subnet = pick_subnet(self.prefix + "data", avoid=self.subnet)
+        addrs, data = list(self.subnet.hosts()), list(self.data_subnet.hosts())
         self.coordinator = str(addrs[-1])
         mtu = str(self.cfg.lan_mtu)
         run(["ip", "netns", "add", self.lan_ns])
@@ -97,14 +100,21 @@ class EmulatedLan:
         for i, name in enumerate(self.cfg.emulated_names()):
             ns = f"{self.prefix}{name}"
             run(["ip", "netns", "add", ns])
-            self.hosts.append(LanHost(name, ns, str(addrs[i])))
+            self.hosts.append(LanHost(name, ns, str(addrs[i]), str(data[i])))
             # host lan0 <-> a (delay line) | b <-> p (bridge port)
             cmds += [["link", "add", f"{name}a", "mtu", mtu, "type", "veth", "peer", "name",
                       "lan0", "mtu", mtu, "netns", ns],
                      ["link", "add", f"{name}b", "mtu", mtu, "type", "veth", "peer", "name",
                       f"{name}p", "mtu", mtu],
                      ["link", "set", f"{name}p", "master", "br0"],
-                     ["link", "set", f"{name}p", "up"]]
+                     ["link", "set", f"{name}p", "up"],
+                     # the data leg: host lan1 <-> q (bridge port), no delay line: the
+                     # tunnels' frames cross in the kernel, and each carried link's
+                     # sending host adds the LAN's delay in its own line
+                     ["link", "add", f"{name}q", "mtu", mtu, "type", "veth", "peer", "name",
+                      "lan1", "mtu", mtu, "netns", ns],
+                     ["link", "set", f"{name}q", "master", "br0"],
+                     ["link", "set", f"{name}q", "up"]]
         cmds.append(["link", "set", "br0", "up"])
         run(["ip", "-n", self.lan_ns, "-batch", "-"], input="".join(" ".join(c) + "\n"
                                                                    for c in cmds))
@@ -118,9 +128,14 @@ class EmulatedLan:
         # forwards a TCP segment with its checksum left to a NIC that is not there
         # (ping passed, TCP did not)
         quiet = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+        # two legs on one bridge: each answers ARP for its own address only (by default
+        # the unshaped leg answered for the shaped one's too, and took its traffic)
+        legs = {**quiet, "net.ipv4.conf.all.arp_ignore": "1",
+                "net.ipv4.conf.all.arp_announce": "2"}
         for h in self.hosts:
-            netdev.tune(f"/run/netns/{h.netns}", quiet, ["lan0"], up=True, batches=[(
-                ["ip", "-batch", "-"], f"link set lo up\naddr add {h.address}/24 dev lan0\n")])
+            netdev.tune(f"/run/netns/{h.netns}", legs, ["lan0"], up=True, batches=[(
+                ["ip", "-batch", "-"], f"link set lo up\naddr add {h.address}/24 dev lan0\n"
+                f"addr add {h.data_address}/24 dev lan1\nlink set lan1 up\n")])
         names = [h.name for h in self.hosts]
         netdev.tune(f"/run/netns/{self.lan_ns}", quiet,
                     [f"{n}{e}" for n in names for e in "abp"] + ["cp"], up=True)

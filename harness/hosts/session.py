@@ -129,10 +129,14 @@ class HostSession:
 
         from harness.emulation.share import shares
 
-        address = {h.info.name: h.info.address for h in self.hosts}
+        if self.lan is not None:  # the unshaped data leg; the LAN's delay in the lines
+            address = {h.name: h.data_address for h in self.lan.hosts}
+            extra = self.cfg.lan_delay_ms
+        else:
+            address, extra = {h.info.name: h.info.address for h in self.hosts}, 0.0
         underlay = self.underlays(address)
         parts = shares(topo, host_of, address, underlay, self.ledger.prefix,
-                       self.cfg.vxlan_port, self.cfg.tunnel_mtu)
+                       self.cfg.vxlan_port, self.cfg.tunnel_mtu, extra)
         refs = {h: self.agents[h].build.remote(topo, network, backend, shaper, seed, part)
                 for h, part in parts.items()}
         return {h: ray.get(r, timeout=300) for h, r in refs.items()}
