@@ -129,7 +129,8 @@ class RemoteResources(NodeResources):
         return self.node.call("pids")
 
     def add(self, pid: int) -> None:
-        raise NotImplementedError("a remote node's processes are started by its host")
+        raise EmulationError(f"node {self.name}: a process joins a node on another host "
+                             "only by being started there (popen)")
 
 
 def _target(x: Any) -> str | None:

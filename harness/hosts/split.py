@@ -18,9 +18,9 @@ from typing import Any
 from harness.core.config import NetworkConfig
 from harness.emulation.ledger import Ledger
 from harness.emulation.network import LinkState
-from harness.emulation.tc import DirState, EmulationError
+from harness.emulation.tc import DirState
 from harness.emulation.topology import Topology
-from harness.hosts.remote import RemoteNode, _get, first_line, on_host
+from harness.hosts.remote import RemoteNode, on_host
 
 # links between hosts run through the delay line (auto would pick netem where the kernel
 # has it; hosts.check refuses netem itself)
@@ -82,13 +82,7 @@ class SplitEmulation:
         """`method` on the agents of `hosts` (default: every host of the run), at once."""
         hosts = hosts if hosts is not None else self.built
         refs = {h: getattr(self.session.agents[h], method).remote(*args) for h in hosts}
-        out = {}
-        for h, r in refs.items():
-            try:
-                out[h] = _get(r, timeout=120)
-            except Exception as e:  # a dead agent, or its error: named by host
-                raise EmulationError(f"host {h}: {method}: {first_line(e)}") from None
-        return out
+        return {h: on_host(h, method, r, 120) for h, r in refs.items()}
 
     def host_errors(self) -> list[str]:
         """Why the run is INVALID because of its hosts (an agent that stopped answering)."""
