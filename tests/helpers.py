@@ -3,6 +3,7 @@ does, reading a run's outputs, and what the harness could have left on the machi
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -97,9 +98,29 @@ PIPELINE = ["topology=device_edge_cloud", "workload=digits", "technique=baseline
 def run_pipeline(*overrides: str, valid: bool = True) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """One pipeline run (baseline unless overridden); checks the exit status matches the
     verdict and that every scheduled request has exactly one outcome."""
+    return pipeline_run(*overrides, valid=valid)[:3]
+
+
+def shared_run(*overrides: str) -> tuple[dict, pd.DataFrame, pd.DataFrame, Path]:
+    """A VALID `run_pipeline` run that tests asserting different things about the same
+    experiment share: made once per session, each caller gets its own copy of the tables
+    (and the run's directory). Only for tests that read a run, never for one that needs
+    a run of its own (two runs of one seed, a run beside a watcher)."""
+    s, df, ev, d = _shared(tuple(overrides))
+    return copy.deepcopy(s), df.copy(), ev.copy(), d
+
+
+@functools.cache
+def _shared(overrides: tuple[str, ...]) -> tuple[dict, pd.DataFrame, pd.DataFrame, Path]:
+    return pipeline_run(*overrides)
+
+
+def pipeline_run(*overrides: str, valid: bool = True
+                 ) -> tuple[dict, pd.DataFrame, pd.DataFrame, Path]:
     p = harness_cmd(*PIPELINE, *overrides, timeout=300)
     assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]
-    s, df, ev = run_outputs(run_dir(p.stdout))
+    d = run_dir(p.stdout)
+    s, df, ev = run_outputs(d)
     assert p.returncode == (0 if s["verdict"] == "VALID" else 1), (p.returncode, s["verdict"])
     if valid:
         assert s["verdict"] == "VALID", s["verdict_reasons"]
@@ -109,7 +130,7 @@ def run_pipeline(*overrides: str, valid: bool = True) -> tuple[dict, pd.DataFram
     # summary is valid against the committed JSON Schema, as any reader of it would check
     assert not [w for w in s["warnings"] if w.startswith(SCHEMA_WARNING)], s["warnings"]
     validate_summary(s)
-    return s, df, ev
+    return s, df, ev, d
 
 
 @functools.cache

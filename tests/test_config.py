@@ -40,15 +40,17 @@ def test_every_shaper_target_resolves(shaper: str) -> None:
 
 @pytest.mark.parametrize("faults", options("faults"))
 def test_every_fault_schedule_fits_some_topology(faults: str) -> None:
-    fits = []
-    for topology in options("topology"):
+    def fits(topology: str) -> bool:
         for extra in ([], ["workload=digits"]):  # sensor faults need the sensors running
             try:
                 exp_for(f"topology={topology}", f"faults={faults}", *extra)
-                fits.append(topology)
+                return True
             except ConfigError:
                 pass
-    assert fits, f"faults={faults} references nodes of no shipped topology"
+        return False
+
+    assert any(fits(t) for t in options("topology")), (  # stops at the first that fits
+        f"faults={faults} references nodes of no shipped topology")
 
 
 def test_backend_target_resolves() -> None:

@@ -22,6 +22,7 @@ from tests.helpers import (
     run_dir,
     run_outputs,
     run_pipeline,
+    shared_run,
 )
 
 pytestmark = [pytest.mark.needs_root, root_only]
@@ -110,7 +111,7 @@ def test_network_delay_shows_in_latency() -> None:
 
 
 def test_edge_crash_baseline_loses_everything_after() -> None:
-    s, df, ev = run("faults=edge_crash", "run.duration_s=6")
+    s, df, ev, _ = shared_run("faults=edge_crash", "run.duration_s=6")  # as techniques' tests
     assert s["verdict"] == "VALID", s["verdict_reasons"]
     accounting(s, df)
     crash = ev[ev["kind"] == "fault.crash"]

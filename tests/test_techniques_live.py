@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, fault_events, harness_cmd, on_time, root_only
+from tests.helpers import REPO, fault_events, harness_cmd, on_time, root_only, shared_run
 from tests.helpers import run_pipeline as run
 
 CARD = json.loads((REPO / "models" / "digits" / "card.json").read_text())
@@ -40,8 +40,13 @@ def served_before_and_after(s: dict, df: pd.DataFrame, before: str, after: set[s
     assert len(late) and set(late["path"].dropna()) == after
 
 
+# runs several tests read (tests.helpers.shared_run): made once per session
+WARM = ("technique=failover", "faults=edge_crash", "run.duration_s=6")
+BASELINE = ("faults=edge_crash", "run.duration_s=6")
+
+
 def test_failover_warm_recovers_fast() -> None:
-    s, df, ev = run("technique=failover", "faults=edge_crash", "run.duration_s=6")
+    s, df, ev, _ = shared_run(*WARM)
     crashed(ev, "e1")
     detected(s, ev, "e1")
     served_before_and_after(s, df, FULL, {"d1:head>e2:middle>c1:tail"})
@@ -128,8 +133,9 @@ def test_structural_skip_path_then_full_path_again() -> None:
 
 
 def test_same_fault_and_requests_for_two_techniques() -> None:
-    a, da, ea = run("technique=baseline", "faults=edge_crash", "run.duration_s=4.5", "seed=3")
-    b, db, eb = run("technique=failover", "faults=edge_crash", "run.duration_s=4.5", "seed=3")
+    a, da, ea, _ = shared_run(*BASELINE)
+    b, db, eb, _ = shared_run(*WARM)
+    assert a["technique"] == "baseline" and b["technique"] == "failover"
     crashed(ea, "e1")
     crashed(eb, "e1")
     cols = ["request_id", "sensor", "sample_id", "scheduled_s"]
@@ -138,7 +144,7 @@ def test_same_fault_and_requests_for_two_techniques() -> None:
     # the injector thread's wake-up on a busy machine, so each is checked against its plan
     # (a fault fired at the wrong time, or not on the shared clock, still fails).
     fa, fb = (json.loads(e[e["kind"] == "fault.crash"]["detail"].iloc[0]) for e in (ea, eb))
-    assert fa["scheduled_s"] == fb["scheduled_s"] == pytest.approx(1.5)
+    assert fa["scheduled_s"] == fb["scheduled_s"] == pytest.approx(2.0)
     for e, f in ((ea, fa), (eb, fb)):
         t = float(e[e["kind"] == "fault.crash"]["t_s"].iloc[0])
         assert on_time(t, f["scheduled_s"]), (t, f["scheduled_s"])

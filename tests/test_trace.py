@@ -6,18 +6,14 @@ import json
 
 import pytest
 
-from tests.helpers import PIPELINE, entry, harness_cmd, root_only, run_outputs
-from tests.helpers import run_dir as run_dir_of
+from tests.helpers import entry, root_only, shared_run
 
 
 @pytest.mark.needs_root
 @root_only
 def test_trace_of_a_failover_run_with_a_crash() -> None:
-    run = harness_cmd(*PIPELINE, "technique=failover", "faults=edge_crash", "run.duration_s=4",
-                      timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    run_dir = run_dir_of(run.stdout)
-    s, df, ev = run_outputs(run_dir)
+    # the warm failover run the techniques' tests read (tests.helpers.shared_run)
+    s, df, ev, run_dir = shared_run("technique=failover", "faults=edge_crash", "run.duration_s=6")
     p = entry("harness.trace", str(run_dir))
     assert p.returncode == 0, p.stderr
     trace = json.loads((run_dir / "trace.json").read_text())
