@@ -153,7 +153,8 @@ class EmulatedCluster:
         coord = self.lan.coordinator
         port = free_port(coord)
         self.address = f"{coord}:{port}"
-        common = ["--disable-usage-stats", f"--object-store-memory={OBJECT_STORE_BYTES}"]
+        common = ["--disable-usage-stats", f"--object-store-memory={OBJECT_STORE_BYTES}",
+                  "--include-log-monitor=false"]
         self._start([ray_bin(), "start", "--head", f"--node-ip-address={coord}",
                      f"--port={port}", f"--ray-client-server-port={free_port(coord)}",
                      f"--temp-dir={TEMP_ROOT / f'{self.ledger.prefix}ray'}",
