@@ -19,10 +19,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import (
+    PIPELINE,
     PY,
     REPO,
     RTT_ABOVE_MS,
     accounting,
+    exp_for,
     fault_events,
     harness_cmd,
     machine_state,
@@ -102,16 +104,27 @@ def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
     assert all(name.startswith(s["prefix"]) for name in seen)
     assert all(v[6] == "none" for states in seen.values() for v in states)  # no docker net
     assert containers() == before  # removed at teardown
-    p, dp, _ = run_pipeline("backend=mininet", "faults=none", "run.duration_s=6", "seed=1")
-    assert abs(s["accuracy"] - p["accuracy"]) <= 0.01
-    assert list(df["sample_id"]) == list(dp["sample_id"])
+    # as processes would: the seed's requests (the schedule is a pure function of it, and
+    # the process backend replays it: tests/test_pipeline_live.py), the model card's answers
+    from harness.run.experiment import sensors_of
+    from harness.workload.schedule import make_schedule
+
+    exp = exp_for(*PIPELINE, *DOCKER, "run.duration_s=6", "seed=1")
+    planned = make_schedule(exp.workload, sensors_of(exp.workload, exp.topology), 6, 1)
+    assert list(df["sample_id"]) == [x.sample_id for x in planned]
+    assert abs(s["accuracy"] - s["reference_accuracy"]) <= 0.01
     assert s["providers"] == {k: ["CPUExecutionProvider"] for k in s["providers"]}
 
 
 def test_limits_are_the_containers_and_thermal_updates_them_in_place() -> None:
+    """Also: edges asking for every GPU with backend.gpu=prefer run on CPU, saying so (a
+    run of its own cost ~10 s of make test)."""
     with watching() as seen:
         s, _, ev = run_pipeline(*DOCKER, "faults=thermal", "run.duration_s=8",
-                                "topology.edge_cpu=0.5", "topology.edge_mem_mb=512")
+                                "topology.edge_cpu=0.5", "topology.edge_mem_mb=512",
+                                "topology.edge_gpus=all", "backend.gpu=prefer")
+    assert any("node e1 asked for gpus=all" in w and "run on CPU" in w for w in s["warnings"])
+    assert s["providers"]["middle@e1"] == ["CPUExecutionProvider"]
     by_node = {}
     for states in seen.values():
         for node, quota, period, mem, swap, pids, _ in states:
@@ -231,7 +244,7 @@ def test_out_of_memory_is_an_event_and_a_recorded_failure() -> None:
     assert containers(s["prefix"]) == []
 
 
-def test_gpu_required_exits_2_and_preferred_runs_on_cpu_with_a_warning() -> None:
+def test_gpu_required_exits_2() -> None:
     before = machine_state()
     p = harness_cmd("topology=device_edge_cloud", "workload=digits", "technique=baseline",
                     *DOCKER, "topology.edge_gpus=1")
@@ -241,10 +254,7 @@ def test_gpu_required_exits_2_and_preferred_runs_on_cpu_with_a_warning() -> None
         f"runtimes: {', '.join(sorted(docker_client().info()['Runtimes']))}) "
         "(backend.gpu=prefer runs it on CPU)"]
     assert machine_state() == before
-    s, _, _ = run_pipeline(*DOCKER, "topology.edge_gpus=all", "backend.gpu=prefer",
-                           "faults=none", "run.duration_s=4")
-    assert any("node e1 asked for gpus=all" in w and "run on CPU" in w for w in s["warnings"])
-    assert s["providers"]["middle@e1"] == ["CPUExecutionProvider"]
+    # gpu=prefer runs them on CPU: test_limits_are_the_containers_and_thermal_...
 
 
 @pytest.mark.parametrize(("override", "line"), [
@@ -329,15 +339,7 @@ def test_a_stage_from_an_image_with_its_own_command() -> None:
     is the stage in front of it, in the same network namespace, so nothing over the
     emulated links reaches it directly. (One run for both: a run each cost ~10 s.)"""
     from harness.pipeline.routing import LEAN_PORT_OFFSET
-    from tests.helpers import (
-        PIPELINE,
-        during_run,
-        exp_for,
-        namespaces_listening,
-        run_dir,
-        run_outputs,
-        servers_by_node,
-    )
+    from tests.helpers import during_run, namespaces_listening, servers_by_node
 
     overrides = [*PIPELINE, *DOCKER, "pipeline=image_tail", "faults=none", "run.duration_s=4",
                  "seed=1"]
