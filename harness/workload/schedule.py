@@ -45,7 +45,7 @@ class WorkloadConfig:
     slo_ms: float = 100.0  # deadline: answered later than this is `late`
     grace_s: float = 2.0  # after the run, how long answers are still awaited
     noise_seed: int = 0  # camera noise seed (the model card's evaluation uses 0)
-    start_delay_s: float = 0.5  # from all sensors ready to the first scheduled request
+    start_delay_s: float = 0.2  # from all sensors ready to the first scheduled request
     _library: SampleLibrary | None = field(default=None, init=False, repr=False,
                                            compare=False)
 
