@@ -14,8 +14,8 @@ SPLIT = ["hosts=emulated", "hosts.n=2", "hosts.lan_delay_ms=0.5",
 
 
 def test_the_pipeline_split_over_two_hosts_adds_the_lan_and_nothing_else() -> None:
-    one, d_one, _ = run("run.duration_s=8", "seed=4")
-    two, d_two, _ = run(*SPLIT, "hosts.lan_delay_ms=5", "run.duration_s=8", "seed=4")
+    one, d_one, _ = run("run.duration_s=5", "seed=4")
+    two, d_two, _ = run(*SPLIT, "hosts.lan_delay_ms=5", "run.duration_s=5", "seed=4")
     # the same requests, each accounted for (run_pipeline checks), the same answers
     assert two["n_scheduled"] == one["n_scheduled"] and two["verdict"] == "VALID"
     assert two["accuracy"] == pytest.approx(one["accuracy"], abs=1e-12)

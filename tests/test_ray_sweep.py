@@ -114,7 +114,7 @@ def test_a_job_whose_ray_task_dies_fails_alone(cluster, tmp_path) -> None:
     proc = subprocess.Popen(
         [PY, "-m", "harness", "-m", "hydra/launcher=ray",
          f"hydra.launcher.ray.init.address={cluster}", f"hydra.sweep.dir={tmp_path}",
-         "topology=pair", "run.duration_s=5", "seed=1,2,3"],
+         "topology=pair", "run.duration_s=3", "seed=1,2,3"],
         cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:  # a job's emulation after a first job ended: kill -9 its owner, the Ray worker
         deadline = time.monotonic() + 120

@@ -158,7 +158,9 @@ class EmulatedCluster:
         self._start([ray_bin(), "start", "--head", f"--node-ip-address={coord}",
                      f"--port={port}", f"--ray-client-server-port={free_port(coord)}",
                      f"--temp-dir={TEMP_ROOT / f'{self.ledger.prefix}ray'}",
-                     "--num-cpus=0", "--include-dashboard=false", *common], "the coordinator",
+                     "--num-cpus=0", "--include-dashboard=false",
+                     "--no-monitor",  # no autoscaling here: its monitor is a Python process less
+                     *common], "the coordinator",
                     f"{self.ledger.prefix}ray")
 
         def join(name: str) -> None:
