@@ -38,6 +38,18 @@ def target_of(key: str, node: Any) -> Any:
         fail(f"{key}._target_", target, "cannot be imported")
 
 
+def build_plugin(group: str, node: dict) -> Any:
+    """A plug-in built from its config (`_target_` + kwargs), as the coordinator and every
+    host's agent build shapers and backends; a TypeError there is a ConfigError."""
+    kwargs = dict(node)
+    fn = target_of(group, kwargs)
+    del kwargs["_target_"]
+    try:
+        return fn(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{group}: {e}") from None
+
+
 def check_finite(key: str, value: Any) -> None:
     """Every number in `value` (a config tree: mappings, lists, scalars) is finite: NaN
     compares false with every bound, so a range check alone lets it through."""

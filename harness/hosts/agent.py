@@ -83,12 +83,13 @@ class HostAgent:
               share: Any) -> dict[str, Any]:
         """Bring up this host's share (`harness.emulation.share.Share`): its nodes, its
         links, its halves of the carried links and their tunnels."""
+        from harness.core.config import build_plugin
         from harness.emulation.network import Emulation
 
         unnice()
         self.ledger = agent_ledger(self.prefix)
-        self.emu = Emulation(topo, network, plugin("backend", backend),
-                             plugin("shaper", shaper), self.ledger, seed, share)
+        self.emu = Emulation(topo, network, build_plugin("backend", backend),
+                             build_plugin("shaper", shaper), self.ledger, seed, share)
         self.emu.start()
         return {"timings": self.emu.timings, "nodes": sorted(self.emu.nodes),
                 "links": sorted(self.emu.links)}
@@ -195,15 +196,6 @@ def unnice() -> None:
             os.setpriority(os.PRIO_PROCESS, int(tid), 0)
         except OSError:
             continue
-
-
-def plugin(group: str, node: dict) -> Any:
-    from harness.core.config import target_of
-
-    kwargs = dict(node)
-    fn = target_of(group, kwargs)
-    del kwargs["_target_"]
-    return fn(**kwargs)
 
 
 def agent_ledger(prefix: str) -> Any:

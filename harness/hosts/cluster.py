@@ -14,6 +14,7 @@ stops every Ray node of the machine.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import subprocess
@@ -99,13 +100,16 @@ def reachable(address: str, timeout_s: float = 3.0) -> None:
         fail("hosts.address", address, f"no Ray cluster there ({why})")
 
 
-def probe(address: str) -> list[HostInfo]:
+@functools.cache
+def probe(address: str) -> tuple[HostInfo, ...]:
     """The hosts of the cluster at `address`, to check a config against before the run
-    (connects, lists, leaves); a ConfigError naming `hosts.address` otherwise."""
+    (connects, lists, leaves); a ConfigError naming `hosts.address` otherwise. Once per
+    process: the config is checked before Hydra makes the run's directory and again in
+    the run, milliseconds apart."""
     import ray
 
     try:
-        return [h.info for h in connect(address)]
+        return tuple(h.info for h in connect(address))
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from harness.core.config import fail
@@ -79,7 +80,7 @@ class _Budget:
         self.count += 1
 
 
-def place(topo: Topology, hosts: list[HostInfo], pinned: dict[str, str],
+def place(topo: Topology, hosts: Sequence[HostInfo], pinned: dict[str, str],
           key: str = "hosts.place") -> Placement:
     """Every node of `topo` on one of `hosts`; a ConfigError naming the key otherwise."""
     if not hosts:

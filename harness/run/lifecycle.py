@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
-from harness.core.config import ConfigError, fail, target_of
+from harness.core.config import ConfigError, build_plugin, fail
 from harness.emulation.backends.base import Backend
 from harness.emulation.ledger import Ledger, remove_run
 from harness.emulation.network import Emulation
@@ -69,21 +69,10 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(s)
 
 
-def make_plugin(group: str, node: dict):
-    """Build a plug-in from its config (`_target_` + kwargs)."""
-    kwargs = dict(node)
-    fn = target_of(group, kwargs)
-    del kwargs["_target_"]
-    try:
-        return fn(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{group}: {e}") from None
-
-
 def make_shaper(exp: Experiment) -> Shaper:
     """The configured shaper; ConfigError (e.g. netem on a kernel without it) before the
     network is touched."""
-    shaper = make_plugin("shaper", exp.shaper)
+    shaper = build_plugin("shaper", exp.shaper)
     if not isinstance(shaper, Shaper):
         raise ConfigError(f"shaper._target_={exp.shaper['_target_']!r}: did not return a Shaper")
     return shaper
@@ -95,7 +84,7 @@ def make_backend(exp: Experiment,
     image or GPU runtime, before the network is touched), and the experiment as it will
     run: `exp` itself, or a copy whose topology is what the backend decided (nodes it
     runs on CPU: `Backend.validate`); `exp` is not changed. Warnings for the summary."""
-    backend = make_plugin("backend", exp.backend)
+    backend = build_plugin("backend", exp.backend)
     if not isinstance(backend, Backend):
         fail("backend._target_", exp.backend["_target_"], "did not return a Backend")
     topo = backend.validate(exp.topology, warnings if warnings is not None else [])
