@@ -136,3 +136,68 @@ def test_a_link_between_hosts_is_tunnelled_and_shaped_on_each_sending_side(sessi
     finally:
         for h in ("h1", "h2"):
             ray.get(s.agents[h].teardown.remote(), timeout=60)
+
+
+def test_fidelity_judges_a_link_between_hosts_with_the_lan_in_it(session) -> None:
+    """A 5 ms link from h1 to h2 measures 5 ms plus the LAN's 1 ms one way, and the
+    self-check expects exactly that; the same link recorded as 3 ms + LAN (the lines
+    2 ms too long) is out of tolerance in every attempt."""
+    import dataclasses
+
+    from harness.core.config import FidelityConfig, LinkProps, NetworkConfig
+    from harness.emulation.topology import Link, Node, Topology
+    from harness.hosts.split import USERSPACE, SplitEmulation
+    from harness.measure.live.fidelity import check_links
+
+    topo = Topology("two", [Node("a"), Node("b")], [Link("a", "b", props=LinkProps(
+        delay_ms=5.0))])
+    topo.validate()
+    emu = SplitEmulation(topo, NetworkConfig(), session, {"a": "h1", "b": "h2"},
+                         {"_target_": "harness.emulation.backends.mininet.MininetBackend"},
+                         USERSPACE, session.ledger)
+    cfg = FidelityConfig(enabled=True, probes=30, interval_ms=5, bw_duration_s=0)
+    try:
+        emu.start()
+        right = check_links(emu, cfg)
+        st = emu.links["a-b"]
+        for d in (st.fwd, st.rev):
+            d.props = dataclasses.replace(d.props, delay_ms=3.0)
+        wrong = check_links(emu, cfg)
+    finally:
+        emu.stop()
+    got = right["links"]["a-b"]["delay_ms"]
+    assert right["out_of_tolerance"] == [], right["links"]
+    assert got["configured"] == 6.0 and got["of_which_between_hosts"] == 1.0, got
+    assert abs(got["measured"] - 6.0) <= cfg.delay_tol_ms, got
+    assert wrong["out_of_tolerance"] == ["a-b"], wrong["links"]
+    attempts = wrong["links"]["a-b"]["delay_ms"]["attempts"]
+    assert len(attempts) == cfg.attempts and all(a["one_way_ms"] >= 5.5 for a in attempts)
+
+
+def test_a_real_link_between_hosts_is_carried_unshaped_and_measured(session) -> None:
+    """`real: true` on a link whose network defaults say 5 ms and 10 Mbit/s: the link is
+    the hosts' network (here the emulated LAN, 1 ms one way), so that is what fidelity
+    measures and records, with TCP well above the cap it would have had; it is never
+    judged out of tolerance."""
+    from harness.core.config import FidelityConfig, NetworkConfig
+    from harness.emulation.topology import Link, Node, Topology
+    from harness.hosts.split import USERSPACE, SplitEmulation
+    from harness.measure.live.fidelity import check_links
+
+    topo = Topology("two", [Node("a"), Node("b")], [Link("a", "b", real=True)])
+    topo.validate()
+    emu = SplitEmulation(topo, NetworkConfig(bw_mbit=10.0, delay_ms=5.0), session,
+                         {"a": "h1", "b": "h2"},
+                         {"_target_": "harness.emulation.backends.mininet.MininetBackend"},
+                         USERSPACE, session.ledger)
+    cfg = FidelityConfig(enabled=True, probes=30, interval_ms=5, bw_duration_s=1)
+    try:
+        emu.start()
+        fid = check_links(emu, cfg)
+    finally:
+        emu.stop()
+    got = fid["links"]["a-b"]
+    assert got["real"] and fid["out_of_tolerance"] == [], got
+    assert got["delay_ms"]["configured"] is None and got["delay_ms"]["ok"] is None
+    assert abs(got["delay_ms"]["measured"] - 1.0) <= cfg.delay_tol_ms, got["delay_ms"]
+    assert got["bw_mbit"]["measured_tcp"] >= 30, got["bw_mbit"]  # shaped: <= 9.6

@@ -14,8 +14,12 @@ SPLIT = ["hosts=emulated", "hosts.n=2", "hosts.lan_delay_ms=0.5",
 
 
 def test_the_pipeline_split_over_two_hosts_adds_the_lan_and_nothing_else() -> None:
-    one, d_one, _ = run("run.duration_s=5", "seed=4")
-    two, d_two, _ = run(*SPLIT, "hosts.lan_delay_ms=5", "run.duration_s=5", "seed=4")
+    """Links of 10 ms (network.delay_ms) on both runs: the path's own round trip as on
+    one host (3 links there and back: 60 ms), the LAN's on top of it."""
+    delay = ["network.delay_ms=10", "workload.slo_ms=500"]
+    one, d_one, _ = run(*delay, "run.duration_s=5", "seed=4")
+    two, d_two, _ = run(*SPLIT, *delay, "hosts.lan_delay_ms=5", "run.duration_s=5", "seed=4")
+    assert one["latency_ms"]["p50"] >= 60, one["latency_ms"]
     # the same requests, each accounted for (run_pipeline checks), the same answers
     assert two["n_scheduled"] == one["n_scheduled"] and two["verdict"] == "VALID"
     assert two["accuracy"] == pytest.approx(one["accuracy"], abs=1e-12)

@@ -30,6 +30,13 @@ def override_links(links: list, overrides: dict[str, Any] | None) -> None:
         if name not in by_name:
             fail(f"topology.links.{name}", override, f"unknown link (links: "
                                                     f"{', '.join(sorted(by_name))})")
+        override = dict(override)
+        if override.pop("real", False) is True:  # the hosts' network: none of its tier's
+            if override:
+                fail(f"topology.links.{name}.real", True, "a real link is not shaped: "
+                     f"drop {', '.join(sorted(override))}")
+            by_name[name].real, by_name[name].props = True, LinkProps()
+            continue
         by_name[name].props = props(f"links.{name}", override).over(by_name[name].props)
 
 

@@ -91,7 +91,7 @@ class Emulation:
             sends = share.sends(link.a, link.b) if share else {"fwd", "rev"}
             if not sends:
                 continue
-            props = link.props.over(self.base)
+            props = link.shaped_props(self.base)
             self.links[link.name] = LinkState(
                 link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
@@ -276,6 +276,7 @@ class Emulation:
             "nodes": {n: {"ip": self.ips[n], "role": self.topo.node(n).role}
                       for n in self.nodes},
             "links": {name: {"a": st.spec.a, "b": st.spec.b, "a_dev": st.a_dev,
-                             "b_dev": st.b_dev, **dataclasses.asdict(st.configured)}
+                             "b_dev": st.b_dev, **dataclasses.asdict(st.configured),
+                             **({"real": True} if st.spec.real else {})}
                       for name, st in self.links.items()},
         }

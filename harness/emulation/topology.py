@@ -51,10 +51,20 @@ class Link:
     props: LinkProps = field(default_factory=LinkProps)  # overrides of the network defaults
     trace_fwd: str | None = None  # Mahimahi trace for a -> b bandwidth
     trace_rev: str | None = None  # Mahimahi trace for b -> a bandwidth
+    # the network between two hosts is the link: carried, never shaped, and measured by
+    # the fidelity check (hosts=emulated or ray, its ends on different hosts)
+    real: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = f"{self.a}-{self.b}"
+
+    def shaped_props(self, base: LinkProps) -> LinkProps:
+        """What the shaper applies: these properties over the network's defaults; nothing
+        on a real link (queue length aside, which is the shaper's own)."""
+        if self.real:
+            return LinkProps(0.0, 0.0, 0.0, 0.0, base.queue_pkts)
+        return self.props.over(base)
 
 
 @dataclass
@@ -88,6 +98,9 @@ class Topology:
                 fail(f"{key}.links[{i}].name", link.name, "duplicate name")
             names.add(link.name)
             link.props.validate(f"{key}.links[{i}]")
+            if link.real and (link.props.set_fields() or link.trace_fwd or link.trace_rev):
+                fail(f"{key}.links[{i}].real", True, "a real link is not shaped: it takes no "
+                     "properties or traces (the hosts' network is what it is)")
 
     # -- lookups ---------------------------------------------------------------
 
@@ -153,7 +166,7 @@ class Topology:
         """node -> [(link name, neighbour, one-way delay ms)], sorted by link name."""
         adj: dict[str, list[tuple[str, str, float]]] = {n.name: [] for n in self.nodes}
         for link in sorted(self.links, key=lambda lk: lk.name):
-            delay = link.props.over(base).delay_ms or 0.0
+            delay = link.shaped_props(base).delay_ms or 0.0
             adj[link.a].append((link.name, link.b, delay))
             adj[link.b].append((link.name, link.a, delay))
         return adj

@@ -53,13 +53,18 @@ class HostsConfig:
         """Against the rest of the experiment, before anything runs: where the hosts are
         known (emulated), the placement; what a run across hosts cannot do yet."""
         if self.kind == "local":
+            real = next((lk for lk in topology.links if lk.real), None)
+            if real is not None:
+                fail(f"topology.links.{real.name}.real", True, "a real link is the network "
+                     "between two hosts (hosts=emulated or hosts=ray)")
             return
         from harness.hosts.placer import place
 
         if self.kind == "emulated":
             from harness.hosts.emulated import emulated_hosts
 
-            place(topology, emulated_hosts(self), self.place or {})
+            real_links_between_hosts(topology, place(topology, emulated_hosts(self),
+                                                     self.place or {}).host_of)
         backend = (raw.get("backend") or {}).get("_target_", "")
         if not backend.endswith("MininetBackend"):
             fail("backend._target_", backend, "runs across hosts run nodes as processes "
@@ -73,7 +78,8 @@ class HostsConfig:
         if self.kind == "ray":  # last: it connects to the cluster (no host is touched)
             from harness.hosts.cluster import probe
 
-            place(topology, probe(self.address), self.place or {})
+            real_links_between_hosts(topology, place(topology, probe(self.address),
+                                                     self.place or {}).host_of)
 
     def emulated_names(self) -> list[str]:
         return [f"h{i + 1}" for i in range(self.n)]
@@ -82,3 +88,12 @@ class HostsConfig:
     def tunnel_mtu(self) -> int:
         """The MTU of an emulated link carried between hosts (no fragmentation)."""
         return self.lan_mtu - VXLAN_OVERHEAD
+
+
+def real_links_between_hosts(topology: Any, host_of: dict[str, str]) -> None:
+    """A real link joins two hosts, or it is bad input naming it."""
+    for lk in topology.links:
+        if lk.real and host_of[lk.a] == host_of[lk.b]:
+            fail(f"topology.links.{lk.name}.real", True, f"both ends are on host "
+                 f"{host_of[lk.a]}: a real link is the network between two hosts (place "
+                 f"them apart with hosts.place)")

@@ -131,15 +131,22 @@ class HostSession:
 
         if self.lan is not None:  # the unshaped data leg; the LAN's delay in the lines
             address = {h.name: h.data_address for h in self.lan.hosts}
-            extra = self.cfg.lan_delay_ms
         else:
-            address, extra = {h.info.name: h.info.address for h in self.hosts}, 0.0
+            address = {h.info.name: h.info.address for h in self.hosts}
+        extra = self.carried_delay_ms
         underlay = self.underlays(address)
         parts = shares(topo, host_of, address, underlay, self.ledger.prefix,
                        self.cfg.vxlan_port, self.cfg.tunnel_mtu, extra)
         refs = {h: self.agents[h].build.remote(topo, network, backend, shaper, seed, part)
                 for h, part in parts.items()}
         return {h: ray.get(r, timeout=300) for h, r in refs.items()}
+
+    @property
+    def carried_delay_ms(self) -> float:
+        """What a link carried between hosts adds to its own delay, one way: the emulated
+        LAN's (added by the sending host's delay line); 0 between real hosts, whose
+        network adds what it adds."""
+        return self.cfg.lan_delay_ms if self.lan is not None else 0.0
 
     def underlays(self, address: dict[str, str]) -> dict[str, str]:
         """Each host's device toward the others (its route to the next host's address)."""

@@ -62,11 +62,12 @@ class SplitEmulation:
     def start(self) -> None:
         t0 = time.monotonic()
         for i, link in enumerate(self.topo.links):
-            props = link.props.over(self.base)
+            props = link.shaped_props(self.base)
+            carried = self.host_of[link.a] != self.host_of[link.b]
             self.links[link.name] = LinkState(
                 link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
-                props)
+                props, extra_delay_ms=self.session.carried_delay_ms if carried else 0.0)
         self.built = sorted(set(self.host_of.values()))
         replies = self.session.build(self.topo, self.network, self.backend_cfg,
                                      self.shaper_cfg, self.seed, self.host_of)

@@ -166,7 +166,7 @@ def load_experiment(cfg: DictConfig, choices: dict[str, str] | None = None) -> E
     network = to_dataclass(NetworkConfig, raw.get("network"), "network")
     topology = build_topology(raw.get("topology") or {})
     for i, link in enumerate(topology.links):
-        jitter = link.props.over(network.defaults())
+        jitter = link.shaped_props(network.defaults())
         if (jitter.jitter_ms or 0) > (jitter.delay_ms or 0):
             fail(f"topology.links[{i}].jitter_ms", jitter.jitter_ms, "must be <= delay_ms")
     faults = FaultsConfig.parse(raw.get("faults"), "faults")

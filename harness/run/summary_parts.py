@@ -182,6 +182,8 @@ class LinkInfo(Part):
     jitter_ms: float | None
     loss_pct: float | None
     queue_pkts: int | None
+    real: bool = d("the hosts' network is the link: carried, never shaped (its properties "
+                   "are not applied; fidelity.json has what it did)", False)
 
 
 class Network(Part):

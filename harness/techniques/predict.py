@@ -26,7 +26,7 @@ def hop(topo: Topology, defaults: LinkProps, a: str, b: str, nbytes: int,
     """One stage-to-stage call from a to b carrying `nbytes`: its links, round trip,
     transfer time and total, in ms."""
     links = topo.path_links(a, b, defaults)
-    props = [topo.link(name).props.over(defaults) for name in links]
+    props = [topo.link(name).shaped_props(defaults) for name in links]
     rtt = 2 * sum(p.delay_ms or 0.0 for p in props)
     bws = [p.bw_mbit for p in props if p.bw_mbit]
     transfer = nbytes * 8 / (min(bws) * 1000) if bws else 0.0  # Mbit/s -> bits per ms

@@ -58,6 +58,9 @@ class LinkDegrade(Fault):
     Params = DegradeParams
 
     def check(self, action, topo, key) -> None:
+        if topo.link(action.target).real:
+            fail(f"{key}.target", action.target, "a real link is not shaped: degrade an "
+                 "emulated one (link_down and partitions act on real links too)")
         if action.params.trace:
             from harness.emulation.traces import load_mahimahi
 
