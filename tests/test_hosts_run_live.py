@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import root_only
+from tests.helpers import root_only, shared_run
 from tests.helpers import run_pipeline as run
 
 pytestmark = [pytest.mark.needs_root, root_only]
@@ -17,7 +17,7 @@ def test_the_pipeline_split_over_two_hosts_adds_the_lan_and_nothing_else() -> No
     """Links of 10 ms (network.delay_ms) on both runs: the path's own round trip as on
     one host (3 links there and back: 60 ms), the LAN's on top of it."""
     delay = ["network.delay_ms=10", "workload.slo_ms=500"]
-    one, d_one, _ = run(*delay, "run.duration_s=5", "seed=4")
+    one, d_one, _, _ = shared_run(*delay, "run.duration_s=5", "seed=4")  # as pipeline_live's
     two, d_two, _ = run(*SPLIT, *delay, "hosts.lan_delay_ms=5", "run.duration_s=5", "seed=4")
     assert one["latency_ms"]["p50"] >= 60, one["latency_ms"]
     # the same requests, each accounted for (run_pipeline checks), the same answers

@@ -165,7 +165,7 @@ def test_a_local_ray_instance_records_jobs_that_ran_at_once(tmp_path) -> None:
     """No address: Ray starts in the sweep's process, here with two emulation slots, so
     the jobs overlap and the table and report say so."""
     p = harness_cmd("-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.resources.hx_emulation=2",
-                    f"hydra.sweep.dir={tmp_path}", "topology=pair", "run.duration_s=4",
+                    f"hydra.sweep.dir={tmp_path}", "topology=pair", "run.duration_s=2",
                     "seed=1,2", env=ENV, timeout=180)
     assert p.returncode == 0, p.stderr[-3000:]
     df = pd.read_csv(tmp_path / "sweep.csv")

@@ -196,7 +196,7 @@ def test_sensing_redundancy_survives_a_camera_crash() -> None:
 
 
 def test_sensor_noise_degrades_accuracy_not_availability() -> None:
-    s, df, ev = run("technique=baseline", "faults=sensor_noise", "run.duration_s=9")
+    s, df, ev = run("technique=baseline", "faults=sensor_noise", "run.duration_s=6")
     assert list(fault_events(ev, "sensor_noise")["target"]) == ["s2"]
     assert "fault.error" not in set(ev["kind"])
     # without redundancy a third of the requests would fail; allow 2 in 90 to noise
