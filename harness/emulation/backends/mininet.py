@@ -16,13 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mininet.link import Intf
-from mininet.log import setLogLevel
-from mininet.net import Mininet
-from mininet.node import Host
-
 from harness.emulation import freezer
 from harness.emulation.backends.base import Backend, EmuNode
+from harness.emulation.backends.mininet_lib import Host, Intf, Mininet, setLogLevel
 from harness.emulation.cgroups import NodeCgroup, started_joined
 from harness.emulation.ledger import Ledger
 from harness.emulation.tc import EmulationError

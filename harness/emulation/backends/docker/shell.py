@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mininet.node import Host
-
 from harness.emulation.backends.docker.container import DockerNode
+from harness.emulation.backends.mininet_lib import Host
 from harness.emulation.cgroups import started_joined
 
 
