@@ -207,7 +207,7 @@ def test_link_delay_and_fidelity_hold_in_containers() -> None:
     """With the sensors as processes (backend.containers=[device,edge,cloud]), so links
     between a process and a container are measured too (a run of its own for the mixed
     case cost ~10 s of make test)."""
-    mixed = ("backend.containers=[device,edge,cloud]", "faults=none", "run.duration_s=4")
+    mixed = ("backend.containers=[device,edge,cloud]", "faults=none", "run.duration_s=3")
     for _attempt in (1, 2):  # a noise burst on the host spoils one pair of runs, not two
         with watching() as seen:
             s0, _, _ = run_pipeline(*DOCKER, *mixed, "network.delay_ms=0")

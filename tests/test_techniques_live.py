@@ -80,7 +80,7 @@ def test_failover_passive_detector_finds_silence_in_its_calls(faults: str) -> No
 
 def test_failover_active_active() -> None:
     s, df, ev = run("technique=failover", "technique.mode=active_active", "faults=edge_crash",
-                    "run.duration_s=6")
+                    "run.duration_s=5")
     crashed(ev, "e1")
     detected(s, ev, "e1")
     e2 = "d1:head>e2:middle>c1:tail"  # both answer before the fault: the first one wins
@@ -109,7 +109,7 @@ def test_failover_cold_reports_its_breakdown() -> None:
 def test_failover_small_variant_serves_after_crash() -> None:
     s, df, ev = run("technique=failover",
                     "technique.variant.middle=models/digits/middle_small.onnx",
-                    "faults=edge_crash", "run.duration_s=6")
+                    "faults=edge_crash", "run.duration_s=5")
     crashed(ev, "e1")
     served_before_and_after(s, df, FULL, {"d1:head>e2:middle>c1:tail"})
     assert s["availability_after_fault"] >= 0.95
