@@ -32,6 +32,8 @@ def test_a_link_named_real_drops_its_tiers_properties() -> None:
 @pytest.mark.parametrize(("overrides", "line"), [
     ([*HOSTS, "topology.links={d1-e1: {real: true, delay_ms: 3}}"],
      "config error: topology.links.d1-e1.real=True: a real link is not shaped: drop delay_ms"),
+    ([*HOSTS, "topology.links={d1-e1: {real: yes}}"],
+     "config error: topology.links.d1-e1.real='yes': must be true or false"),
     (["topology.links={d1-e1: {real: true}}"],  # hosts=local
      "config error: topology.links.d1-e1.real=True: a real link is the network between two "
      "hosts (hosts=emulated or hosts=ray)"),

@@ -31,7 +31,10 @@ def override_links(links: list, overrides: dict[str, Any] | None) -> None:
             fail(f"topology.links.{name}", override, f"unknown link (links: "
                                                     f"{', '.join(sorted(by_name))})")
         override = dict(override)
-        if override.pop("real", False) is True:  # the hosts' network: none of its tier's
+        real = override.pop("real", False)
+        if not isinstance(real, bool):
+            fail(f"topology.links.{name}.real", real, "must be true or false")
+        if real:  # the hosts' network: none of its tier's
             if override:
                 fail(f"topology.links.{name}.real", True, "a real link is not shaped: "
                      f"drop {', '.join(sorted(override))}")
