@@ -1,27 +1,23 @@
-"""The Docker backend end to end: containers on the harness's links (root + Docker).
+"""The Docker backend end to end: containers on the harness's links, their limits,
+processes, images and bad input (root + Docker). Faults in containers:
+tests/test_docker_faults_live.py; the shared helpers: tests/docker_kit.py.
 
 `make test` installs and starts Docker and builds the images first (make setup),
-so Docker missing here is a failure, not a skip. One file past 300 lines on purpose:
-every test shares the same Docker set-up and container-watching helpers.
+so Docker missing here is a failure, not a skip.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
+from tests.docker_kit import DOCKER, containers, docker_client, watching
 from tests.helpers import (
     PIPELINE,
-    PY,
-    REPO,
     RTT_ABOVE_MS,
     accounting,
     exp_for,
@@ -35,62 +31,6 @@ from tests.helpers import (
 )
 
 pytestmark = [pytest.mark.needs_root, root_only]
-DOCKER = ("backend=docker",)
-
-
-def docker_client():
-    from harness.emulation.backends.docker import engine
-
-    try:
-        return engine.client()
-    except engine.DockerUnavailable as e:
-        pytest.fail(f"{e} (make setup / make images installs and starts Docker)")
-
-
-def containers(prefix: str = "hx") -> list[str]:
-    """Names of containers carrying the run label whose run starts with `prefix`."""
-    from harness.emulation.backends.docker import engine
-
-    docker_client()
-    return sorted(c["Names"][0].lstrip("/") for c in engine.labelled()
-                  if c["Labels"]["hx.run"].startswith(prefix))
-
-
-def watch_containers(stop: threading.Event, seen: dict) -> None:
-    """While a run goes: every container of a run, with its limits, as docker shows them."""
-    import docker.errors
-
-    from harness.emulation.backends.docker import engine
-
-    api = docker_client().api
-    while not stop.is_set():
-        for c in engine.labelled():
-            try:
-                a = api.inspect_container(c["Id"])
-            except docker.errors.NotFound:  # removed meanwhile
-                continue
-            if not a["State"]["Running"]:
-                continue
-            hc = a["HostConfig"]
-            seen.setdefault(a["Name"].lstrip("/"), set()).add(
-                (a["Config"]["Labels"].get("hx.node"), hc["CpuQuota"], hc["CpuPeriod"],
-                 hc["Memory"], hc["MemorySwap"], hc["PidsLimit"], hc["NetworkMode"]))
-        time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def watching() -> Iterator[dict]:
-    """Within the block, what `watch_containers` sees (container name -> states)."""
-    stop, seen = threading.Event(), {}
-    t = threading.Thread(target=watch_containers, args=(stop, seen), daemon=True)
-    t.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        t.join()
-
-
 def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
     docker_client()
     before = containers()
@@ -225,31 +165,6 @@ def test_link_delay_and_fidelity_hold_in_containers() -> None:
     assert s0["n_failed"] == s0["n_lost"] == 0
 
 
-def test_warm_failover_in_containers() -> None:
-    s, df, ev = run_pipeline(*DOCKER, "technique=failover", "faults=edge_crash",
-                             "run.duration_s=9", "seed=2")
-    assert list(fault_events(ev, "crash")["target"]) == ["e1"]
-    assert s["availability_after_fault"] >= 0.95
-    assert s["mttr_ms"] is not None and s["mttr_ms"] < 1000  # the bench reports the figure
-
-
-def test_out_of_memory_is_an_event_and_a_recorded_failure() -> None:
-    p = harness_cmd("topology=device_edge_cloud", "workload=digits", "technique=baseline",
-                    *DOCKER, "faults=none", "run.duration_s=4", "topology.edge_mem_mb=20",
-                    timeout=300)
-    assert p.returncode == 1, p.stderr[-2000:]
-    s, df, ev = run_outputs(run_dir(p.stdout))
-    assert s["verdict"] == "INVALID"
-    assert any("killed by the OOM killer (memory limit 20 MiB)" in r
-               for r in s["verdict_reasons"]), s["verdict_reasons"]
-    oom = ev[ev["kind"] == "node.oom"]
-    assert "e1" in set(oom["target"]), ev["kind"].tolist()
-    assert json.loads(oom["detail"].iloc[0])["mem_mb"] == 20
-    if df is not None:
-        accounting(s, df)
-    assert containers(s["prefix"]) == []
-
-
 def test_gpu_required_exits_2() -> None:
     before = machine_state()
     p = harness_cmd("topology=device_edge_cloud", "workload=digits", "technique=baseline",
@@ -278,35 +193,6 @@ def test_bad_docker_input_exit_2(override: str, line: str) -> None:
     assert p.returncode == 2, p.stderr[-1000:]
     assert p.stderr.strip().splitlines() == [line]
     assert machine_state() == before and containers() == names
-
-
-def test_kill_9_then_clean_removes_the_run_but_not_a_hand_made_container() -> None:
-    client = docker_client()
-    mine = client.containers.run("hx-stage:latest", ["sleep", "infinity"], detach=True,
-                                 network_mode="none", name=f"handmade{os.getpid()}")
-    try:
-        before = machine_state()
-        proc = subprocess.Popen(
-            [PY, "-m", "harness", "topology=device_edge_cloud", "workload=digits",
-             "technique=failover", "faults=edge_crash", *DOCKER, "run.duration_s=30"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        for line in proc.stdout:  # until the run is replaying (stages up, containers live)
-            if "run.start" in line or time.monotonic() > deadline:
-                break
-        assert len(containers()) >= 6
-        proc.kill()
-        proc.wait()
-        out = subprocess.run([PY, "-m", "harness.clean"], cwd=REPO, capture_output=True,
-                             text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        assert "containers" in out.stdout
-        assert containers() == []
-        assert machine_state() == before
-        mine.reload()
-        assert mine.status == "running"
-    finally:
-        mine.remove(force=True)
 
 
 def test_cli_mode_runs_commands_inside_the_containers() -> None:
@@ -379,23 +265,3 @@ def test_image_stage_needs_a_container_node() -> None:
     assert p.stderr.strip().splitlines() == [
         "config error: pipeline.stages[2].image='hx-nosuch:2': no such image here (there is "
         "no registry: `make images` builds hx-stage)"]
-
-
-def test_the_fault_catalogue_in_containers() -> None:
-    """Every fault kind in one run (faults=catalogue; one run per kind cost make test
-    about a minute beside a busy loop): each applied, none failed, and what they did."""
-    s, df, ev = run_pipeline(*DOCKER, "faults=catalogue", "run.duration_s=15")
-    assert "fault.error" not in set(ev["kind"])
-    planned = {f"fault.{a['action']}" for a in s["faults_schedule"]}
-    kinds = {"throttle", "contention", "partition", "link_degrade", "link_down",
-             "sensor_noise", "hang", "crash", "kill"}
-    assert {f"fault.{k}" for k in kinds} <= planned  # with their inverses
-    assert planned <= set(ev["kind"]), (planned, ev["kind"].tolist())
-    # power back: e1's stage restarted in its container and served until the kill
-    back = float(fault_events(ev, "restore")["t_s"].iloc[0])
-    killed = float(fault_events(ev, "kill")["t_s"].iloc[0])
-    between = df[(df["scheduled_s"] > back + 1.5) & (df["scheduled_s"] < killed)]
-    assert len(between) and (between["status"] == "ok").mean() >= 0.9
-    # the stage process died, the node did not: nothing answers after it
-    after = df[df["scheduled_s"] > killed + 0.2]
-    assert len(after) and (after["status"] == "ok").mean() <= 0.05
