@@ -183,6 +183,11 @@ class LinkProps:
             for f in dataclasses.fields(self)
         })
 
+    @staticmethod
+    def unshaped(queue_pkts: int | None) -> LinkProps:
+        """Nothing applied (no cap, delay, jitter or loss), a queue of `queue_pkts`."""
+        return LinkProps(0.0, 0.0, 0.0, 0.0, queue_pkts)
+
     def set_fields(self) -> dict[str, float | int]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 

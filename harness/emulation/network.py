@@ -56,7 +56,7 @@ class LinkState:
                 return DirState(dataclasses.replace(
                     ds.props, delay_ms=(ds.props.delay_ms or 0) + self.extra_delay_ms), ds.up)
             return ds
-        return DirState(LinkProps(0, 0, 0, 0, ds.props.queue_pkts), ds.up)
+        return DirState(LinkProps.unshaped(ds.props.queue_pkts), ds.up)
 
 
 class Emulation:

@@ -63,7 +63,7 @@ class Link:
         """What the shaper applies: these properties over the network's defaults; nothing
         on a real link (queue length aside, which is the shaper's own)."""
         if self.real:
-            return LinkProps(0.0, 0.0, 0.0, 0.0, base.queue_pkts)
+            return LinkProps.unshaped(base.queue_pkts)
         return self.props.over(base)
 
 

@@ -58,13 +58,10 @@ class HostsConfig:
                 fail(f"topology.links.{real.name}.real", True, "a real link is the network "
                      "between two hosts (hosts=emulated or hosts=ray)")
             return
-        from harness.hosts.placer import place
-
         if self.kind == "emulated":
             from harness.hosts.emulated import emulated_hosts
 
-            real_links_between_hosts(topology, place(topology, emulated_hosts(self),
-                                                     self.place or {}).host_of)
+            self.check_placement(topology, emulated_hosts(self))
         backend = (raw.get("backend") or {}).get("_target_", "")
         if not backend.endswith("MininetBackend"):
             fail("backend._target_", backend, "runs across hosts run nodes as processes "
@@ -78,8 +75,19 @@ class HostsConfig:
         if self.kind == "ray":  # last: it connects to the cluster (no host is touched)
             from harness.hosts.cluster import probe
 
-            real_links_between_hosts(topology, place(topology, probe(self.address),
-                                                     self.place or {}).host_of)
+            self.check_placement(topology, probe(self.address))
+
+    def check_placement(self, topology: Any, hosts: Any) -> None:
+        """The nodes placed on `hosts` (the placer's ConfigErrors), every real link
+        between two of them."""
+        from harness.hosts.placer import place
+
+        host_of = place(topology, hosts, self.place or {}).host_of
+        for lk in topology.links:
+            if lk.real and host_of[lk.a] == host_of[lk.b]:
+                fail(f"topology.links.{lk.name}.real", True, f"both ends are on host "
+                     f"{host_of[lk.a]}: a real link is the network between two hosts (place "
+                     f"them apart with hosts.place)")
 
     def emulated_names(self) -> list[str]:
         return [f"h{i + 1}" for i in range(self.n)]
@@ -89,11 +97,3 @@ class HostsConfig:
         """The MTU of an emulated link carried between hosts (no fragmentation)."""
         return self.lan_mtu - VXLAN_OVERHEAD
 
-
-def real_links_between_hosts(topology: Any, host_of: dict[str, str]) -> None:
-    """A real link joins two hosts, or it is bad input naming it."""
-    for lk in topology.links:
-        if lk.real and host_of[lk.a] == host_of[lk.b]:
-            fail(f"topology.links.{lk.name}.real", True, f"both ends are on host "
-                 f"{host_of[lk.a]}: a real link is the network between two hosts (place "
-                 f"them apart with hosts.place)")
