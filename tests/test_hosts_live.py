@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import statistics
@@ -138,6 +139,25 @@ def test_a_link_between_hosts_is_tunnelled_and_shaped_on_each_sending_side(sessi
             ray.get(s.agents[h].teardown.remote(), timeout=60)
 
 
+@contextlib.contextmanager
+def across(session, link, network):
+    """Nodes a (on h1) and b (on h2) joined by `link`, as a run across hosts builds them
+    (`SplitEmulation`), up for the block."""
+    from harness.emulation.topology import Node, Topology
+    from harness.hosts.split import USERSPACE, SplitEmulation
+
+    topo = Topology("two", [Node("a"), Node("b")], [link])
+    topo.validate()
+    emu = SplitEmulation(topo, network, session, {"a": "h1", "b": "h2"},
+                         {"_target_": "harness.emulation.backends.mininet.MininetBackend"},
+                         USERSPACE, session.ledger)
+    try:
+        emu.start()
+        yield emu
+    finally:
+        emu.stop()
+
+
 def test_fidelity_judges_a_link_between_hosts_with_the_lan_in_it(session) -> None:
     """A 5 ms link from h1 to h2 measures 5 ms plus the LAN's 1 ms one way, and the
     self-check expects exactly that; the same link recorded as 3 ms + LAN (the lines
@@ -145,26 +165,16 @@ def test_fidelity_judges_a_link_between_hosts_with_the_lan_in_it(session) -> Non
     import dataclasses
 
     from harness.core.config import FidelityConfig, LinkProps, NetworkConfig
-    from harness.emulation.topology import Link, Node, Topology
-    from harness.hosts.split import USERSPACE, SplitEmulation
+    from harness.emulation.topology import Link
     from harness.measure.live.fidelity import check_links
 
-    topo = Topology("two", [Node("a"), Node("b")], [Link("a", "b", props=LinkProps(
-        delay_ms=5.0))])
-    topo.validate()
-    emu = SplitEmulation(topo, NetworkConfig(), session, {"a": "h1", "b": "h2"},
-                         {"_target_": "harness.emulation.backends.mininet.MininetBackend"},
-                         USERSPACE, session.ledger)
     cfg = FidelityConfig(enabled=True, probes=30, interval_ms=5, bw_duration_s=0)
-    try:
-        emu.start()
+    with across(session, Link("a", "b", props=LinkProps(delay_ms=5.0)), NetworkConfig()) as emu:
         right = check_links(emu, cfg)
         st = emu.links["a-b"]
         for d in (st.fwd, st.rev):
             d.props = dataclasses.replace(d.props, delay_ms=3.0)
         wrong = check_links(emu, cfg)
-    finally:
-        emu.stop()
     got = right["links"]["a-b"]["delay_ms"]
     assert right["out_of_tolerance"] == [], right["links"]
     assert got["configured"] == 6.0 and got["of_which_between_hosts"] == 1.0, got
@@ -180,22 +190,13 @@ def test_a_real_link_between_hosts_is_carried_unshaped_and_measured(session) -> 
     measures and records, with TCP well above the cap it would have had; it is never
     judged out of tolerance."""
     from harness.core.config import FidelityConfig, NetworkConfig
-    from harness.emulation.topology import Link, Node, Topology
-    from harness.hosts.split import USERSPACE, SplitEmulation
+    from harness.emulation.topology import Link
     from harness.measure.live.fidelity import check_links
 
-    topo = Topology("two", [Node("a"), Node("b")], [Link("a", "b", real=True)])
-    topo.validate()
-    emu = SplitEmulation(topo, NetworkConfig(bw_mbit=10.0, delay_ms=5.0), session,
-                         {"a": "h1", "b": "h2"},
-                         {"_target_": "harness.emulation.backends.mininet.MininetBackend"},
-                         USERSPACE, session.ledger)
     cfg = FidelityConfig(enabled=True, probes=30, interval_ms=5, bw_duration_s=1)
-    try:
-        emu.start()
+    with across(session, Link("a", "b", real=True),
+                NetworkConfig(bw_mbit=10.0, delay_ms=5.0)) as emu:
         fid = check_links(emu, cfg)
-    finally:
-        emu.stop()
     got = fid["links"]["a-b"]
     assert got["real"] and fid["out_of_tolerance"] == [], got
     assert got["delay_ms"]["configured"] is None and got["delay_ms"]["ok"] is None
