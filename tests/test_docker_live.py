@@ -116,6 +116,12 @@ def test_node_processes_run_inside_the_container(tmp_path) -> None:
                           if ":\t" in line)
             assert int(status["CapBnd"], 16) == int(holder["CapBnd"], 16) == 1 << 23  # nice
             assert status["NoNewPrivs"].strip() == "1"
+            # the processes kind leaves a container's processes to its container (killing
+            # its init from there made containers exit at once: Docker 20.10 deadlocks)
+            from harness.emulation.inventory import run_pids
+
+            inside = set(run_pids(emu.ledger.prefix))
+            assert child not in inside and node.ns_pid not in inside and p.pid in inside
             top = c.top()  # the container's own view lists it
             assert any("sleep 30" in " ".join(row) for row in top["Processes"])
             p.send_signal(signal.SIGTERM)  # reaches sleep, not just nsenter

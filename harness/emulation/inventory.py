@@ -120,10 +120,23 @@ def _cgroup_pids(dirs: list[Path]) -> set[int]:
     return pids
 
 
+def in_container(pid: int) -> bool:
+    """Whether `pid` lives in a PID namespace other than ours: only the Docker backend's
+    containers make one, and a container's processes go with it (the containers kind)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
+
+
 def run_pids(prefix: str) -> list[int]:
-    """The run's processes: marked, or members of its cgroups (never us)."""
+    """The run's processes: marked, or members of its cgroups (never us), but those in
+    its containers. Killing a container's init from here made all of a run's containers
+    exit at once, and concurrent exits deadlock Docker 20.10's network controller
+    (moby/moby#46661, fixed by libnetwork#2679 after 20.10.24, which Debian ships): the
+    daemon then hangs every later call. The containers kind removes them one by one."""
     pids = set(marked_pids(prefix)) | _cgroup_pids(cgroup_dirs(prefix))
-    return sorted(pids - {os.getpid()})
+    return sorted(p for p in pids - {os.getpid()} if not in_container(p))
 
 
 def kill(pid: int) -> bool:

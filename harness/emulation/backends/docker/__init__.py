@@ -236,8 +236,9 @@ class DockerBackend(Backend):
 
     def stop(self) -> None:
         """Kill every node's processes (launchers outside a container's PID namespace
-        would keep its cgroup busy), then remove this run's containers (in parallel:
-        each takes the daemon ~0.2 s)."""
+        would keep its cgroup busy), then remove this run's containers one at a time
+        (~0.2 s each): two containers exiting at once can deadlock Docker 20.10's
+        network controller for good (`harness.emulation.inventory.run_pids` says more)."""
         try:
             if self.procs is not None:
                 self.procs.stop()
@@ -245,6 +246,6 @@ class DockerBackend(Backend):
             for node in self.nodes.values():
                 node.kill_all()
             mine = engine.run_containers(self.prefix) if self.prefix else []
-            with ThreadPoolExecutor(max_workers=4) as pool:
-                list(pool.map(engine.remove, mine))
+            for c in mine:
+                engine.remove(c)
             self.nodes.clear()
