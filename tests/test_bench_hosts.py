@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.bench import hosts
 
 
@@ -31,3 +33,22 @@ def test_each_scenario_runs_one_host_and_split_per_seed_and_takes_medians() -> N
     assert (base_split["hosts"], base_split["valid"], base_split["p50_ms"]) == (2, "1/2", 8.0)
     assert (fo_split["hosts"], fo_split["mttd_ms"]) == (3, 61.5)
     assert fo_one["availability_after_fault"] == 1.0
+    # against the LAN: one crossing each way at 0.5 ms adds 1 ms; the third host, 2
+    assert (base_one["p50_added_ms"], base_one["lan_rtt_added_ms"]) == (None, 0.0)
+    assert (base_split["p50_added_ms"], base_split["lan_rtt_added_ms"]) == (1.5, 1.0)
+    assert (fo_split["p50_added_ms"], fo_split["lan_rtt_added_ms"]) == (2.0, 2.0)
+
+
+def test_a_fidelity_row_reads_the_carried_link_and_names_a_run_without_one(tmp_path) -> None:
+    import json
+
+    (tmp_path / "fidelity.json").write_text(json.dumps({"links": {"d1-e1": {
+        "delay_ms": {"configured": 5.5, "measured": 5.62, "ok": True},
+        "bw_mbit": {"measured_tcp": 47.1, "expected_tcp": 47.74, "mss": 1398, "ok": True}}}}))
+    row = hosts.fidelity_row(2, str(tmp_path), [])
+    assert row["delay_error_ms"] == pytest.approx(0.12)
+    assert (row["tcp_mbit"], row["mss"], row["ok"]) == (47.1, 1398, True)
+    missing = hosts.fidelity_row(2, None, ["exit 1: host h2 unreachable"])
+    assert (missing["ok"], missing["failed"]) == (False, "exit 1: host h2 unreachable")
+    md = hosts.hosts_md([], [row, missing], [])
+    assert "| 2 | d1-e1 | 5.5 | 5.62 | 0.12 | 47.1 | 47.74 | 1398 | True |" in md

@@ -123,5 +123,9 @@ def test_a_bandwidth_cap_is_judged_by_the_payload_it_allows() -> None:
 
     assert goodput_mbit(100, 1448) == pytest.approx(95.64, abs=0.01)
     assert goodput_mbit(10, 1460) == pytest.approx(9.643, abs=0.001)
+    # carried between hosts: the tunnel's 1450-byte MTU, 1398 of every 1464 bytes
+    assert goodput_mbit(100, 1398, mtu=1450) == pytest.approx(95.49, abs=0.01)
+    with pytest.raises(EmulationError, match="TCP MSS 1448: not a segment of a 1450-byte"):
+        goodput_mbit(100, 1448, mtu=1450)
     with pytest.raises(EmulationError, match="TCP MSS 22016"):
         goodput_mbit(100, 22016)  # loopback's MSS: not a 1500-byte MTU link

@@ -43,6 +43,7 @@ class LinkState:
     traces: list[TraceFollower] = field(default_factory=list)
     sends: frozenset[str] = frozenset(("fwd", "rev"))  # directions shaped here (a share's)
     extra_delay_ms: float = 0.0  # a carried link's: the hosts' network's, added where sent
+    mtu: int = 1500  # a carried link's: the tunnel's
 
     def carries(self) -> bool:
         return self.admin_up and not self.silenced_by
@@ -57,6 +58,12 @@ class LinkState:
                     ds.props, delay_ms=(ds.props.delay_ms or 0) + self.extra_delay_ms), ds.up)
             return ds
         return DirState(LinkProps.unshaped(ds.props.queue_pkts), ds.up)
+
+
+def carried(share: Share | None, link: str) -> dict:
+    """A link carried to another host: the hosts' network's delay and the tunnel's MTU."""
+    tunnel = share.tunnels.get(link) if share else None
+    return {"extra_delay_ms": tunnel.extra_delay_ms, "mtu": tunnel.mtu} if tunnel else {}
 
 
 class Emulation:
@@ -95,9 +102,7 @@ class Emulation:
             self.links[link.name] = LinkState(
                 link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
-                props, sends=frozenset(sends),
-                extra_delay_ms=share.tunnels[link.name].extra_delay_ms
-                if share and link.name in share.tunnels else 0.0)
+                props, sends=frozenset(sends), **carried(share, link.name))
         plan = Wiring(self.topo, self.base, share.tunnels if share else {})
         create_veths(plan.veths({n: str(node.ns_pid) for n, node in self.nodes.items()},
                                 self.shaper))

@@ -67,7 +67,8 @@ class SplitEmulation:
             self.links[link.name] = LinkState(
                 link, i, self.devs[(link.a, link.name)], self.devs[(link.b, link.name)],
                 DirState(dataclasses.replace(props)), DirState(dataclasses.replace(props)),
-                props, extra_delay_ms=self.session.carried_delay_ms if carried else 0.0)
+                props, **({"extra_delay_ms": self.session.carried_delay_ms,
+                           "mtu": self.session.cfg.tunnel_mtu} if carried else {}))
         self.built = sorted(set(self.host_of.values()))
         replies = self.session.build(self.topo, self.network, self.backend_cfg,
                                      self.shaper_cfg, self.seed, self.host_of)
