@@ -31,11 +31,13 @@ SCENARIOS = {
     "digits baseline": (["technique=baseline"], SPLIT, 1),
     "warm failover, edge_crash": (["technique=failover", "faults=edge_crash"], THIRD, 2),
 }
-# the fidelity check of one link, d1-e1, capped and delayed, on one host and carried h1 -> h2
+# the fidelity check of one link, d1-e1, on one host and carried h1 -> h2; every link
+# capped and delayed alike (the check probes the route between the link's ends, which is
+# the link itself only while no other path is shorter)
 FID_LINK, FID_BW, FID_DELAY = "d1-e1", 50, 5
 FIDELITY = ["topology=device_edge_cloud", "workload=digits", "technique=baseline",
             "run.duration_s=1", "fidelity.enabled=true", f"fidelity.links=[{FID_LINK}]",
-            f"topology.links={{{FID_LINK}: {{bw_mbit: {FID_BW}, delay_ms: {FID_DELAY}}}}}"]
+            f"network.bw_mbit={FID_BW}", f"network.delay_ms={FID_DELAY}"]
 FID_COLS = ["hosts", "link", "delay_configured_ms", "delay_measured_ms", "delay_error_ms",
             "tcp_mbit", "tcp_expected_mbit", "mss", "ok"]
 MESH = (10, 5, 3)  # 210 nodes
