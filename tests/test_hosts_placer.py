@@ -99,3 +99,17 @@ def test_hosts_config_checks_its_keys() -> None:
 def test_bad_hosts_input_is_one_line_exit_2(overrides: list[str], line: str) -> None:
     p = harness_cmd("topology=device_edge_cloud", "workload=digits", *overrides)
     assert (p.returncode, p.stderr.strip().splitlines()) == (2, [line])
+
+
+def test_trees_hanging_off_the_core_stay_whole_and_the_cut_is_the_mesh() -> None:
+    """edge_mesh, 10 edges fully meshed, 5 devices each with 3 sensors (210 nodes): two
+    hosts of 105 take 5 edges with their whole trees each (21 nodes an edge), so the only
+    links carried are the mesh's between the halves, 5 x 5 = 25. Breadth first from e1
+    filled h1 with the 10 edges, the 50 devices and 45 sensors: 105 sensor links carried."""
+    from topologies.edge_mesh import build
+
+    topo = build(n_edges=10, devices_per_edge=5, sensors_per_device=3)
+    p = place(topo, [HostInfo("h1"), HostInfo("h2")], {})
+    assert len(p.cross_links) == 25
+    assert all(lk.split("-")[0][0] == "e" == lk.split("-")[1][0] for lk in p.cross_links)
+    assert len(p.nodes_on("h1")) == len(p.nodes_on("h2")) == 105

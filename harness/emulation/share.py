@@ -37,9 +37,12 @@ class Tunnel:
     # data leg): the sending host's line adds it to the direction it shapes
     extra_delay_ms: float = 0.0
 
-    def device_cmd(self, name: str) -> list[str]:
-        """`ip link add` (without `ip`) of the tunnel device, on the underlay's host."""
-        return ["link", "add", name, "mtu", str(self.mtu), "type", "vxlan", "id", str(self.vni),
+    def device_cmd(self, name: str, netns: str) -> list[str]:
+        """`ip link add` (without `ip`) of the tunnel device, run in the underlay's
+        namespace and made right in `netns` (its socket stays with the underlay): moving
+        a device afterwards waits for the kernel's grace periods, ~40 ms a tunnel here."""
+        return ["link", "add", name, "netns", netns, "mtu", str(self.mtu), "type", "vxlan",
+                "id", str(self.vni),
                 "local", self.local_ip, "remote", self.remote_ip, "dstport", str(self.port),
                 "dev", self.underlay_dev]
 

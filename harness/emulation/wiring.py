@@ -108,10 +108,9 @@ class Wiring:
         return cmds
 
     def tunnels_cmds(self, shaper: Shaper, here: set[str]) -> list[list[str]]:
-        """`ip` commands making each carried link's tunnel device, in this process's
-        namespace (where the hosts' network is), then moving it into the wire namespace
-        under the name of the far end's peer: the delay line bridges it as it would that
-        peer."""
+        """`ip` commands making each carried link's tunnel device from this process's
+        namespace (where the hosts' network is) in the wire namespace, under the name of
+        the far end's peer: the delay line bridges it as it would that peer."""
         cmds = []
         for i, link in enumerate(self.topo.links):
             tunnel = self.tunnels.get(link.name)
@@ -119,7 +118,7 @@ class Wiring:
                 continue
             far = "b" if link.a in here else "a"
             name, wire = shaper.peer(i, far, "")
-            cmds += [tunnel.device_cmd(name), ["link", "set", name, "netns", wire]]
+            cmds.append(tunnel.device_cmd(name, wire))
         return cmds
 
     def node(self, name: str, netem: bool, dirs: dict[str, tuple[DirState, DirState]],

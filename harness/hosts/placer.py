@@ -6,12 +6,14 @@ memory budget (its `cpu` and `mem_mb` limits; 0 = none) must fit what the host h
 left; among the hosts it fits, the one where it adds the fewest cross-host links (each
 is a tunnel and the LAN's round trip), then the least loaded. Hosts are filled to an
 equal share of the nodes at most (balanced set-up and load), unless a node fits
-nowhere else. Nodes are taken from the pinned ones outwards (breadth first), so a
-node's neighbours are placed before it is where possible.
+nowhere else. Nodes are taken in the order a region grows from the pinned ones
+(`_order`), so whole subtrees land together and the hosts are cut where few links are
+(edge_mesh over 3 hosts: 44 links carried of 245, where breadth first carried 140).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -135,21 +137,62 @@ def place(topo: Topology, hosts: Sequence[HostInfo], pinned: dict[str, str],
     return Placement({n: host_of[n] for n in nodes}, {n: why[n] for n in nodes}, cross_links)
 
 
+def _hanging(rank: dict[str, int], nbrs: dict[str, list[str]], keep: set[str]) -> dict[str, str]:
+    """node -> the node it hangs from, for the trees hanging off the topology's core:
+    leaves peeled in turn (a sensor from its device, then the device, now a leaf, from its
+    edge server). `keep` (the pinned nodes) are never peeled."""
+    links = {n: set(nbrs[n]) - {n} for n in nbrs}
+    deg = {n: len(x) for n, x in links.items()}
+    parent: dict[str, str] = {}
+    leaves = deque(sorted((n for n in deg if deg[n] == 1 and n not in keep), key=rank.get))
+    while leaves:
+        n = leaves.popleft()
+        if deg[n] != 1:
+            continue
+        p = next(o for o in links[n] if o not in parent)
+        parent[n], deg[n] = p, 0
+        deg[p] -= 1
+        if deg[p] == 1 and p not in keep:
+            leaves.append(p)
+    return parent
+
+
 def _order(topo: Topology, start: list[str], nbrs: dict[str, list[str]]) -> list[str]:
-    """Unpinned nodes, breadth first from the pinned ones (then from the first unplaced
-    node, in topology order): neighbours are placed next to each other."""
-    seen = set(start)
+    """Unpinned nodes in the order a region grows, each node followed by the tree hanging
+    off it (`_hanging`), so a device lands with its sensors and an edge server with its
+    devices. Over the core (what peeling leaves), the next node is the one with the most
+    links to nodes taken less its links to nodes not taken, ties in topology order (greedy
+    graph growing); from the pinned nodes, then from the first node not taken."""
+    rank = {n.name: i for i, n in enumerate(topo.nodes)}
+    parent = _hanging(rank, nbrs, set(start))
+    kids: dict[str, list[str]] = {n: [] for n in rank}
+    for n in sorted(parent, key=rank.get):
+        kids[parent[n]].append(n)
+    core = {n: [o for o in nbrs[n] if o not in parent] for n in rank if n not in parent}
+    score = {n: -len(core[n]) for n in core}
+    taken: set[str] = set()
+    heap: list[tuple[int, int, str]] = []
     out: list[str] = []
-    queue = deque(start)
-    for root in [None] + [n.name for n in topo.nodes]:
-        if root is not None and root not in seen:
-            seen.add(root)
-            out.append(root)
-            queue.append(root)
-        while queue:
-            for o in nbrs[queue.popleft()]:
-                if o not in seen:
-                    seen.add(o)
-                    out.append(o)
-                    queue.append(o)
+
+    def take(n: str, emit: bool) -> None:
+        taken.add(n)
+        todo = [n]
+        while todo:  # n, then its tree depth first
+            x = todo.pop()
+            if emit or x != n:
+                out.append(x)
+            todo.extend(reversed(kids[x]))
+        for o in core[n]:
+            if o not in taken:
+                score[o] += 2  # a link to a taken node, no longer one to an untaken node
+                heapq.heappush(heap, (-score[o], rank[o], o))
+
+    for n in start:
+        take(n, emit=False)
+    seeds = iter(sorted(core, key=rank.get))
+    while len(taken) < len(core):
+        while heap and (heap[0][2] in taken or -heap[0][0] != score[heap[0][2]]):
+            heapq.heappop(heap)  # taken meanwhile, or a stale score
+        take(heapq.heappop(heap)[2] if heap else next(x for x in seeds if x not in taken),
+             emit=True)
     return out
