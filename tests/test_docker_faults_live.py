@@ -1,5 +1,6 @@
-"""Faults in containers, end to end (root + Docker): every fault kind in one run, warm
-failover, an out-of-memory kill, and a run killed -9 then cleaned."""
+"""Faults in containers, end to end (root + Docker): every fault kind in one run, an
+out-of-memory kill, and a run killed -9 then cleaned (warm failover in containers runs
+over two emulated hosts: tests/test_hosts_docker_live.py)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,6 @@ from tests.helpers import (
 )
 
 pytestmark = [pytest.mark.needs_root, root_only]
-
-
-def test_warm_failover_in_containers() -> None:
-    s, df, ev = run_pipeline(*DOCKER, "technique=failover", "faults=edge_crash",
-                             "run.duration_s=9", "seed=2")
-    assert list(fault_events(ev, "crash")["target"]) == ["e1"]
-    assert s["availability_after_fault"] >= 0.95
-    assert s["mttr_ms"] is not None and s["mttr_ms"] < 1000  # the bench reports the figure
 
 
 def test_out_of_memory_is_an_event_and_a_recorded_failure() -> None:

@@ -127,13 +127,23 @@ def test_a_killed_coordinators_hosts_remove_the_run_within_30_s() -> None:
 def test_warm_failover_to_a_replica_on_a_third_host_and_a_clock_bound() -> None:
     """e1 on h2, its replica e2 on h3: the crash of e1 costs nothing (as on one host);
     the clocks are measured before and after; a bound tighter than they can be measured
-    makes the run INVALID, each host named (and nothing else does)."""
+    makes the run INVALID, each host named (and nothing else does). h1, where the
+    sensors and the detecting stage d1 run, has a clock 250 ms ahead: measured, and the
+    detection still lands after the fault by what it takes on one host (without the
+    shift onto the coordinator's clock it came 250 ms late)."""
     s, df, ev = run("technique=failover", "faults=edge_crash", "run.duration_s=6",
                     "hosts=emulated", "hosts.n=3", "hosts.clock_bound_ms=0.05",
                     "hosts.place={s1: h1, s2: h1, d1: h1, e1: h2, e2: h3, c1: h3}",
-                    valid=False)
+                    "hosts.skew_ms={h1: 250}", valid=False)
     assert s["hosts"]["nodes"]["e2"]["host"] == "h3"
     assert list(ev[ev["kind"] == "fault.crash"]["target"]) == ["e1"]
+    h1 = s["clock"]["h1"]["before"]
+    assert abs(h1["offset_ms"] - 250) <= h1["uncertainty_ms"], h1
+    assert abs(s["clock"]["h2"]["before"]["offset_ms"]) <= s["clock"]["h2"]["before"][
+        "uncertainty_ms"]
+    crash_t = float(ev[ev["kind"] == "fault.crash"]["t_s"].iloc[0])
+    detect_t = float(ev[ev["kind"] == "detect"]["t_s"].iloc[0])
+    assert 0 < detect_t - crash_t < 0.2 and 0 < s["mttd_ms"] < 200, (detect_t - crash_t, s)
     assert s["availability_after_fault"] >= 0.95 and s["mttr_ms"] <= 150, \
         (s["availability_after_fault"], s["mttr_ms"])
     after = df[df["scheduled_s"] > s["fault_at_s"] + 0.3]

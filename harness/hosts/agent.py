@@ -3,8 +3,9 @@ the coordinator builds, drives and tears down that host's share of the emulation
 
 This module runs on the host (inside a Ray worker the host's Ray node started): it
 imports nothing of the coordinator's state, and every call answers with plain data.
-`clock_offset_ms` shifts the clock the agent reports (tests inject a known offset and
-must recover it).
+`clock_offset_ms` makes this host's clock that far ahead of the machine's, for the agent
+and every process it starts (tests inject a known offset: the coordinator must measure
+it, and the run's events must come out on one timeline all the same).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class HostAgent:
                  lease_s: float = 10.0) -> None:
         self.host, self.prefix = host, prefix
         self.offset_s = clock_offset_ms / 1000
+        self.to_coordinator_s = 0.0  # minus the offset the coordinator measured
         self.emu: Any = None
         self.ledger: Any = None
         self.procs: dict[int, Any] = {}  # pid -> Popen of what the coordinator spawned
@@ -58,8 +60,16 @@ class HostAgent:
         self.lease_until = 0.0
 
     def now(self) -> float:
-        """This host's wall clock (s), as its events are stamped."""
-        return time.time() + self.offset_s
+        """This host's monotonic clock (s), the one its events are stamped with."""
+        return time.monotonic() + self.offset_s
+
+    def set_clock(self, offset_ms: float) -> None:
+        """The offset the coordinator measured to this host's clock: every process started
+        from now on stamps its instants on the coordinator's clock (`harness.core.hostclock`)."""
+        self.to_coordinator_s = -offset_ms / 1000
+
+    def clock_env(self) -> dict[str, str]:
+        return {"HX_CLOCK_SHIFT_S": repr(self.offset_s + self.to_coordinator_s)}
 
     def underlay(self, remote_ip: str) -> str:
         """This host's device toward `remote_ip` (another host): where its tunnels go out."""
@@ -80,19 +90,30 @@ class HostAgent:
     # -- this host's share of the emulation ---------------------------------------------
 
     def build(self, topo: Any, network: Any, backend: dict, shaper: dict, seed: int,
-              share: Any) -> dict[str, Any]:
+              share: Any, stages: list | None = None,
+              shared: list[str] | None = None) -> dict[str, Any]:
         """Bring up this host's share (`harness.emulation.share.Share`): its nodes, its
-        links, its halves of the carried links and their tunnels."""
+        links, its halves of the carried links and their tunnels. The backend is
+        prepared here as the coordinator prepared its own: checked, its images (a Docker
+        backend's, and `stages` served from images) found on this host's daemon, the
+        run's `shared` folders given to its nodes."""
         from harness.core.config import build_plugin
         from harness.emulation.network import Emulation
 
         unnice()
         self.ledger = agent_ledger(self.prefix)
-        self.emu = Emulation(topo, network, build_plugin("backend", backend),
-                             build_plugin("shaper", shaper), self.ledger, seed, share)
+        back = build_plugin("backend", backend)
+        back.validate(topo, [])
+        if stages:
+            back.check_stage_images(stages, topo)
+        for path in shared or []:
+            back.share(path)
+        self.emu = Emulation(topo, network, back, build_plugin("shaper", shaper),
+                             self.ledger, seed, share)
         self.emu.start()
         return {"timings": self.emu.timings, "nodes": sorted(self.emu.nodes),
-                "links": sorted(self.emu.links)}
+                "links": sorted(self.emu.links),
+                "python": {n: node.python for n, node in self.emu.nodes.items()}}
 
     def emulation(self, op: str, *args: Any) -> Any:
         """A runtime change of the share (set_link, restore_link, set_link_up,
@@ -126,10 +147,13 @@ class HostAgent:
 
         kw: dict[str, Any] = {"stdin": subprocess.PIPE if stdin else subprocess.DEVNULL,
                               "stdout": where(stdout), "stderr": where(stderr), "text": True}
-        if env is not None:
-            kw["env"] = env
+        n = self.emu.nodes[node]
+        # the process's environment as the node would give it (a container's own, else
+        # ours), and this host's clock shift
+        base = env if env is not None else getattr(n, "env", os.environ)
+        kw["env"] = {**base, **self.clock_env()}
         unnice()
-        p = self.emu.nodes[node].popen(argv, **kw)
+        p = n.popen(argv, **kw)
         self.procs[p.pid] = p
         return p.pid
 
@@ -181,7 +205,8 @@ class HostAgent:
         return {"teardown_s": _time.monotonic() - t}
 
 
-NODE_OPS = ("kill_all", "hang", "resume", "processes", "run", "net_run", "signal_all")
+NODE_OPS = ("kill_all", "hang", "resume", "processes", "run", "net_run", "signal_all",
+            "start_image")
 RES_OPS = ("set_cpu", "set_memory", "cpu_usage_s", "oom_kills", "pids")
 EMULATION_OPS = ("set_link", "restore_link", "set_link_up", "silence_node", "partition",
                  "heal", "follow_trace", "stop_traces", "trace_errors", "describe")

@@ -1,5 +1,9 @@
 """Each host's clock offset to the coordinator's, NTP-style, over the control channel.
 
+The clocks are monotonic ones, which every instant of a run is stamped with (a stage's
+detection, a sensor's schedule): between real machines the offset is their boot times'
+difference, and only its uncertainty says how well events line up.
+
 An exchange: the coordinator notes t0, asks the host for its clock (t1), notes t2. If
 the request and the answer took equally long, the host's clock was read at
 (t0 + t2) / 2 on ours, so offset = t1 - (t0 + t2) / 2; whatever the two legs really
@@ -31,7 +35,7 @@ class Offset:
 
 
 def measure(remote_now: Callable[[], float], n: int = 8,
-            local_now: Callable[[], float] = time.time) -> Offset:
+            local_now: Callable[[], float] = time.monotonic) -> Offset:
     """Estimate the offset of the clock `remote_now` reads (seconds) from `local_now`."""
     if n < 1:
         raise ValueError("n must be >= 1")

@@ -194,3 +194,8 @@ class RemoteNode(EmuNode):
 
     def kill_all(self) -> int:
         return self.call("kill_all")
+
+    def start_image(self, key: str, image: str, command: list[str] | None,
+                    env: dict[str, str]) -> None:
+        """A stage's server from its image, by the node's host (backend=docker)."""
+        self.call("start_image", key, image, command, env)

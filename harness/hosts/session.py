@@ -52,6 +52,12 @@ class Heartbeat:
         self.thread.join(timeout=self.lease_s + 5)
 
 
+def ray_get_all(refs: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    import ray
+
+    return {h: ray.get(r, timeout=timeout) for h, r in refs.items()}
+
+
 class HostSession:
     def __init__(self, cfg: HostsConfig, ledger: Ledger,
                  clock_offsets_ms: dict[str, float] | None = None) -> None:
@@ -81,6 +87,8 @@ class HostSession:
         self.agents = start_agents(self.hosts, self.ledger.prefix, self.offsets_injected,
                                    self.cfg.lease_s)
         self.clock = self.measure_clocks()
+        ray_get_all({h: a.set_clock.remote(self.clock[h].offset_ms)
+                     for h, a in self.agents.items()})
         self.heartbeat = Heartbeat(self.agents, self.cfg.lease_s)
         self.heartbeat.start()
 
@@ -122,7 +130,8 @@ class HostSession:
             self.lan = None
 
     def build(self, topo: Any, network: Any, backend: dict, shaper: dict, seed: int,
-              host_of: dict[str, str]) -> dict[str, dict]:
+              host_of: dict[str, str], stages: list | None = None,
+              shared: list[str] | None = None) -> dict[str, dict]:
         """Every host's share of `topo` (nodes by `host_of`), brought up by its agent,
         all at once; each host's reply (timings, nodes, links)."""
         import ray
@@ -137,7 +146,8 @@ class HostSession:
         underlay = self.underlays(address)
         parts = shares(topo, host_of, address, underlay, self.ledger.prefix,
                        self.cfg.vxlan_port, self.cfg.tunnel_mtu, extra)
-        refs = {h: self.agents[h].build.remote(topo, network, backend, shaper, seed, part)
+        refs = {h: self.agents[h].build.remote(topo, network, backend, shaper, seed, part,
+                                               stages, shared)
                 for h, part in parts.items()}
         return {h: ray.get(r, timeout=300) for h, r in refs.items()}
 

@@ -46,9 +46,11 @@ class SplitShaper:
 class SplitEmulation:
     def __init__(self, topo: Topology, network: NetworkConfig, session: Any,
                  host_of: dict[str, str], backend: dict, shaper: dict, ledger: Ledger,
-                 seed: int = 1) -> None:
+                 seed: int = 1, stages: list | None = None,
+                 shared: list[str] | None = None) -> None:
         self.topo, self.network, self.session, self.host_of = topo, network, session, host_of
         self.backend_cfg, self.shaper_cfg, self.ledger, self.seed = backend, shaper, ledger, seed
+        self.stages, self.shared = stages or [], shared or []  # what each agent's backend needs
         self.base = network.defaults()
         self.ips = topo.addresses()
         self.devs = topo.interfaces()
@@ -71,11 +73,13 @@ class SplitEmulation:
                            "mtu": self.session.cfg.tunnel_mtu} if carried else {}))
         self.built = sorted(set(self.host_of.values()))
         replies = self.session.build(self.topo, self.network, self.backend_cfg,
-                                     self.shaper_cfg, self.seed, self.host_of)
+                                     self.shaper_cfg, self.seed, self.host_of, self.stages,
+                                     self.shared)
         for n in self.topo.nodes:
             h = self.host_of[n.name]
             self.nodes[n.name] = RemoteNode(n.name, self.ips[n.name], h,
                                             self.session.agents[h])
+            self.nodes[n.name].python = replies[h]["python"][n.name]
         self.timings = {"nodes_s": max(r["timings"]["nodes_s"] for r in replies.values()),
                         "links_s": max(r["timings"]["links_s"] for r in replies.values()),
                         "up_s": time.monotonic() - t0}
@@ -148,20 +152,23 @@ class SplitEmulation:
                 "links": {k: v for p in parts.values() for k, v in p["links"].items()}}
 
 
-def split_up(exp: Any, ledger: Ledger) -> tuple[Any, SplitEmulation, dict]:
+def split_up(exp: Any, ledger: Ledger,
+             shared: list[str] | None = None) -> tuple[Any, SplitEmulation, dict]:
     """The run's hosts (a `HostSession`), placement and its emulation across them, up;
-    and the summary's `hosts` part. The caller tears down (`split_down`) in a finally."""
+    and the summary's `hosts` part. `shared`: the folders the run's backend gives its
+    nodes (the run's own). The caller tears down (`split_down`) in a finally."""
     from harness.hosts.placer import place
     from harness.hosts.session import HostSession
 
-    session = HostSession(exp.hosts, ledger)
+    session = HostSession(exp.hosts, ledger, exp.hosts.skew_ms)
     emu = None
     try:
         session.start()
         infos = [h.info for h in session.hosts]
         placement = place(exp.topology, infos, exp.hosts.place)
         emu = SplitEmulation(exp.topology, exp.network, session, placement.host_of,
-                             exp.backend, USERSPACE, ledger, exp.seed)
+                             exp.backend, USERSPACE, ledger, exp.seed,
+                             exp.pipeline.stages if exp.workload else [], shared)
         emu.start()
     except BaseException:
         split_down(session, emu)

@@ -101,7 +101,7 @@ def emulated(exp: Experiment, shaper: Shaper | None = None,
         backend, exp = make_backend(exp)
     ledger = Ledger.new()
     if exp.hosts.kind != "local":
-        with split(exp, ledger) as emu:
+        with split(exp, ledger, getattr(backend, "shared", [])) as emu:
             yield emu
         return
     emu: Emulation | None = None
@@ -121,7 +121,7 @@ def emulated(exp: Experiment, shaper: Shaper | None = None,
 
 
 @contextlib.contextmanager
-def split(exp: Experiment, ledger: Ledger) -> Iterator:
+def split(exp: Experiment, ledger: Ledger, shared: list[str]) -> Iterator:
     """The network over several hosts (`harness.hosts.split`): each host's agent builds
     its share; all of it, hosts included, torn down however the block exits. The
     emulation's `hosts_part` is the summary's `hosts` and `clock`."""
@@ -129,7 +129,7 @@ def split(exp: Experiment, ledger: Ledger) -> Iterator:
 
     session = emu = None
     try:
-        session, emu, part = split_up(exp, ledger)
+        session, emu, part = split_up(exp, ledger, shared)
         emu.hosts_part = part
         emu.clock_before, emu.clock_after = session.clock, None
         yield emu

@@ -28,11 +28,13 @@ import threading
 import time
 from typing import Any
 
+from harness.core import hostclock
 from harness.pipeline.routing import Health, Route
 
 
 class EventSink:
-    """Technique events of a stage as JSON lines (monotonic time; merged by the harness)."""
+    """Technique events of a stage as JSON lines (the coordinator's monotonic time,
+    `harness.core.hostclock`; merged by the harness)."""
 
     def __init__(self, path: str | None, hop: str) -> None:
         self.f = open(path, "a", buffering=1) if path else None
@@ -42,7 +44,7 @@ class EventSink:
     def __call__(self, kind: str, target: str, **detail: Any) -> None:
         if self.f is None:
             return
-        line = json.dumps({"t": time.monotonic(), "kind": kind, "target": target,
+        line = json.dumps({"t": hostclock.now(), "kind": kind, "target": target,
                            "by": self.hop, **detail})
         with self.lock:
             self.f.write(line + "\n")

@@ -16,12 +16,12 @@ import os
 import signal
 import sys
 import threading
-import time
 from concurrent import futures
 
 import grpc
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from harness.core import hostclock
 from harness.core.config import ConfigError
 from harness.pipeline.client import CONTROL_SERVICE, GRPC_OPTIONS
 from harness.pipeline.node import lean
@@ -79,7 +79,7 @@ def load_joiner(target: str, args: str, null: str | None, runner: Runner):
 
 
 def main(argv: list[str] | None = None) -> int:
-    t_start = time.monotonic()
+    t_start = hostclock.now()
     ap = argparse.ArgumentParser(prog="python -m harness.stage", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="ONNX partition to serve (omit with --null)")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < a.port < 65536 - (lean.OFFSET if a.lean else 0):
             raise ConfigError(f"--port={a.port}: must be 1-65535"
                               + (f" - {lean.OFFSET} with --lean" if a.lean else ""))
-        t_load = time.monotonic()
+        t_load = hostclock.now()
         if a.upstream:
             try:
                 runner: Runner = UpstreamRunner(a.upstream, a.name)
@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runner = Runner(a.model, a.providers.split(","), a.threads,
                             a.null.split(",") if a.null else None)
-        t_loaded = time.monotonic()
+        t_loaded = hostclock.now()
         first_inference(runner)
-        t_first = time.monotonic()
+        t_first = hostclock.now()
         load_s = t_loaded - t_load
         name = a.name or (os.path.splitext(os.path.basename(a.model))[0] if a.model
                           else "null")
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "upstream": getattr(runner, "metadata", None),
             # monotonic instants (shared by every namespace) for recovery breakdowns
             "t_start": t_start, "t_load": t_load, "t_loaded": t_loaded,
-            "t_first_inference": t_first, "t_ready": time.monotonic()}
+            "t_first_inference": t_first, "t_ready": hostclock.now()}
     if a.ready_file:
         from harness.core.files import write_json
 

@@ -29,6 +29,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from harness.core import hostclock
 from harness.pipeline.client import CHANNEL_OPTIONS
 from harness.pipeline.codec import decode_outputs, infer_request
 from harness.workload.samples.base import SampleLibrary, build
@@ -42,10 +43,10 @@ def payload(lib: SampleLibrary, plan: dict, sample_id: int) -> dict[str, np.ndar
 
 
 def sleep_until(t: float) -> None:
-    left = t - time.monotonic()
+    left = t - hostclock.now()
     if left > SPIN_S:
         time.sleep(left - SPIN_S)
-    while time.monotonic() < t:
+    while hostclock.now() < t:
         pass
 
 
@@ -150,7 +151,7 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     output = plan["output"]
 
     def finish(rid: int, sent_s: float, fut: grpc.Future) -> None:
-        done_s = time.monotonic() - t0
+        done_s = hostclock.now() - t0
         r: dict[str, Any] = {"request_id": rid, "sent_s": sent_s}
         try:
             resp = fut.result()
@@ -173,7 +174,7 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
     for (rid, sample, sched), msg in zip(requests, msgs, strict=True):
         msg = fault.apply(msg, plan, sample, rid, sched)
         sleep_until(t0 + sched)
-        now = time.monotonic()
+        now = hostclock.now()
         with rec.lock:
             rec.pending += 1
         fut = stub.ModelInfer.future(msg, timeout=max(0.001, deadline - now))
@@ -181,13 +182,13 @@ def run(plan: dict, out: str, start: Any = sys.stdin) -> int:
         fut.add_done_callback(lambda f, rid=rid, s=sent_s: finish(rid, s, f))
     with rec.lock:
         rec.done.wait_for(lambda: rec.pending == 0,
-                          timeout=max(0.0, deadline - time.monotonic()) + 5)
+                          timeout=max(0.0, deadline - hostclock.now()) + 5)
     rec.f.close()
     # Leave once the schedule is over and its last requests' SLO has passed: a sensor
     # exiting costs CPU, and a fleet's sensors finishing one after another would delay
     # the other sensors' last requests (a request still out by then is late anyway).
     end = min(deadline, t0 + plan.get("end_s", 0.0) + plan["slo_ms"] / 1000)
-    time.sleep(max(0.0, end - time.monotonic()))
+    time.sleep(max(0.0, end - hostclock.now()))
     channel.close()
     return 0
 

@@ -46,6 +46,7 @@ class DockerBackend(Backend):
         self.shown: list[tuple] = []
         self.stage_images: dict[str, str] = {}
         self.nodes: dict[str, DockerNode] = {}
+        self.boxed: set[str] = set()  # the nodes this backend runs as containers
         self.procs: Any = None  # the Mininet backend for nodes that stay processes
 
     # -- before anything changes ------------------------------------------------------
@@ -174,6 +175,7 @@ class DockerBackend(Backend):
             self.procs = MininetBackend()
             out.update(self.procs.start_nodes(procs, ips, ledger))
         boxed = [s for s in specs if self.is_container(s)]
+        self.boxed |= {s.name for s in boxed}
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = {s.name: pool.submit(self.start_node, s, ips[s.name], ledger)
                        for s in boxed}
@@ -236,9 +238,10 @@ class DockerBackend(Backend):
 
     def stop(self) -> None:
         """Kill every node's processes (launchers outside a container's PID namespace
-        would keep its cgroup busy), then remove this run's containers one at a time
-        (~0.2 s each): two containers exiting at once can deadlock Docker 20.10's
-        network controller for good (`harness.emulation.inventory.run_pids` says more)."""
+        would keep its cgroup busy), then remove the containers of this backend's nodes
+        (a host's share: emulated hosts share one daemon) one at a time (~0.2 s each):
+        two containers exiting at once can deadlock Docker 20.10's network controller
+        for good (`harness.emulation.inventory.run_pids` says more)."""
         try:
             if self.procs is not None:
                 self.procs.stop()
@@ -246,6 +249,7 @@ class DockerBackend(Backend):
             for node in self.nodes.values():
                 node.kill_all()
             mine = engine.run_containers(self.prefix) if self.prefix else []
-            for c in mine:
+            for c in [c for c in mine if (c.get("Labels") or {}).get(engine.LABEL_NODE)
+                      in self.boxed]:
                 engine.remove(c)
             self.nodes.clear()

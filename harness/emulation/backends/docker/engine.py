@@ -9,8 +9,10 @@ imported (`python -m harness.clean` imports every backend).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from harness.emulation.inventory import PREFIX_RE, ResourceKind, register
@@ -68,6 +70,25 @@ def run_containers(prefix: str) -> list[dict]:
     return out
 
 
+REMOVE_LOCK = "/run/hx-docker-remove.lock"
+
+
+@contextlib.contextmanager
+def one_removal_at_a_time() -> Iterator[None]:
+    """Held around a removal, by every process of the harness on this machine (a run's
+    teardown, host agents of emulated hosts sharing this daemon, harness.clean): two
+    containers exiting at once can deadlock Docker 20.10's network controller for good
+    (`harness.emulation.inventory.run_pids` says more)."""
+    import fcntl
+
+    with open(REMOVE_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def remove(container: dict) -> bool:
     """Kill and remove one container (its processes and cgroups go with it). Processes
     that joined its cgroups from outside its PID namespace (the harness's launchers) must
@@ -75,7 +96,8 @@ def remove(container: dict) -> bool:
     import docker.errors
 
     try:
-        client().api.remove_container(container["Id"], force=True)
+        with one_removal_at_a_time():
+            client().api.remove_container(container["Id"], force=True)
         return True
     except docker.errors.NotFound:
         return False
@@ -100,7 +122,8 @@ def _gone(container_id: str, timeout_s: float = 60) -> bool:
             return True
         time.sleep(0.1)
     try:
-        client().api.remove_container(container_id, force=True)
+        with one_removal_at_a_time():
+            client().api.remove_container(container_id, force=True)
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError:
