@@ -1,6 +1,6 @@
 """Faults in containers, end to end (root + Docker): every fault kind in one run, an
 out-of-memory kill, and a run killed -9 then cleaned (warm failover in containers runs
-over two emulated hosts: tests/test_hosts_docker_live.py)."""
+over emulated hosts: tests/test_hosts_run_live.py)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
-"""A run across emulated hosts, end to end (root): the digits pipeline split over two
-hosts against the same run on one."""
+"""A run across emulated hosts, end to end (root; Docker for the containers'): the digits
+pipeline split over two hosts against the same run on one, a dead agent or coordinator,
+and warm failover in containers to a third host from a host whose clock runs ahead."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.helpers import root_only, shared_run
+from tests.docker_kit import DOCKER, containers, docker_client, watching
+from tests.helpers import machine_state, root_only, shared_run
 from tests.helpers import run_pipeline as run
 
 pytestmark = [pytest.mark.needs_root, root_only]
@@ -124,30 +126,48 @@ def test_a_killed_coordinators_hosts_remove_the_run_within_30_s() -> None:
     assert not any(leftovers(prefix).values()), leftovers(prefix)
 
 
-def test_warm_failover_to_a_replica_on_a_third_host_and_a_clock_bound() -> None:
-    """e1 on h2, its replica e2 on h3: the crash of e1 costs nothing (as on one host);
-    the clocks are measured before and after; a bound tighter than they can be measured
-    makes the run INVALID, each host named (and nothing else does). h1, where the
-    sensors and the detecting stage d1 run, has a clock 250 ms ahead: measured, and the
-    detection still lands after the fault by what it takes on one host (without the
-    shift onto the coordinator's clock it came 250 ms late)."""
-    s, df, ev = run("technique=failover", "faults=edge_crash", "run.duration_s=6",
-                    "hosts=emulated", "hosts.n=3", "hosts.clock_bound_ms=0.05",
-                    "hosts.place={s1: h1, s2: h1, d1: h1, e1: h2, e2: h3, c1: h3}",
-                    "hosts.skew_ms={h1: 250}", valid=False)
-    assert s["hosts"]["nodes"]["e2"]["host"] == "h3"
+def test_warm_failover_in_containers_to_a_third_host_from_a_clock_ahead() -> None:
+    """Containers on three hosts (backend=docker): e1 on h2, its replica e2 on h3. The
+    crash of e1 (its container's processes, killed by h2's agent) costs what it costs on
+    one host, the answers are the model's, and every container is gone after it. h1, where
+    the sensors and the detecting stage d1 run, has a clock 250 ms ahead: measured, and
+    e1's detection still lands after the crash by what it takes on one host (without the
+    shift onto the coordinator's clock it came 250 ms late). A bound tighter than clocks
+    can be measured makes the run INVALID, each host named (and nothing else does)."""
+    docker_client()
+    before = containers()
+    with watching() as seen:
+        s, df, ev = run(*DOCKER, "technique=failover", "faults=edge_crash",
+                        "run.duration_s=6", "hosts=emulated", "hosts.n=3",
+                        "hosts.clock_bound_ms=0.05", "hosts.skew_ms={h1: 250}",
+                        "hosts.place={s1: h1, s2: h1, d1: h1, e1: h2, e2: h3, c1: h3}",
+                        valid=False)
+    assert s["backend"].endswith("DockerBackend")
+    assert {n: d["host"] for n, d in s["hosts"]["nodes"].items()} == {
+        "s1": "h1", "s2": "h1", "d1": "h1", "e1": "h2", "e2": "h3", "c1": "h3"}
+    # every node a container of this run, none on a docker network
+    nodes = {v[0] for name, states in seen.items() if name.startswith(s["prefix"])
+             for v in states}
+    assert nodes == {"s1", "s2", "d1", "e1", "e2", "c1"}, seen
+    assert all(v[6] == "none" for states in seen.values() for v in states)
     assert list(ev[ev["kind"] == "fault.crash"]["target"]) == ["e1"]
-    h1 = s["clock"]["h1"]["before"]
-    assert abs(h1["offset_ms"] - 250) <= h1["uncertainty_ms"], h1
-    assert abs(s["clock"]["h2"]["before"]["offset_ms"]) <= s["clock"]["h2"]["before"][
-        "uncertainty_ms"]
-    crash_t = float(ev[ev["kind"] == "fault.crash"]["t_s"].iloc[0])
-    detect_t = float(ev[ev["kind"] == "detect"]["t_s"].iloc[0])
-    assert 0 < detect_t - crash_t < 0.2 and 0 < s["mttd_ms"] < 200, (detect_t - crash_t, s)
     assert s["availability_after_fault"] >= 0.95 and s["mttr_ms"] <= 150, \
         (s["availability_after_fault"], s["mttr_ms"])
     after = df[df["scheduled_s"] > s["fault_at_s"] + 0.3]
     assert set(after["path"].dropna()) == {"d1:head>e2:middle>c1:tail"}
+    assert abs(s["accuracy"] - s["reference_accuracy"]) <= 0.01
+    h1 = s["clock"]["h1"]["before"]
+    assert abs(h1["offset_ms"] - 250) <= h1["uncertainty_ms"], h1
+    h2 = s["clock"]["h2"]["before"]
+    assert abs(h2["offset_ms"]) <= h2["uncertainty_ms"], h2
+    # e1's detection around the crash (on a busy machine a probe may time out during the
+    # warm-up too: that one is seconds earlier): after it, by what it takes on one host
+    crash_t = float(ev[ev["kind"] == "fault.crash"]["t_s"].iloc[0])
+    near = ev[(ev["kind"] == "detect") & (ev["target"] == "e1") & (ev["t_s"] > crash_t - 0.5)]
+    detect_t = float(near["t_s"].iloc[0])
+    assert 0 < detect_t - crash_t < 0.2 and 0 < s["mttd_ms"] < 200, (detect_t - crash_t, s)
     assert s["verdict_reasons"] == [
         f"clock: host {h}: uncertainty {s['clock'][h]['uncertainty_ms']:.3f} ms > bound "
         "0.050 ms (hosts.clock_bound_ms, else MTTD / 10)" for h in ("h1", "h2", "h3")]
+    assert containers() == before
+    assert not any(v for v in machine_state().values() if s["prefix"] in str(v))
