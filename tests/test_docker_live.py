@@ -31,6 +31,8 @@ from tests.helpers import (
 )
 
 pytestmark = [pytest.mark.needs_root, root_only]
+
+
 def test_baseline_in_containers_matches_processes_and_leaves_nothing() -> None:
     docker_client()
     before = containers()

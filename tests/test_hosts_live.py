@@ -62,7 +62,8 @@ def session():
     from harness.hosts.session import HostSession
 
     led = Ledger.new()
-    s = HostSession(HostsConfig(kind="emulated", n=2, lan_delay_ms=1.0), led, {"h2": 250.0})
+    s = HostSession(HostsConfig(kind="emulated", n=2, lan_delay_ms=1.0,
+                                skew_ms={"h2": 250.0}), led)
     try:
         s.start()
         yield s

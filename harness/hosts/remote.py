@@ -147,8 +147,10 @@ def _target(x: Any) -> str | None:
 
 
 class RemoteNode(EmuNode):
-    def __init__(self, name: str, ip: str, host: str, agent: Any) -> None:
+    def __init__(self, name: str, ip: str, host: str, agent: Any, python: str) -> None:
+        """`python`: the interpreter that runs harness code in the node, as its host has it."""
         self.name, self.ip, self.host, self.agent = name, ip, host, agent
+        self.python = python
         self.resources = RemoteResources(self)
 
     def call(self, method: str, *args: Any) -> Any:

@@ -53,16 +53,15 @@ class Heartbeat:
 
 
 def ray_get_all(refs: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    """Each host's answer (host -> Ray reference), waiting at most `timeout` for each."""
     import ray
 
     return {h: ray.get(r, timeout=timeout) for h, r in refs.items()}
 
 
 class HostSession:
-    def __init__(self, cfg: HostsConfig, ledger: Ledger,
-                 clock_offsets_ms: dict[str, float] | None = None) -> None:
+    def __init__(self, cfg: HostsConfig, ledger: Ledger) -> None:
         self.cfg, self.ledger = cfg, ledger
-        self.offsets_injected = clock_offsets_ms or {}
         self.lan: Any = None
         self.cluster: Any = None
         self.hosts: list = []  # ClusterHost
@@ -84,7 +83,7 @@ class HostSession:
             self.hosts = self.cluster.wait_hosts(self.cfg.n)
         else:
             self.hosts = connect(self.cfg.address)
-        self.agents = start_agents(self.hosts, self.ledger.prefix, self.offsets_injected,
+        self.agents = start_agents(self.hosts, self.ledger.prefix, self.cfg.skew_ms or {},
                                    self.cfg.lease_s)
         self.clock = self.measure_clocks()
         ray_get_all({h: a.set_clock.remote(self.clock[h].offset_ms)
@@ -134,7 +133,6 @@ class HostSession:
               shared: list[str] | None = None) -> dict[str, dict]:
         """Every host's share of `topo` (nodes by `host_of`), brought up by its agent,
         all at once; each host's reply (timings, nodes, links)."""
-        import ray
 
         from harness.emulation.share import shares
 
@@ -149,7 +147,7 @@ class HostSession:
         refs = {h: self.agents[h].build.remote(topo, network, backend, shaper, seed, part,
                                                stages, shared)
                 for h, part in parts.items()}
-        return {h: ray.get(r, timeout=300) for h, r in refs.items()}
+        return ray_get_all(refs, timeout=300)
 
     @property
     def carried_delay_ms(self) -> float:
@@ -160,11 +158,10 @@ class HostSession:
 
     def underlays(self, address: dict[str, str]) -> dict[str, str]:
         """Each host's device toward the others (its route to the next host's address)."""
-        import ray
 
         names = sorted(address)
         if len(names) == 1:
             return {names[0]: ""}
         refs = {h: self.agents[h].underlay.remote(address[names[(i + 1) % len(names)]])
                 for i, h in enumerate(names)}
-        return {h: ray.get(r, timeout=30) for h, r in refs.items()}
+        return ray_get_all(refs)

@@ -78,8 +78,7 @@ class SplitEmulation:
         for n in self.topo.nodes:
             h = self.host_of[n.name]
             self.nodes[n.name] = RemoteNode(n.name, self.ips[n.name], h,
-                                            self.session.agents[h])
-            self.nodes[n.name].python = replies[h]["python"][n.name]
+                                            self.session.agents[h], replies[h]["python"][n.name])
         self.timings = {"nodes_s": max(r["timings"]["nodes_s"] for r in replies.values()),
                         "links_s": max(r["timings"]["links_s"] for r in replies.values()),
                         "up_s": time.monotonic() - t0}
@@ -160,7 +159,7 @@ def split_up(exp: Any, ledger: Ledger,
     from harness.hosts.placer import place
     from harness.hosts.session import HostSession
 
-    session = HostSession(exp.hosts, ledger, exp.hosts.skew_ms)
+    session = HostSession(exp.hosts, ledger)
     emu = None
     try:
         session.start()
