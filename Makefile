@@ -7,6 +7,11 @@ PY     := $(VENV)/bin/python
 # Debian packages the harness drives: mnexec (mininet), ip/tc (iproute2), nft,
 # ethtool (offloads off for the delay line), iperf3 (bandwidth fidelity), ping.
 APT_PKGS := mininet iproute2 nftables ethtool iperf3 iputils-ping procps socat
+# A run starts dozens of Python processes (stages, sensors, delay lines, Ray workers):
+# each module is compiled once, when first imported, and its bytecode kept. pip does not
+# compile the venv's ~13,600 modules at install (half of a fresh install's minute); an
+# inherited PYTHONDONTWRITEBYTECODE would make every process compile what it imports.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup sys-deps venv test lint bench gate fuzz chaos clean-runs doctor images
 
@@ -26,7 +31,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	@touch $@
 
 lint: venv
