@@ -68,7 +68,7 @@ class FakeNode(EmuNode):
 class FakeBackend(Backend):
     name = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, zygote: bool = True) -> None:  # the mininet group's keys: no processes
         self.calls: list = []
 
     def start_node(self, spec: Node, ip: str, ledger: Ledger) -> EmuNode:

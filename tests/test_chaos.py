@@ -53,8 +53,9 @@ def test_a_run_killed_mid_fault_leaves_nothing_after_clean(tmp_path: Path) -> No
 
 
 def test_without_clean_the_trial_reports_the_kill_s_leftovers(tmp_path: Path) -> None:
-    """The check can fail: skip the clean-up and the orphans are found (then removed)."""
-    t = chaos.run_trial(chaos.Trial(2, "mininet", "stages", 0.1), tmp_path, clean=["true"])
+    """The check can fail: skip the clean-up and the orphans are found (then removed).
+    Killed mid-fault: the stages, forked by a zygote that leaves with the run, are up."""
+    t = chaos.run_trial(chaos.Trial(2, "mininet", "faults", 0.2), tmp_path, clean=["true"])
     try:
         assert t.killed and t.prefix
         assert {"netns", "processes", "state_files"} <= set(t.leftovers), t.leftovers

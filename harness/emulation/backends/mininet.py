@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,6 +27,7 @@ from harness.emulation.ledger import Ledger
 from harness.emulation.tc import EmulationError
 from harness.emulation.topology import Node
 from harness.emulation.wiring import WORKERS
+from harness.emulation.zygote.client import Forked, Zygote, forkable
 
 
 class HarnessHost(Host):
@@ -74,22 +78,44 @@ class PeerLink:
 
 
 class MininetNode(EmuNode):
-    def __init__(self, host: HarnessHost, ip: str, cgroup: NodeCgroup) -> None:
+    def __init__(self, host: HarnessHost, ip: str, cgroup: NodeCgroup,
+                 zygote: Callable[[], Zygote] | None = None) -> None:
         self.host = host
         self.name = host.name
         self.ip = ip
         self.resources = cgroup
+        self.zygote = zygote  # the backend's, started when first asked for
 
     @property
     def ns_pid(self) -> int:
         return self.host.pid
 
     def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
-        # `mnexec -da PID argv`: setsid, join PID's namespaces, exec argv in place (no
-        # fork, as the child does not lead its process group): Popen.pid is argv's pid.
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
+        if self.zygote is not None and forkable(argv, self.python, kwargs):
+            return self.fork(self.zygote(), argv, kwargs)  # type: ignore[return-value]
+        # `mnexec -da PID argv`: setsid, join PID's namespaces, exec argv in place (no
+        # fork, as the child does not lead its process group): Popen.pid is argv's pid.
         return self.host.popen(argv, **kwargs)
+
+    def fork(self, zygote: Zygote, argv: list[str], kwargs: dict[str, Any]) -> Forked:
+        """A node process forked by the zygote: in this node's network namespace and
+        cgroups (a frozen freezer cgroup joined from here once it is in the others, as
+        `started_joined` does), with the environment mnexec would have given it."""
+        join = self.resources.preexec()
+        try:
+            p = zygote.spawn(argv, f"/proc/{self.host.pid}/ns/net", join.files,
+                             kwargs.get("env") or self.host.run_env, kwargs.get("cwd"),
+                             kwargs.get("stdin"), kwargs["stdout"], kwargs["stderr"],
+                             bool(kwargs.get("text")))
+        except EmulationError as e:
+            raise EmulationError(f"{self.name}: {e}") from None
+        finally:
+            join.close()
+        if join.later:
+            join.adopt(p.pid)
+        return p
 
     def keep_pids(self) -> set[int]:
         return {self.host.pid}
@@ -98,7 +124,14 @@ class MininetNode(EmuNode):
 class MininetBackend(Backend):
     name = "mininet"
 
-    def __init__(self) -> None:
+    def __init__(self, zygote: bool = True) -> None:
+        """`zygote`: node processes of the harness's own (stages, sensors, controllers)
+        are forks of one process that imported their libraries once
+        (`harness.emulation.zygote`); false: each starts Python afresh, via mnexec."""
+        self.use_zygote = zygote
+        self._zygote: Zygote | None = None
+        self.zygote_lock = threading.Lock()
+        self.run_env: dict[str, str] = {}
         setLogLevel("output")
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            waitConnected=False)
@@ -110,14 +143,15 @@ class MininetBackend(Backend):
     def start_nodes(self, specs: list[Node], ips: dict[str, str],
                     ledger: Ledger) -> dict[str, EmuNode]:
         HarnessHost.checkSetup()  # Mininet's one-time class set-up, before the threads
-        env = ledger.env()
+        env = self.run_env = ledger.env()
+        zygote = self.zygote if self.use_zygote else None
 
         def one(spec: Node) -> MininetNode:
             cgroup = NodeCgroup(f"{ledger.prefix}-{spec.name}")
             cgroup.set_cpu(spec.cpu)
             cgroup.set_memory(spec.mem_mb)
             host = HarnessHost(spec.name, env=env, cgroup=cgroup, ip=None)
-            return MininetNode(host, ips[spec.name], cgroup)
+            return MininetNode(host, ips[spec.name], cgroup, zygote)
 
         with ThreadPoolExecutor(max_workers=2 * WORKERS) as pool:
             futures = {s.name: pool.submit(one, s) for s in specs}
@@ -178,6 +212,16 @@ class MininetBackend(Backend):
                     shell.kill()
             node.host.cleanup()  # closes its pty, reaps the shell
         self.nodes.clear()
+        with self.zygote_lock:
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
+
+    def zygote(self) -> Zygote:
+        with self.zygote_lock:
+            if self._zygote is None:
+                self._zygote = Zygote(sys.executable, self.run_env)
+            return self._zygote
 
     def cli(self) -> None:
         import sys

@@ -7,8 +7,8 @@ shared page (onnxruntime's, grpc's and numpy's libraries, mapped by every
 stage) between the processes mapping it, so the PSS of all stages adds up to
 what they take from this machine; USS (private pages) is what one more
 stage costs. The stage is found from its launcher's Popen: the process itself
-(Mininet) or the launcher's descendant running the stage server (`nsenter`
-into a container), as the host's /proc sees it.
+(Mininet: exec'd, or forked by the zygote) or the launcher's descendant running
+the stage server (`nsenter` into a container), as the host's /proc sees it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 RSS_GOAL_MB = 60.0  # per stage (issue 10): a device-class budget
 SERVER = b"harness.pipeline.node.server"
+FORKED_SERVER = "hx-server"  # the name a stage forked by the zygote gives itself
 
 
 def _children(pid: int) -> list[int]:
@@ -34,7 +35,8 @@ def stage_pid(pid: int) -> int | None:
     while todo:
         p = todo.pop(0)
         try:
-            if SERVER in Path(f"/proc/{p}/cmdline").read_bytes():
+            if SERVER in Path(f"/proc/{p}/cmdline").read_bytes() or \
+                    Path(f"/proc/{p}/comm").read_text().strip() == FORKED_SERVER:
                 return p
         except OSError:
             continue
