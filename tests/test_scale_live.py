@@ -123,3 +123,45 @@ def test_scale_section_verdict_table_and_figure(tmp_path) -> None:
     assert fig is not None and fig[0].is_file()
     md = scale_md(linear, check(linear), fig)
     assert "| 210 | 245 | 1 | 3 |" in md and "](figures/scale.png)" in md
+
+
+@pytest.mark.needs_root
+@root_only
+def test_a_network_beyond_one_delay_line_gets_several(monkeypatch) -> None:
+    """No link cap: past LINKS_PER_LINE links (here 2, to keep it small) the shaper starts
+    another line process; each link is served by one line, a change reaches the line that
+    serves the link, counters come from every line, and teardown stops them all."""
+    import re
+    import statistics
+
+    from harness.core.config import LinkProps
+    from harness.emulation.shapers import userspace
+    from tests.helpers import rtt_median_ok
+
+    monkeypatch.setattr(userspace, "LINKS_PER_LINE", 2)
+    exp = compose_experiment("topology=device_edge_cloud", "network.delay_ms=5")
+
+    def rtt(emu, a: str, b: str) -> float:
+        out = emu.nodes[a].run(["ping", "-c", "5", "-i", "0.2", "-W", "2", emu.ips[b]],
+                               timeout=20)
+        return statistics.median(float(x) for x in re.findall(r"time=([\d.]+) ms", out))
+
+    with emulated(exp) as emu:
+        sh = emu.shaper
+        prefix = emu.ledger.prefix
+        lines = list(sh.lines)  # type: ignore[attr-defined]
+        assert len(emu.links) == 8 and len(lines) == 4  # 2 links each
+        assert len({line.proc.pid for line in lines}) == len(lines)
+        serves = {name: lines.index(line) for name, line in sh.line_of.items()}
+        assert sorted(serves) == sorted(emu.links)
+        assert serves["e1-c1"] != serves["d1-e1"], serves
+        assert rtt_median_ok(rtt(emu, "e1", "c1"), 10.0)
+        emu.set_link("e1-c1", LinkProps(delay_ms=15.0))
+        assert rtt_median_ok(rtt(emu, "e1", "c1"), 30.0)
+        assert rtt_median_ok(rtt(emu, "d1", "e1"), 10.0)  # the other line's link as it was
+        stats = sh.stats()
+        assert sorted(stats) == sorted(emu.links)
+        assert stats["e1-c1"]["fwd"]["fwd_frames"] >= 10 and \
+            stats["d1-e1"]["fwd"]["fwd_frames"] >= 5, stats
+    assert all(line.proc.poll() is not None for line in lines)
+    assert not any(leftovers(prefix).values()), leftovers(prefix)

@@ -136,3 +136,9 @@ def test_forked_stages_share_their_libraries_pages() -> None:
     assert len(df_f) == len(df_e)
     assert forked["stage_pss_mb"]["p50"] <= execd["stage_pss_mb"]["p50"] - 8, (
         forked["stage_pss_mb"], execd["stage_pss_mb"])
+    # the footprint names the helpers each run had: one delay line each, a zygote (which
+    # imported numpy, grpc and the stubs: a tenth of a second at least) only when forking
+    fp, fe = forked["footprint"], execd["footprint"]
+    assert fp["delay_line"]["n"] == fe["delay_line"]["n"] == 1, (fp, fe)
+    assert fp["zygote"]["n"] == 1 and fp["zygote"]["cpu_s"] >= 0.1, fp
+    assert fe["zygote"] == {"n": 0, "cpu_s": 0.0, "peak_rss_mb": 0.0}, fe

@@ -7,7 +7,7 @@ the bench's own (rich, pandas, seaborn) is not part of it. Each child composes t
 experiment and brings the network up and down through `emulated`, the code path of
 `python -m harness`, and prints its timings, the CPU time it and its children used
 (load on the machine barely moves it, where it stretches wall time), its own RSS and
-the delay line's while the network is up.
+the delay lines' (summed: one per 400 links) while the network is up.
 """
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ def one(n_edges: int, devices: int, sensors: int, *overrides: str) -> dict:
                              f"topology.sensors_per_device={sensors}", *overrides)
     cpu0 = _cpu_s()
     with emulated(exp) as emu:
-        line = getattr(emu.shaper, "line", None)
+        lines = getattr(emu.shaper, "lines", [])
+        rss = [_rss_mb(line.proc.pid) for line in lines]
         row = {"nodes": len(emu.nodes), "links": len(emu.links), "shaper": emu.shaper.name,
-               "rss_harness_mb": _rss_mb("self"),
-               "rss_delayline_mb": _rss_mb(line.proc.pid) if line else None}
+               "rss_harness_mb": _rss_mb("self"), "delay_lines": len(lines),
+               "rss_delayline_mb": sum(r for r in rss if r) if lines else None}
     t = emu.timings
     return row | {"nodes_s": t["nodes_s"], "links_s": t["links_s"], "up_s": t["up_s"],
                   "down_s": t["teardown_s"], "cpu_s": _cpu_s() - cpu0,

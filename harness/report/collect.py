@@ -32,6 +32,10 @@ def run_row(run_dir: Path, label: str | None = None) -> dict:
            "reasons": "; ".join(s.get("verdict_reasons") or []),
            "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99")}
     row.update({k: s.get(k) for k in METRICS})
+    # the harness's own CPU (its process and helpers): is it the bottleneck it measures?
+    fp = s.get("footprint") or {}
+    row["harness_cpu_s"] = (None if not fp else fp["harness_cpu_s"] + sum(
+        (fp.get(k) or {}).get("cpu_s", 0.0) for k in ("delay_line", "zygote")))
     row["provenance"] = s.get("provenance")
     return row
 

@@ -25,7 +25,8 @@ from harness.report.stats import median_ci, paired_difference
 SUMMARY_COLS = [("availability", "availability"),
                 ("availability_after_fault", "avail. after fault"),
                 ("accuracy_after_fault", "accuracy after fault"), ("p50_ms", "p50 ms"),
-                ("p99_ms", "p99 ms"), ("mttd_ms", "MTTD ms"), ("mttr_ms", "MTTR ms")]
+                ("p99_ms", "p99 ms"), ("mttd_ms", "MTTD ms"), ("mttr_ms", "MTTR ms"),
+                ("harness_cpu_s", "harness CPU s")]
 PAIRED_COLS = [("availability_after_fault", "avail. after fault"),
                ("accuracy_after_fault", "accuracy after fault"), ("p50_ms", "p50 ms"),
                ("cpu_s", "stage CPU s")]

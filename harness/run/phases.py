@@ -20,6 +20,7 @@ from harness.core.provenance import provenance
 from harness.emulation.network import Emulation
 from harness.faults.injector import FaultInjector
 from harness.measure.live.fidelity import check_links
+from harness.measure.live.footprint import footprint, own_cpu_s
 from harness.measure.live.link_samples import COLUMNS as LINK_COLUMNS
 from harness.measure.live.link_samples import LinkSampler
 from harness.run.events import EVENT_COLUMNS, EventLog
@@ -45,7 +46,8 @@ class Run:
         self.header: dict = {}
         self.provenance: dict = {}
         self.warnings: list[str] = []
-        self.net: dict = {}  # prefix, network, link_stats
+        self.net: dict = {}  # prefix, network, link_stats, footprint
+        self.cpu_up = 0.0
         self.started = time.time()
         self.summary: dict = {}
 
@@ -114,6 +116,7 @@ class Run:
         assert emu is not None
         self.net = {"prefix": emu.ledger.prefix, "network": emu.describe(),
                     **getattr(emu, "hosts_part", {})}  # across hosts: hosts, clock
+        self.cpu_up = own_cpu_s()  # the harness's own CPU from here: the footprint
         log.info("network up in %.2fs (shaper=%s, prefix=%s)", emu.timings["up_s"],
                  emu.shaper.name, emu.ledger.prefix)
         if self.exp.fidelity.enabled:
@@ -151,6 +154,9 @@ class Run:
         self.reasons += injector.errors + emu.trace_errors()
         self.reasons += getattr(emu, "host_errors", list)()  # across hosts: a dead agent
         self.net["link_stats"] = emu.shaper.stats()
+        if getattr(emu, "hosts_part", None) is None:  # this machine's helpers only
+            self.net["footprint"] = footprint(self.cpu_up, {
+                "delay_line": emu.shaper.processes(), **emu.backend.helpers()})
         self.events.record("run.end", "", {})
 
     def account(self) -> None:

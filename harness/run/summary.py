@@ -27,6 +27,7 @@ from harness.run.summary_hosts import HostClock, Hosts
 from harness.run.summary_parts import (
     Counters,
     FaultAction,
+    Footprint,
     JoinedAccuracy,
     LatencyMs,
     LatenessMs,
@@ -84,6 +85,8 @@ class Summary(Part):
     network: Network = a("nodes with addresses, links with configured properties")
     timings: Timings = a("nodes_s, links_s, up_s, teardown_s")
     link_stats: Counters = a("delay-line counters per link and direction ({} with netem)")
+    footprint: Footprint = a("the harness's own cost from network up to the run's end: "
+                             "its process, its delay lines, its zygote (one host only)")
     hosts: Hosts = a("across hosts: each host, each node's host and why, the links "
                      "carried between hosts, their MTU")
     clock: dict[str, HostClock] = a("across hosts: each host's clock against the "

@@ -134,6 +134,24 @@ class StageUssMb(Part):
     n: int
 
 
+class HelperCost(Part):
+    """A kind of helper process: how many, their CPU seconds since each started, their
+    peak resident sets summed (MiB)."""
+
+    n: int
+    cpu_s: float
+    peak_rss_mb: float
+
+
+class Footprint(Part):
+    """The harness's own cost (harness/measure/live/footprint.py)."""
+
+    harness_cpu_s: float = d("CPU seconds of the harness process, network up to run end")
+    harness_peak_rss_mb: float = d("its peak resident set, MiB")
+    delay_line: HelperCost | None = d("the userspace shaper's delay lines", None)
+    zygote: HelperCost | None = d("the process node processes fork from", None)
+
+
 class WallClock(Part):
     """Unix time of the run (a sweep tells from it which jobs ran at once)."""
 

@@ -241,6 +241,10 @@ class Backend(ABC):
     def share(self, path: str) -> None:  # noqa: B027 - most backends share the host's files
         """A host directory the node processes read and write (the run's folder)."""
 
+    def helpers(self) -> dict[str, list[int]]:
+        """Pids of its own helper processes by kind (the summary's footprint counts them)."""
+        return {}
+
     @abstractmethod
     def stop(self) -> None:
         """Stop every node this backend started."""

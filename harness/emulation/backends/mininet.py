@@ -217,6 +217,10 @@ class MininetBackend(Backend):
                 self._zygote.close()
                 self._zygote = None
 
+    def helpers(self) -> dict[str, list[int]]:
+        with self.zygote_lock:
+            return {"zygote": [self._zygote.proc.pid] if self._zygote is not None else []}
+
     def zygote(self) -> Zygote:
         with self.zygote_lock:
             if self._zygote is None:

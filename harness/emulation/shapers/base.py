@@ -36,6 +36,10 @@ class Shaper(ABC):
     def stats(self) -> dict:
         return {}
 
+    def processes(self) -> list[int]:
+        """Pids of the processes it runs (the summary's footprint counts their cost)."""
+        return []
+
     def stop(self) -> None:  # noqa: B027
         """Undo setup (the ledger removes anything left)."""
 

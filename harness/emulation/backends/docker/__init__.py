@@ -236,6 +236,10 @@ class DockerBackend(Backend):
             self.procs.show_link(*link)
         self.procs.cli()
 
+    def helpers(self) -> dict[str, list[int]]:
+        """Those of the nodes that stay processes (their zygote)."""
+        return self.procs.helpers() if self.procs is not None else {}
+
     def stop(self) -> None:
         """Kill every node's processes (launchers outside a container's PID namespace
         would keep its cgroup busy), then remove the containers of this backend's nodes
