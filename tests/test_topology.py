@@ -170,6 +170,27 @@ def test_folded_routes_forward_exactly_like_per_destination_routes(topo: str) ->
         assert n_routes < len(t.nodes) * (len(t.nodes) - 1) / 2  # per destination: N(N-1)
 
 
+def test_a_node_on_one_link_takes_its_neighbours_table_as_its_search_would() -> None:
+    """Wiring.hops gives a node on one link its neighbour's destinations instead of a
+    search; every table equals the search's, on a fleet-like tree (sensors on devices on
+    edges), a chain's two ends, and two nodes that only have each other."""
+    trees = exp_for("topology=edge_mesh", "topology.n_edges=3", "topology.devices_per_edge=2",
+                    "topology.sensors_per_device=2").topology
+    chain = Topology("chain", [Node(n) for n in "abcd"],
+                     [Link("a", "b"), Link("b", "c"), Link("c", "d")])
+    pair = Topology("pair", [Node("x"), Node("y")], [Link("x", "y")])
+    base = LinkProps(delay_ms=1)
+    for t in (trees, chain, pair):
+        t.validate()
+        w = Wiring(t, base)
+        leaves = [n.name for n in t.nodes if len(w.adj[n.name]) == 1]
+        assert leaves, t.name
+        for n in t.nodes:
+            assert w.hops(n.name) == t.next_hops(n.name, base), (t.name, n.name)
+    w = Wiring(chain, base)
+    assert w.hops("a") == {"b": "b", "c": "b", "d": "b"}  # by hand
+
+
 def test_cover_is_exactly_the_node_addresses() -> None:
     for n in (1, 2, 3, 100, 210, 254, 255, 600):
         t = Topology("t", [Node(f"n{i}") for i in range(n)], [])
