@@ -142,3 +142,29 @@ def test_forked_stages_share_their_libraries_pages() -> None:
     assert fp["delay_line"]["n"] == fe["delay_line"]["n"] == 1, (fp, fe)
     assert fp["zygote"]["n"] == 1 and fp["zygote"]["cpu_s"] >= 0.1, fp
     assert fe["zygote"] == {"n": 0, "cpu_s": 0.0, "peak_rss_mb": 0.0}, fe
+
+
+@pytest.mark.needs_root
+@root_only
+def test_a_node_with_a_memory_limit_starts_its_processes_afresh() -> None:
+    """A fork's library pages stay charged to the zygote's cgroup: on a node whose memory
+    is limited, the limit must count them as a device's memory would, so its processes
+    are exec'd (a Popen) while an unlimited node's are forked."""
+    exp = compose_experiment("topology=device_edge_cloud", "topology.edge_mem_mb=300")
+    with emulated(exp) as emu:
+        procs = {}
+        for name in ("d1", "e1"):
+            node = emu.nodes[name]
+            procs[name] = node.popen([node.python, "-m", "harness.measure.node.probe", "echo",
+                                      "--bind", emu.ips[name], "--port", "7302",
+                                      "--idle-s", "20"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert isinstance(procs["d1"], Forked)
+            assert isinstance(procs["e1"], subprocess.Popen)
+            for name, p in procs.items():
+                assert json.loads(p.stdout.readline()) == {"listening": 7302}
+                assert p.pid in emu.nodes[name].resources.pids()
+        finally:
+            for p in procs.values():
+                p.kill()
+                p.wait(10)

@@ -127,7 +127,8 @@ class MininetBackend(Backend):
     def __init__(self, zygote: bool = True) -> None:
         """`zygote`: node processes of the harness's own (stages, sensors, controllers)
         are forks of one process that imported their libraries once
-        (`harness.emulation.zygote`); false: each starts Python afresh, via mnexec."""
+        (`harness.emulation.zygote`), except on nodes with a memory limit (their limit
+        must count the libraries); false: each starts Python afresh, via mnexec."""
         self.use_zygote = zygote
         self._zygote: Zygote | None = None
         self.zygote_lock = threading.Lock()
@@ -151,7 +152,11 @@ class MininetBackend(Backend):
             cgroup.set_cpu(spec.cpu)
             cgroup.set_memory(spec.mem_mb)
             host = HarnessHost(spec.name, env=env, cgroup=cgroup, ip=None)
-            return MininetNode(host, ips[spec.name], cgroup, zygote)
+            # a node with a memory limit starts its processes afresh: a fork's library
+            # pages are charged to the zygote's cgroup, so the limit would not count them
+            # as a device's memory does
+            return MininetNode(host, ips[spec.name], cgroup,
+                               zygote if not spec.mem_mb else None)
 
         with ThreadPoolExecutor(max_workers=2 * WORKERS) as pool:
             futures = {s.name: pool.submit(one, s) for s in specs}
