@@ -129,6 +129,10 @@ class Emulation:
         t1 = time.monotonic()
         self.timings = {"nodes_s": t_nodes - t0, "links_s": t1 - t_nodes, "up_s": t1 - t0}
 
+    def run_started(self) -> None:
+        """The schedule starts (the backend starts processes as a device would from now)."""
+        self.backend.run_started()
+
     def stop(self) -> None:
         """Tear down everything of this run, whatever state it is in."""
         for st in self.links.values():

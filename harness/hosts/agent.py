@@ -117,8 +117,8 @@ class HostAgent:
 
     def emulation(self, op: str, *args: Any) -> Any:
         """A runtime change of the share (set_link, restore_link, set_link_up,
-        silence_node, partition, heal, follow_trace, stop_traces) or a reading
-        (trace_errors, describe)."""
+        silence_node, partition, heal, follow_trace, stop_traces), a reading
+        (trace_errors, describe), or the schedule's start (run_started)."""
         if op not in EMULATION_OPS:
             raise ValueError(f"not an emulation operation: {op}")
         return getattr(self.emu, op)(*args)
@@ -209,7 +209,8 @@ NODE_OPS = ("kill_all", "hang", "resume", "processes", "run", "net_run", "signal
             "start_image")
 RES_OPS = ("set_cpu", "set_memory", "cpu_usage_s", "oom_kills", "pids")
 EMULATION_OPS = ("set_link", "restore_link", "set_link_up", "silence_node", "partition",
-                 "heal", "follow_trace", "stop_traces", "trace_errors", "describe")
+                 "heal", "follow_trace", "stop_traces", "trace_errors", "describe",
+                 "run_started")
 
 
 def unnice() -> None:

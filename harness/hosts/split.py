@@ -96,6 +96,9 @@ class SplitEmulation:
     def _op(self, op: str, *args: Any, hosts: list[str] | None = None) -> dict[str, Any]:
         return self.each("emulation", op, *args, hosts=hosts)
 
+    def run_started(self) -> None:
+        self._op("run_started")
+
     def _ends(self, link: str) -> list[str]:
         st = self.links[link]
         return sorted({self.host_of[st.spec.a], self.host_of[st.spec.b]})

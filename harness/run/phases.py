@@ -132,6 +132,7 @@ class Run:
         """Start stages and sensors until all are ready; returns t0, the schedule's start."""
         assert self.emu is not None
         t0 = self.load.deploy(self.emu)
+        self.emu.run_started()  # what starts from here on starts as on a device: afresh
         self.events.t0 = t0
         self.events.record("run.start", "", {"up_s": self.emu.timings["up_s"]}, at=t0)
         return t0

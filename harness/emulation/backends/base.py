@@ -241,6 +241,9 @@ class Backend(ABC):
     def share(self, path: str) -> None:  # noqa: B027 - most backends share the host's files
         """A host directory the node processes read and write (the run's folder)."""
 
+    def run_started(self) -> None:  # noqa: B027 (most backends start processes one way)
+        """The run's schedule starts: processes started from now on are the system's."""
+
     def helpers(self) -> dict[str, list[int]]:
         """Pids of its own helper processes by kind (the summary's footprint counts them)."""
         return {}

@@ -79,7 +79,7 @@ class PeerLink:
 
 class MininetNode(EmuNode):
     def __init__(self, host: HarnessHost, ip: str, cgroup: NodeCgroup,
-                 zygote: Callable[[], Zygote] | None = None) -> None:
+                 zygote: Callable[[], Zygote | None] | None = None) -> None:
         self.host = host
         self.name = host.name
         self.ip = ip
@@ -93,8 +93,9 @@ class MininetNode(EmuNode):
     def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
-        if self.zygote is not None and forkable(argv, self.python, kwargs):
-            return self.fork(self.zygote(), argv, kwargs)  # type: ignore[return-value]
+        if self.zygote is not None and forkable(argv, self.python, kwargs) and \
+                (zygote := self.zygote()) is not None:
+            return self.fork(zygote, argv, kwargs)  # type: ignore[return-value]
         # `mnexec -da PID argv`: setsid, join PID's namespaces, exec argv in place (no
         # fork, as the child does not lead its process group): Popen.pid is argv's pid.
         return self.host.popen(argv, **kwargs)
@@ -130,6 +131,7 @@ class MininetBackend(Backend):
         (`harness.emulation.zygote`), except on nodes with a memory limit (their limit
         must count the libraries); false: each starts Python afresh, via mnexec."""
         self.use_zygote = zygote
+        self.forking = True  # until the run's schedule starts
         self._zygote: Zygote | None = None
         self.zygote_lock = threading.Lock()
         self.run_env: dict[str, str] = {}
@@ -226,8 +228,16 @@ class MininetBackend(Backend):
         with self.zygote_lock:
             return {"zygote": [self._zygote.proc.pid] if self._zygote is not None else []}
 
-    def zygote(self) -> Zygote:
+    def run_started(self) -> None:
+        """A process started from now on (a restart, a cold replica, a controller's move)
+        is part of what the run measures: it starts afresh, importing its libraries, as it
+        would on a device. Forking is the emulation's set-up only."""
+        self.forking = False
+
+    def zygote(self) -> Zygote | None:
         with self.zygote_lock:
+            if not self.forking:
+                return None
             if self._zygote is None:
                 self._zygote = Zygote(sys.executable, self.run_env)
             return self._zygote

@@ -236,6 +236,10 @@ class DockerBackend(Backend):
             self.procs.show_link(*link)
         self.procs.cli()
 
+    def run_started(self) -> None:
+        if self.procs is not None:
+            self.procs.run_started()
+
     def helpers(self) -> dict[str, list[int]]:
         """Those of the nodes that stay processes (their zygote)."""
         return self.procs.helpers() if self.procs is not None else {}
