@@ -61,6 +61,24 @@ def read_oom_kills(d: Path, v2: bool) -> int:
 TRANSIENT = (errno.EAGAIN, errno.EBUSY, errno.EINTR)
 
 
+def join_cgroups(procs_files: list[str], pid: bytes) -> None:
+    """Write `pid` into each `cgroup.procs` file, plain os calls only (it also runs between
+    a fork and an exec); a refusal that does not pass is OSError "joining FILE: reason"."""
+    for f in procs_files:
+        for attempt in range(20):
+            try:
+                fd = os.open(f, os.O_WRONLY)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
+                break
+            except OSError as e:
+                if e.errno not in TRANSIENT or attempt == 19:
+                    raise OSError(e.errno, f"joining {f}: {e.strerror}") from None
+                time.sleep(0.01)
+
+
 class Joiner:
     """A Popen preexec_fn: the child writes its pid into each `cgroup.procs` file before
     it execs (plain os calls only: it runs between fork and exec). Python reports any
@@ -77,21 +95,11 @@ class Joiner:
         self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
 
     def __call__(self) -> None:
-        pid = str(os.getpid()).encode()
-        for f in self.files:
-            for attempt in range(20):
-                try:
-                    fd = os.open(f, os.O_WRONLY)
-                    try:
-                        os.write(fd, pid)
-                    finally:
-                        os.close(fd)
-                    break
-                except OSError as e:
-                    if e.errno not in TRANSIENT or attempt == 19:
-                        os.write(self.w, f"joining {f}: {e.strerror}".encode())
-                        raise
-                    time.sleep(0.01)
+        try:
+            join_cgroups(self.files, str(os.getpid()).encode())
+        except OSError as e:
+            os.write(self.w, str(e.strerror).encode())
+            raise
 
     def why(self) -> str:
         try:

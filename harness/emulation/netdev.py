@@ -51,6 +51,18 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _names: list[str] = []  # the kernel's feature names, the same for every device
 
 
+def enter_netns(path: str) -> None:
+    """This thread (a process's only thread: the whole process) into the network
+    namespace at `path`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 def in_netns(path: str, fn: Callable[[], T]) -> T:
     """`fn()` run in a new thread inside the network namespace at `path` (e.g.
     /proc/PID/ns/net or /run/netns/NAME); its result, or its exception."""
@@ -58,13 +70,7 @@ def in_netns(path: str, fn: Callable[[], T]) -> T:
 
     def body() -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {path}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            enter_netns(path)
             out["value"] = fn()
         except BaseException as e:  # handed to the caller's thread
             out["error"] = e

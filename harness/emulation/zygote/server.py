@@ -18,7 +18,6 @@ ONNX Runtime is not imported here: it starts a thread of its own at import.
 from __future__ import annotations
 
 import ctypes
-import errno
 import json
 import os
 import selectors
@@ -28,12 +27,13 @@ import sys
 import time
 import traceback
 
+from harness.emulation.cgroups import join_cgroups
+from harness.emulation.netdev import enter_netns
+
 # what the node processes (`harness.*.node.*`) import before they do anything
 PRELOAD = ("numpy", "grpc", "google.protobuf", "tritonclient.grpc")
-CLONE_NEWNET = 0x40000000
 PR_SET_NAME = 15
 MAX_MSG = 1 << 20
-TRANSIENT = (errno.EAGAIN, errno.EBUSY, errno.EINTR)  # a cgroup's pids limit settling
 
 
 def threads() -> int:
@@ -48,30 +48,10 @@ def status_of(wait_status: int) -> int:
 def enter(req: dict) -> None:
     """In the child: the node's network namespace and cgroups, a session of its own."""
     os.setsid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(req["netns"], os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"entering {req['netns']}: {os.strerror(e)}")
-    finally:
-        os.close(fd)
-    pid = str(os.getpid()).encode()
-    for f in req["cgroups"]:
-        for attempt in range(20):
-            try:
-                cg = os.open(f, os.O_WRONLY)
-                try:
-                    os.write(cg, pid)
-                finally:
-                    os.close(cg)
-                break
-            except OSError as e:
-                if e.errno not in TRANSIENT or attempt == 19:
-                    raise OSError(e.errno, f"joining {f}: {e.strerror}") from None
-                time.sleep(0.01)
+    enter_netns(req["netns"])
+    join_cgroups(req["cgroups"], str(os.getpid()).encode())
     name = req["argv"][0].rsplit(".", 1)[-1]
-    libc.prctl(PR_SET_NAME, f"hx-{name}"[:15].encode(), 0, 0, 0)
+    ctypes.CDLL(None).prctl(PR_SET_NAME, f"hx-{name}"[:15].encode(), 0, 0, 0)
 
 
 def run_child(req: dict, fds: list[int], report: int, private: list[int]) -> None:
