@@ -216,25 +216,23 @@ class Zygote:
         wrap = [_wrap(f, mode, text) for f, mode in zip(ours, ("wb", "rb", "rb"), strict=True)]
         return Forked(self, reply["pid"], argv, *wrap)
 
+    def _ended(self, pid: int) -> int | None:
+        """(Under `cond`.) Its exit status, LOST_STATUS if it is gone with the zygote
+        before the zygote could say how, or None while it runs."""
+        if pid in self.statuses:
+            return self.statuses[pid]
+        return LOST_STATUS if self.gone and not Path(f"/proc/{pid}").exists() else None
+
     def status(self, pid: int) -> int | None:
         with self.cond:
-            if pid in self.statuses:
-                return self.statuses[pid]
-            if self.gone and not Path(f"/proc/{pid}").exists():
-                return LOST_STATUS
-        return None
+            return self._ended(pid)
 
     def wait(self, pid: int, timeout: float | None) -> int | None:
-        def done() -> int | None:
-            if pid in self.statuses:
-                return self.statuses[pid]
-            return LOST_STATUS if self.gone and not Path(f"/proc/{pid}").exists() else None
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             with self.cond:
-                got = done()
+                got = self._ended(pid)
                 if got is not None or left == 0:
                     return got
                 # after the zygote is gone nothing will notify: look again now and then
